@@ -1,0 +1,56 @@
+"""Place finished files under their final BIDS names, atomically, with optional sidecars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from .atomic import copy_file, write_json
+
+
+class _BidsSinkInputSpec(BaseInterfaceInputSpec):
+    in_files = traits.List(File(exists=True), mandatory=True, desc="files to place")
+    out_files = traits.List(traits.Str, mandatory=True, desc="absolute final paths, same order")
+    sidecars = traits.List(traits.Dict, desc="JSON written beside each output ({} for none)")
+    base_dir = traits.Str(mandatory=True, desc="every output must lie inside this folder")
+
+
+class _BidsSinkOutputSpec(TraitedSpec):
+    out_files = traits.List(File(exists=True))
+
+
+class BidsSink(SimpleInterface):
+    """Copy each input to its final path (write to a temporary name, then rename).
+
+    Inputs: ``in_files``, ``out_files``, ``sidecars`` (optional), ``base_dir``.
+    Outputs: ``out_files``.  Refuses any destination outside ``base_dir``.
+    """
+
+    input_spec = _BidsSinkInputSpec
+    output_spec = _BidsSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        ins, outs = self.inputs.in_files, self.inputs.out_files
+        if len(ins) != len(outs):
+            raise ValueError(f"{len(ins)} inputs but {len(outs)} destinations")
+        sidecars = self.inputs.sidecars if self.inputs.sidecars else [{}] * len(outs)
+        base = Path(self.inputs.base_dir).resolve()
+        written = []
+        for src, dst, meta in zip(ins, outs, sidecars, strict=True):
+            dst_path = Path(dst).resolve()
+            if base not in dst_path.parents:
+                raise ValueError(f"refusing to write {dst_path} outside {base}")
+            copy_file(src, dst_path)
+            if meta:
+                name = dst_path.name.split(".")[0] + ".json"
+                write_json(meta, dst_path.with_name(name))
+            written.append(str(dst_path))
+        self._results["out_files"] = written
+        return runtime

@@ -1,0 +1,207 @@
+"""Header-only DICOM reading: one :class:`SliceHeader` per file, or a reason it is unusable.
+
+Rule: :func:`read_slice_header` returns a :class:`SliceHeader` for a readable image file and
+raises :class:`UnusableFile` (with a human reason naming the file) for anything else: not
+DICOM, unreadable, no pixel data, truncated pixel data, or an image without the geometry tags a
+volume needs.  Derived values never raise; absent optional tags give ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+#: transfer syntaxes whose pixel data length we can check from the header
+_NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2",  # implicit little
+    "1.2.840.10008.1.2.1",  # explicit little
+    "1.2.840.10008.1.2.2",  # explicit big (retired)
+}
+
+
+class UnusableFile(Exception):
+    """A file that cannot contribute a slice; ``str()`` names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, header: SliceHeader | None = None):
+        self.path = str(path)
+        self.reason = reason
+        #: the file's header keys when they were readable (so the file's series is known)
+        self.header = header
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class SliceHeader:
+    """The grouping, ordering and geometry keys of one single-frame DICOM file."""
+
+    path: str
+    series_uid: str
+    series_number: int | None
+    instance_number: int | None
+    echo_number: int | None
+    image_type: tuple[str, ...]
+    orientation: tuple[float, ...]  # ImageOrientationPatient, 6 direction cosines
+    position: tuple[float, float, float]  # ImagePositionPatient
+    rows: int
+    columns: int
+    pixel_spacing: tuple[float, float]
+    temporal_position: int | None
+    acquisition_time: str | None
+    series_description: str
+    protocol_name: str
+    sequence_name: str
+    mr_acquisition_type: str
+    n_frames: int
+    #: private CSA / enhanced-frame flavours are recognised here so the converter can say
+    #: clearly that it does not handle them yet
+    flavour: str
+
+    @property
+    def normal(self) -> np.ndarray:
+        row = np.asarray(self.orientation[:3])
+        col = np.asarray(self.orientation[3:])
+        return np.cross(row, col)
+
+
+def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydicom.Dataset, int]:
+    """Read one file (plain or ``.gz``); return the dataset and the file size in bytes.
+
+    Raises :class:`UnusableFile` when the file is not DICOM or cannot be parsed, or (on a
+    header-only read) when its pixel data is shorter than the header says.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+            stream: io.BufferedIOBase = io.BytesIO(raw)
+            size = len(raw)
+        else:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below
+            size = path.stat().st_size
+        try:
+            ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
+            if stop_before_pixels:
+                problem = _pixel_length_problem(ds, size - stream.tell())
+                if problem:
+                    header = None
+                    with contextlib.suppress(UnusableFile):
+                        header = slice_header_from_dataset(ds, str(path))
+                    raise UnusableFile(path, problem, header)
+        finally:
+            stream.close()
+    except UnusableFile:
+        raise
+    except InvalidDicomError:
+        raise UnusableFile(path, "not a DICOM file (no DICM preamble or valid header)") from None
+    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UnusableFile(path, f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
+    return ds, size
+
+
+def _pixel_length_problem(ds: pydicom.Dataset, remaining: int) -> str | None:
+    """After a header-only read the stream sits at the pixel data tag: check what follows."""
+    if "Rows" not in ds or "Columns" not in ds:
+        return None  # not an image; reported by the caller
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    if syntax and syntax not in _NATIVE_SYNTAXES:
+        return None  # encapsulated: lengths are per fragment
+    if remaining <= 0:
+        return "no pixel data (file ends after the header)"
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    expected = int(ds.Rows) * int(ds.Columns) * frames * spp * bits // 8
+    available = remaining - 12 if syntax != "1.2.840.10008.1.2" else remaining - 8
+    if available < expected:
+        return f"truncated pixel data ({max(available, 0)} of {expected} bytes present)"
+    return None
+
+
+def _float_tuple(value, n: int, name: str, path: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise UnusableFile(path, f"{name} is not numeric: {value!r}") from None
+    if len(out) != n or not all(np.isfinite(out)):
+        raise UnusableFile(path, f"{name} must hold {n} finite numbers, got {value!r}")
+    return out
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def detect_flavour(ds: pydicom.Dataset) -> str:
+    """``enhanced`` (multi-frame functional groups), ``mosaic`` (Siemens CSA) or ``classic``."""
+    if "PerFrameFunctionalGroupsSequence" in ds or int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return "enhanced"
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "MOSAIC" in image_type:
+        return "mosaic"
+    return "classic"
+
+
+def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
+    """Build a :class:`SliceHeader`; raise :class:`UnusableFile` when a geometry key is absent."""
+    if "PixelData" not in ds and "Rows" not in ds:
+        sop = ds.get("SOPClassUID")
+        kind = UID(sop).name if sop else "no SOP class"
+        raise UnusableFile(path, f"DICOM without an image ({kind})")
+    flavour = detect_flavour(ds)
+    uid = str(ds.get("SeriesInstanceUID", "") or "")
+    if not uid:
+        raise UnusableFile(path, "SeriesInstanceUID is missing")
+    if flavour == "enhanced":
+        orientation: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+        position: tuple[float, ...] = (0.0, 0.0, 0.0)
+        spacing: tuple[float, ...] = (1.0, 1.0)
+    else:
+        for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+            if key not in ds:
+                raise UnusableFile(path, f"{key} is missing: cannot place the slice in space")
+        orientation = _float_tuple(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
+        position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", path)
+        spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing", path)
+    image_type = ds.get("ImageType") or []
+    if isinstance(image_type, str):
+        image_type = [image_type]
+    return SliceHeader(
+        path=path,
+        series_uid=uid,
+        series_number=_int_or_none(ds.get("SeriesNumber")),
+        instance_number=_int_or_none(ds.get("InstanceNumber")),
+        echo_number=_int_or_none(ds.get("EchoNumbers")),
+        image_type=tuple(str(v).upper() for v in image_type),
+        orientation=orientation,
+        position=position,  # type: ignore[arg-type]
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        temporal_position=_int_or_none(ds.get("TemporalPositionIdentifier")),
+        acquisition_time=str(ds.get("AcquisitionTime", "") or "") or None,
+        series_description=str(ds.get("SeriesDescription", "") or ""),
+        protocol_name=str(ds.get("ProtocolName", "") or ""),
+        sequence_name=str(ds.get("SequenceName", "") or ""),
+        mr_acquisition_type=str(ds.get("MRAcquisitionType", "") or ""),
+        n_frames=int(ds.get("NumberOfFrames", 1) or 1),
+        flavour=flavour,
+    )
+
+
+def read_slice_header(path: str | os.PathLike) -> SliceHeader:
+    """Header-only read of one file; raises :class:`UnusableFile` with the reason."""
+    ds, _ = open_dicom(path, stop_before_pixels=True)
+    return slice_header_from_dataset(ds, str(path))

@@ -1,0 +1,139 @@
+"""Group slice headers into series that can each form one NIfTI volume, and order them.
+
+A DICOM series (SeriesInstanceUID) is split where its files cannot share one voxel grid:
+echo number, image type, slice orientation and matrix size.  Within a group, slices are ordered
+by their position projected on the slice normal and, at each position, by acquisition order
+(temporal position, then instance number), which gives a volume-major file list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .headers import SliceHeader
+
+#: direction cosines that differ less than this are the same orientation
+ORIENTATION_TOLERANCE = 1e-4
+#: positions closer than this (mm) along the normal are the same slice location
+POSITION_TOLERANCE = 1e-3
+
+
+class SeriesGeometryError(ValueError):
+    """The files of a series cannot form one regular volume."""
+
+
+@dataclass(frozen=True)
+class SliceOrder:
+    """Files in volume-major order, with the slice and volume counts."""
+
+    files: tuple[str, ...]
+    n_slices: int
+    n_volumes: int
+    #: positions of the slices of the first volume along the normal (mm), ascending
+    distances: tuple[float, ...]
+
+
+def _rounded_orientation(orientation: Sequence[float]) -> tuple[float, ...]:
+    step = ORIENTATION_TOLERANCE * 10
+    return tuple(round(v / step) * step + 0.0 for v in orientation)
+
+
+def split_key(h: SliceHeader) -> tuple:
+    """What must be equal for two files of one series to share a volume."""
+    return (
+        h.series_uid,
+        h.echo_number,
+        h.image_type,
+        _rounded_orientation(h.orientation),
+        h.rows,
+        h.columns,
+        h.flavour,
+    )
+
+
+def series_id(h: SliceHeader) -> str:
+    """A stable, non-identifying id: series number plus a short hash of the split key."""
+    digest = hashlib.sha1(repr(split_key(h)).encode()).hexdigest()[:8]
+    number = f"{h.series_number:03d}" if h.series_number is not None else "none"
+    return f"sn{number}-{digest}"
+
+
+def group_series(headers: Iterable[SliceHeader]) -> dict[str, list[SliceHeader]]:
+    """Map series id -> headers, ordered by (series number, id)."""
+    groups: dict[str, list[SliceHeader]] = defaultdict(list)
+    for h in headers:
+        groups[series_id(h)].append(h)
+
+    def sort_key(item: tuple[str, list[SliceHeader]]):
+        sn = item[1][0].series_number
+        return (sn if sn is not None else 1 << 30, item[0])
+
+    return dict(sorted(groups.items(), key=sort_key))
+
+
+def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
+    """Order the files of one group; raise :class:`SeriesGeometryError` when not a volume."""
+    if not headers:
+        raise SeriesGeometryError("no files")
+    normal = headers[0].normal
+    dist = np.array([np.dot(normal, h.position) for h in headers])
+    order = np.argsort(dist, kind="stable")
+    # cluster equal positions
+    locations: list[list[int]] = []
+    last = None
+    for idx in order:
+        if last is None or dist[idx] - last > POSITION_TOLERANCE:
+            locations.append([])
+            last = dist[idx]
+        locations[-1].append(int(idx))
+    counts = {len(loc) for loc in locations}
+    if len(counts) != 1:
+        per = [len(loc) for loc in locations]
+        raise SeriesGeometryError(
+            "slice locations hold different numbers of images "
+            f"(min {min(per)}, max {max(per)} over {len(per)} locations): "
+            "incomplete time series or missing files"
+        )
+    n_volumes = counts.pop()
+
+    def acquisition_key(i: int):
+        h = headers[i]
+        return (
+            h.temporal_position if h.temporal_position is not None else 0,
+            h.instance_number if h.instance_number is not None else 0,
+            h.acquisition_time or "",
+            h.path,
+        )
+
+    per_location = [sorted(loc, key=acquisition_key) for loc in locations]
+    files = tuple(headers[per_location[s][v]].path
+                  for v in range(n_volumes) for s in range(len(locations)))
+    distances = tuple(float(dist[loc[0]]) for loc in per_location)
+    return SliceOrder(files=files, n_slices=len(locations), n_volumes=n_volumes,
+                      distances=distances)
+
+
+def check_uniform_spacing(distances: Sequence[float], rel_tol: float = 0.02,
+                          abs_tol: float = 0.02) -> float:
+    """Return the slice spacing (mm); raise :class:`SeriesGeometryError` on gaps or jitter."""
+    if len(distances) < 2:
+        return 0.0
+    steps = np.diff(np.asarray(distances, dtype=float))
+    median = float(np.median(steps))
+    if median <= 0:
+        raise SeriesGeometryError("slices share one position: cannot form a volume")
+    bad = np.flatnonzero(np.abs(steps - median) > max(abs_tol, rel_tol * median))
+    if bad.size:
+        i = int(bad[0])
+        missing = steps[i] / median - 1
+        hint = f" (about {round(missing)} missing slice(s))" if missing > 0.5 else ""
+        raise SeriesGeometryError(
+            f"non-uniform slice spacing: step {steps[i]:.4g} mm between slices {i} and {i + 1} "
+            f"where the others are {median:.4g} mm{hint}"
+        )
+    return float((distances[-1] - distances[0]) / (len(distances) - 1))

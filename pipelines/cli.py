@@ -1,0 +1,142 @@
+"""``anatprep`` command line: run, demo, config.
+
+Exit codes: 0 success; 1 internal error; 2 bad config or arguments; 3 no usable data;
+4 some subjects or series failed (the others completed; failures listed with crash files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from interfaces import __version__
+
+from .config import Config, ConfigError, dump_config, load_config
+from .execution import (
+    EXIT_INTERNAL,
+    EXIT_NO_DATA,
+    EXIT_OK,
+    EXIT_USAGE,
+    NoDataError,
+    RunSummary,
+    UsageError,
+    run_study,
+)
+
+LOG = logging.getLogger("anatprep")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="anatprep",
+        description="DICOM -> BIDS NIfTI -> reorientation -> ANTs brain extraction, on nipype.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 bad config/arguments, 3 no usable data, "
+               "4 some subjects failed.",
+    )
+    p.add_argument("--version", action="version", version=f"anatprep {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", type=Path, help="YAML config (see configs/default.yaml)")
+        sp.add_argument("--work-dir", type=Path, help="nipype work dir and logs "
+                        "(default: OUTPUT.work beside OUTPUT)")
+        sp.add_argument("--n-procs", type=int, help="parallel processes (MultiProc)")
+        sp.add_argument("--mem-gb", type=float, help="memory budget in GB (MultiProc)")
+        sp.add_argument("-v", "--verbose", action="store_true", help="show nipype's node log")
+
+    run = sub.add_parser("run", help="convert and process a DICOM folder")
+    run.add_argument("input", type=Path, help="DICOM folder (one sub-folder per subject)")
+    run.add_argument("output", type=Path, help="BIDS output folder")
+    run.add_argument("--participant-label", nargs="+", metavar="LABEL",
+                     help="only these subjects (with or without 'sub-')")
+    common(run)
+
+    demo = sub.add_parser("demo", help="build a small synthetic DICOM study and run on it")
+    demo.add_argument("output", type=Path, help="folder for the demo DICOM and its outputs")
+    common(demo)
+
+    cfg = sub.add_parser("config", help="print the effective configuration as YAML")
+    cfg.add_argument("--config", type=Path, help="YAML config to merge over the defaults")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    if getattr(args, "work_dir", None):
+        out["execution.work_dir"] = str(args.work_dir)
+    if getattr(args, "n_procs", None) is not None:
+        out["execution.n_procs"] = args.n_procs
+    if getattr(args, "mem_gb", None) is not None:
+        out["execution.memory_gb"] = args.mem_gb
+    return out
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    nipype_config.set("execution", "check_version", "false")
+    level = "INFO" if verbose else "WARNING"
+    nipype_config.set("logging", "workflow_level", level)
+    nipype_config.set("logging", "interface_level", level)
+    nipype_logging.update_logging(nipype_config)
+
+
+def _prepare_environment(cfg: Config) -> None:
+    """ITK reads its thread count once per process: set it before any worker imports ANTs."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(cfg.brain_extraction.num_threads)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _report(summary: RunSummary, output: Path) -> None:
+    ok = [s for s in summary.subjects if s not in summary.failed_subjects]
+    print(f"anatprep: {len(ok)} of {len(summary.subjects)} subject(s) complete -> {output}")
+    figures = sorted((output / "derivatives" / "anatprep").glob("sub-*/**/figures/*.svg"))
+    for fig in figures:
+        print(f"  QC figure: {fig}")
+    if summary.unusable_files:
+        print(f"  {summary.unusable_files} file(s) were not usable DICOM (see the log above)")
+    for f in summary.failures:
+        print(f"FAILED {f.subject}: {f.node}\n  {f.message}\n  crash file: {f.crash_file}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            print(dump_config(load_config(args.config)), end="")
+            return EXIT_OK
+        cfg = load_config(args.config, _overrides(args))
+        _prepare_environment(cfg)
+        _setup_logging(args.verbose)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            summary, output = run_demo(args.output, cfg)
+        else:
+            summary = run_study(args.input, args.output, cfg, args.participant_label)
+            output = args.output
+        _report(summary, output)
+        return summary.exit_code
+    except (ConfigError, UsageError) as exc:
+        print(f"anatprep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoDataError as exc:
+        print(f"anatprep: no usable data: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
+    except KeyboardInterrupt:
+        print("anatprep: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # report, never a bare traceback for users
+        LOG.exception("internal error")
+        print(f"anatprep: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The YAML configuration as a typed, validated model.
+
+Defaults live here; ``configs/default.yaml`` is their YAML rendering (a test keeps the two
+equal).  Unknown keys, wrong types and impossible values are rejected before anything runs,
+with the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from interfaces.reorient import check_orientation_code
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem with its key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_regexes(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return patterns
+
+
+class SeriesRule(_Strict):
+    """Regexes (Python syntax, searched anywhere) deciding which series a rule matches."""
+
+    description: list[str] = Field(
+        default_factory=list,
+        description="searched in SeriesDescription, ProtocolName and SequenceName",
+    )
+    exclude_description: list[str] = Field(default_factory=list)
+    exclude_image_type: list[str] = Field(
+        default_factory=list, description="series whose ImageType holds one of these are not matched"
+    )
+    require_3d: bool = Field(False, description="only series with at least min_slices slices")
+    min_slices: int = Field(1, ge=1)
+
+    _validate = field_validator("description", "exclude_description", "exclude_image_type")(
+        classmethod(lambda cls, v: _check_regexes(v))
+    )
+
+
+def _default_rules() -> dict[str, SeriesRule]:
+    not_derived = ["DERIVED", "LOCALIZER", "SCREEN SAVE", "PROJECTION IMAGE", "MPR", "MIP"]
+    scouts = [r"(?i)local", r"(?i)scout", r"(?i)survey", r"(?i)aahead", r"(?i)calibration"]
+    return {
+        "T1w": SeriesRule(
+            description=[r"(?i)mp-?rage", r"(?i)spgr", r"(?i)bravo", r"(?i)tfl3d",
+                         r"(?i)t1[-_ ]?w", r"(?i)\bt1[-_ ]", r"(?i)^t1", r"(?i)mp2rage",
+                         r"(?i)fspgr", r"(?i)tfe3d|t1tfe"],
+            exclude_description=[*scouts, r"(?i)_nd$", r"(?i)\bpost\b"],
+            exclude_image_type=not_derived,
+            require_3d=True,
+            min_slices=40,
+        ),
+        "T2w": SeriesRule(
+            description=[r"(?i)t2[-_ ]?w", r"(?i)\bt2[-_ ]", r"(?i)^t2(?!\*)", r"(?i)spc",
+                         r"(?i)cube"],
+            exclude_description=[*scouts, r"(?i)flair", r"(?i)star"],
+            exclude_image_type=not_derived,
+            require_3d=False,
+            min_slices=10,
+        ),
+        "FLAIR": SeriesRule(
+            description=[r"(?i)flair"],
+            exclude_description=scouts,
+            exclude_image_type=not_derived,
+            require_3d=False,
+            min_slices=10,
+        ),
+    }
+
+
+class SeriesConfig(_Strict):
+    rules: dict[Literal["T1w", "T2w", "FLAIR"], SeriesRule] = Field(default_factory=_default_rules)
+    convert_other: bool = Field(
+        True, description="also convert series no rule matches (under extra/ with acq-<desc>)"
+    )
+
+
+class LabelsConfig(_Strict):
+    subject_level: int = Field(1, ge=1, le=5, description="folder level under INPUT naming the subject")
+    session_level: int | None = Field(None, ge=1, le=5, description="folder level naming the session")
+    subject_map: dict[str, str] = Field(
+        default_factory=dict, description="folder name -> subject label (else sanitized folder name)"
+    )
+
+    @model_validator(mode="after")
+    def _levels_differ(self):
+        if self.session_level is not None and self.session_level == self.subject_level:
+            raise ValueError("session_level must differ from subject_level")
+        return self
+
+
+class ConversionConfig(_Strict):
+    converter: Literal["anatprep"] = Field("anatprep", description="the default converter")
+    compression_level: int = Field(6, ge=1, le=9, description="gzip level of .nii.gz outputs")
+
+
+class ReorientConfig(_Strict):
+    orientation: str = Field("RAS", description="target 3-letter axis code")
+
+    @field_validator("orientation")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        return check_orientation_code(v)
+
+
+class BrainExtractionConfig(_Strict):
+    enabled: bool = True
+    template: Literal["robex", "custom"] = "robex"
+    template_head: str | None = None
+    template_mask: str | None = None
+    n4_spacing_mm: float = Field(6.0, gt=0, le=20)
+    n4_iterations: list[int] = Field(default_factory=lambda: [50, 50, 50], min_length=1)
+    registration_spacing_mm: float = Field(3.0, gt=0, le=10)
+    syn_iterations: list[int] = Field(default_factory=lambda: [60, 40, 20], min_length=1)
+    mask_sigma_mm: float = Field(1.0, ge=0, le=10)
+    threshold: float = Field(0.5, gt=0, lt=1)
+    random_seed: int = Field(42, ge=0)
+    num_threads: int = Field(1, ge=1, le=256, description="ITK threads per subject (1 = deterministic)")
+    volume_range_ml: tuple[float, float] = (700.0, 2600.0)
+    memory_gb: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _template_files(self):
+        if self.template == "custom" and not (self.template_head and self.template_mask):
+            raise ValueError("template 'custom' needs template_head and template_mask")
+        if self.volume_range_ml[0] >= self.volume_range_ml[1]:
+            raise ValueError("volume_range_ml must be [low, high] with low < high")
+        return self
+
+
+class ExecutionConfig(_Strict):
+    plugin: Literal["MultiProc", "Linear"] = "MultiProc"
+    n_procs: int | None = Field(None, ge=1, description="parallel processes (default: all cores)")
+    memory_gb: float | None = Field(None, gt=0, description="memory budget (default: 90% of RAM)")
+    work_dir: str | None = Field(None, description="default: <OUTPUT>.work beside OUTPUT")
+
+
+class Config(_Strict):
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    series: SeriesConfig = Field(default_factory=SeriesConfig)
+    conversion: ConversionConfig = Field(default_factory=ConversionConfig)
+    reorient: ReorientConfig = Field(default_factory=ReorientConfig)
+    brain_extraction: BrainExtractionConfig = Field(default_factory=BrainExtractionConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "literal_error":
+            msg = f"must be one of {err.get('ctx', {}).get('expected', '')}"
+        got = err.get("input")
+        got_text = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {path}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def validate_config(data: dict[str, Any] | None, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the YAML file, then ``overrides`` (dotted keys), validated together."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        node = data
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return validate_config(data, source)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100)

@@ -1,0 +1,207 @@
+"""Run a study: pre-flight checks, index, plan, build the workflow, execute, summarise.
+
+Failures are per node: one bad series or subject never stops the others (nipype keeps running
+independent branches); afterwards each crash file is mapped back to its subject.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interfaces import __version__
+from interfaces.atomic import atomic_write_bytes, write_json
+from interfaces.dicom_index import DicomIndex
+
+from .config import Config
+from .rules import SubjectPlan, plan_subjects
+
+LOG = logging.getLogger("anatprep")
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_NO_DATA = 3
+EXIT_PARTIAL = 4
+
+
+class UsageError(Exception):
+    """Bad arguments or paths, found before any work (exit code 2)."""
+
+
+class NoDataError(Exception):
+    """Nothing usable in INPUT (exit code 3)."""
+
+
+@dataclass
+class Failure:
+    subject: str
+    node: str
+    message: str
+    crash_file: str
+
+
+@dataclass
+class RunSummary:
+    subjects: list[str]
+    failures: list[Failure] = field(default_factory=list)
+    unusable_files: int = 0
+
+    @property
+    def failed_subjects(self) -> list[str]:
+        return sorted({f.subject for f in self.failures})
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.failures else EXIT_OK
+
+
+def check_paths(input_dir: Path, output_dir: Path, work_dir: Path) -> None:
+    """Fail early on a missing INPUT or an OUTPUT/work dir we cannot write."""
+    if not input_dir.is_dir():
+        raise UsageError(f"INPUT {input_dir} is not a directory")
+    in_res, out_res = input_dir.resolve(), output_dir.resolve()
+    if out_res == in_res or in_res in out_res.parents:
+        raise UsageError(f"OUTPUT {output_dir} must not be inside INPUT {input_dir}")
+    for label, folder in (("OUTPUT", output_dir), ("work dir", work_dir)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".anatprep-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"{label} {folder} is not writable: {exc.strerror or exc}") from None
+
+
+def default_work_dir(output_dir: Path) -> Path:
+    out = output_dir.resolve()
+    return out.parent / f"{out.name}.work"
+
+
+def index_input(input_dir: Path, work_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Run the DicomIndex interface; return the table path and its content."""
+    index_dir = work_dir / "index"
+    index_dir.mkdir(parents=True, exist_ok=True)
+    iface = DicomIndex(dicom_dir=str(input_dir.resolve()), folder_levels=5)
+    cwd = os.getcwd()
+    try:
+        os.chdir(index_dir)
+        result = iface.run(cwd=str(index_dir))
+    finally:
+        os.chdir(cwd)
+    table_file = result.outputs.series_table
+    return table_file, json.loads(Path(table_file).read_text())
+
+
+def _describe_unusable(table: dict[str, Any], limit: int = 5) -> str:
+    items = table.get("unusable", [])
+    lines = [f"  {u['path']}: {u['reason']}" for u in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more")
+    return "\n".join(lines)
+
+
+def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
+    """dataset_description.json (raw and derivatives), README, .bidsignore, participants.tsv."""
+    generated = [{"Name": "anatprep", "Version": __version__}]
+    raw_desc = output_dir / "dataset_description.json"
+    if not raw_desc.exists():
+        write_json({"Name": "anatprep conversion", "BIDSVersion": "1.9.0", "DatasetType": "raw",
+                    "GeneratedBy": generated}, raw_desc)
+    deriv = output_dir / "derivatives" / "anatprep"
+    write_json({"Name": "anatprep derivatives", "BIDSVersion": "1.9.0",
+                "DatasetType": "derivative", "GeneratedBy": generated}, deriv / "dataset_description.json")
+    readme = output_dir / "README"
+    if not readme.exists():
+        atomic_write_bytes(readme, b"BIDS dataset converted from DICOM by anatprep.\n"
+                                   b"Series no rule classified are kept under sub-*/extra/.\n")
+    atomic_write_bytes(output_dir / ".bidsignore", b"**/extra/\nextra/\n")
+    tsv = output_dir / "participants.tsv"
+    ids = {f"sub-{p.subject}" for p in plans}
+    if tsv.exists():
+        ids.update(line.split("\t")[0] for line in tsv.read_text().splitlines()[1:] if line)
+    atomic_write_bytes(tsv, ("participant_id\n" + "".join(f"{i}\n" for i in sorted(ids))).encode())
+
+
+def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) -> list[Failure]:
+    failures = []
+    if not crash_dir.is_dir():
+        return failures
+    for crash in sorted(crash_dir.glob("crash-*")):
+        if crash.stat().st_mtime < since - 1:
+            continue
+        text = crash.read_text(errors="replace")
+        node = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                     if ln.startswith("Node:")), crash.name)
+        parts = node.split(".")
+        subject = key_by_wf.get(parts[1], parts[1]) if len(parts) > 1 else "?"
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        message = next((ln.strip() for ln in reversed(lines)
+                        if "Error" in ln or "Exception" in ln), lines[-1] if lines else "")
+        failures.append(Failure(subject, node, message, str(crash)))
+    return failures
+
+
+def run_study(input_dir: Path, output_dir: Path, cfg: Config,
+              participant_labels: list[str] | None = None) -> RunSummary:
+    """Index INPUT, plan subjects, run the workflow, and summarise the outcome."""
+    from .workflows import init_anatprep_wf
+    from .workflows.anat import node_name
+
+    work_dir = Path(cfg.execution.work_dir) if cfg.execution.work_dir \
+        else default_work_dir(output_dir)
+    check_paths(input_dir, output_dir, work_dir)
+    log_dir = work_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    table_file, table = index_input(input_dir, work_dir)
+    if not table["series"]:
+        reason = "INPUT holds no files" if table["n_files"] == 0 else \
+            f"no usable DICOM among {table['n_files']} files:\n{_describe_unusable(table)}"
+        raise NoDataError(f"{input_dir}: {reason}")
+    plans = plan_subjects(table, cfg, participant_labels)
+    if not plans:
+        raise NoDataError(f"none of the participant labels {participant_labels} is in {input_dir}")
+    for item in table.get("unusable", []):
+        LOG.warning("skipped %s: %s", item["path"], item["reason"])
+    for plan in plans:
+        kinds = ", ".join(f"{s.stem} ({s.description})" for s in plan.series)
+        LOG.info("%s: %s", plan.key, kinds)
+        if not plan.t1w:
+            LOG.warning("%s: no series matched the T1w rules; nothing to skull-strip", plan.key)
+
+    n_files = {s["id"]: len(s.get("files") or []) for s in table["series"]}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_dataset_files(output_dir, plans)
+    wf = init_anatprep_wf(plans, table_file, output_dir.resolve(), work_dir, cfg, n_files)
+    wf.config["execution"].update({
+        "crashdump_dir": str(log_dir), "crashfile_format": "txt",
+        "stop_on_first_crash": "false", "remove_unnecessary_outputs": "false",
+        "create_report": "false", "hash_method": "content",
+    })
+    plugin_args: dict[str, Any] = {"raise_insufficient": False}
+    if cfg.execution.plugin == "MultiProc":
+        plugin_args["n_procs"] = cfg.execution.n_procs or os.cpu_count() or 1
+        if cfg.execution.memory_gb:
+            plugin_args["memory_gb"] = cfg.execution.memory_gb
+    started = time.time()
+    summary = RunSummary(subjects=[p.key for p in plans],
+                         unusable_files=len(table.get("unusable", [])))
+    try:
+        wf.run(plugin=cfg.execution.plugin, plugin_args=plugin_args)
+    except RuntimeError as exc:
+        key_by_wf = {node_name(f"{p.key}_wf"): p.key for p in plans}
+        summary.failures = _crash_failures(log_dir, started, key_by_wf)
+        if not summary.failures:
+            raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
+    return summary
+
+
+def clean_work_dir(work_dir: Path) -> None:
+    shutil.rmtree(work_dir, ignore_errors=True)

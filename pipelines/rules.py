@@ -1,0 +1,150 @@
+"""From the series table to a plan: subjects, sessions, and a BIDS name for every series.
+
+Labels come from folder names (or the config's subject map) and are reduced to BIDS's
+``[a-zA-Z0-9]`` alphabet, so no header field or folder name can steer a path outside OUTPUT.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config, SeriesRule
+
+_LABEL_RE = re.compile(r"[^A-Za-z0-9]")
+
+
+def sanitize_label(text: str, fallback: str = "unknown") -> str:
+    """BIDS label: letters and digits only (at most 64); ``fallback`` if nothing is left."""
+    label = _LABEL_RE.sub("", str(text))[:64]
+    return label or fallback
+
+
+@dataclass(frozen=True)
+class PlannedSeries:
+    series_id: str
+    datatype: str  # anat | extra
+    suffix: str  # T1w, T2w, FLAIR, or "" for unclassified
+    stem: str  # BIDS file name without extension
+    description: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def is_t1w(self) -> bool:
+        return self.suffix == "T1w"
+
+
+@dataclass
+class SubjectPlan:
+    subject: str
+    session: str | None
+    folder: str
+    series: list[PlannedSeries] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    @property
+    def rel_dir(self) -> str:
+        return f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
+
+    @property
+    def t1w(self) -> list[PlannedSeries]:
+        return [s for s in self.series if s.is_t1w]
+
+
+def _text_fields(entry: dict[str, Any]) -> list[str]:
+    return [entry.get(k) or "" for k in ("series_description", "protocol_name", "sequence_name")]
+
+
+def matches(rule: SeriesRule, entry: dict[str, Any]) -> bool:
+    texts = _text_fields(entry)
+    if not any(re.search(p, t) for p in rule.description for t in texts):
+        return False
+    if any(re.search(p, t) for p in rule.exclude_description for t in texts):
+        return False
+    image_type = " ".join(entry.get("image_type") or []).upper()
+    if any(re.search(p, image_type) for p in rule.exclude_image_type):
+        return False
+    if rule.require_3d and (entry.get("n_volumes") or 1) != 1:
+        return False
+    n_slices = entry.get("n_slices") or 0
+    return not (rule.require_3d and n_slices and n_slices < rule.min_slices)
+
+
+def classify(entry: dict[str, Any], cfg: Config) -> str:
+    """The first rule (T1w, T2w, FLAIR order) the series matches, or '' when none does."""
+    for suffix, rule in cfg.series.rules.items():
+        if matches(rule, entry):
+            return suffix
+    return ""
+
+
+def _subject_session(entry: dict[str, Any], cfg: Config, root_name: str) -> tuple[str, str | None, str]:
+    folders = entry.get("folders") or []
+    level = cfg.labels.subject_level
+    folder = folders[level - 1] if len(folders) >= level else root_name
+    mapped = cfg.labels.subject_map.get(folder, folder)
+    subject = sanitize_label(mapped.removeprefix("sub-"), "unknown")
+    session = None
+    if cfg.labels.session_level is not None:
+        lvl = cfg.labels.session_level
+        if len(folders) >= lvl:
+            session = sanitize_label(folders[lvl - 1].removeprefix("ses-"))
+    return subject, session, folder
+
+
+def plan_subjects(table: dict[str, Any], cfg: Config,
+                  participant_labels: list[str] | None = None) -> list[SubjectPlan]:
+    """Group series by subject/session and give each a unique BIDS stem."""
+    root_name = str(table.get("root", "input")).rstrip("/").rsplit("/", 1)[-1]
+    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
+    folders: dict[tuple[str, str | None], str] = {}
+    for entry in table["series"]:
+        subject, session, folder = _subject_session(entry, cfg, root_name)
+        groups[(subject, session)].append(entry)
+        folders.setdefault((subject, session), folder)
+    wanted = {sanitize_label(p.removeprefix("sub-")) for p in participant_labels or []}
+    plans = []
+    for key in sorted(groups, key=lambda k: (k[0], k[1] or "")):
+        subject, session = key
+        if wanted and subject not in wanted:
+            continue
+        plan = SubjectPlan(subject, session, folders[key])
+        plan.series = _name_series(plan, groups[key], cfg)
+        plans.append(plan)
+    return plans
+
+
+def _name_series(plan: SubjectPlan, entries: list[dict[str, Any]], cfg: Config) -> list[PlannedSeries]:
+    by_suffix: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in entries:
+        by_suffix[classify(entry, cfg)].append(entry)
+    named: list[PlannedSeries] = []
+    prefix = plan.key
+    for suffix in sorted(by_suffix, key=lambda s: (s == "", s)):
+        group = sorted(by_suffix[suffix], key=lambda e: (e.get("series_number") or 0, e["id"]))
+        if suffix == "" and not cfg.series.convert_other:
+            continue
+        seen: dict[str, int] = defaultdict(int)
+        for run, entry in enumerate(group, start=1):
+            desc = entry.get("series_description") or entry.get("protocol_name") or ""
+            if suffix:
+                run_part = f"_run-{run}" if len(group) > 1 else ""
+                stem = f"{prefix}{run_part}_{suffix}"
+                datatype = "anat"
+            else:
+                acq = sanitize_label(desc, "unknown")
+                seen[acq] += 1
+                number = entry.get("series_number")
+                run_label = f"{number}" if number is not None else f"{seen[acq]}"
+                stem = f"{prefix}_acq-{acq}_run-{run_label}"
+                if seen[acq] > 1 and f"{prefix}_acq-{acq}_run-{run_label}" in {s.stem for s in named}:
+                    stem = f"{stem}x{seen[acq]}"
+                datatype = "extra"
+            named.append(PlannedSeries(entry["id"], datatype, suffix, stem, desc,
+                                       tuple(entry.get("problems") or ())))
+    return named

@@ -1,0 +1,150 @@
+"""Workflow factories (niworkflows style): every factory returns a Workflow with an
+``inputnode`` and/or ``outputnode``; connections are given as one list of tuples."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from interfaces.bids_sink import BidsSink
+from interfaces.brain_extraction import AntsBrainExtraction
+from interfaces.convert import DicomToNifti
+from interfaces.qc import MaskReport
+from interfaces.reorient import Reorient
+from interfaces.templates import resolve_template
+
+from ..config import Config
+from ..rules import PlannedSeries, SubjectPlan
+
+DERIVATIVES = Path("derivatives") / "anatprep"
+
+
+def node_name(text: str) -> str:
+    """A nipype-safe node or workflow name."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
+    """Reorient a converted T1w, extract the brain with ANTs and draw the QC figure.
+
+    Inputs (``inputnode``): ``t1w`` (NIfTI from the converter), ``title`` (figure title).
+    Outputs (``outputnode``): ``t1w_preproc`` (reoriented, bias corrected), ``brain_mask``,
+    ``t1w_brain``, ``report`` (SVG), ``stats`` (JSON).
+    """
+    bex_cfg = cfg.brain_extraction
+    template = resolve_template(bex_cfg.template, bex_cfg.template_head, bex_cfg.template_mask)
+    wf = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["t1w", "title"]), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["t1w_preproc", "brain_mask", "t1w_brain", "report",
+                                      "stats"]),
+        name="outputnode",
+    )
+    reorient = pe.Node(Reorient(orientation=cfg.reorient.orientation), name="reorient",
+                       mem_gb=1.0)
+    bex = pe.Node(
+        AntsBrainExtraction(
+            template_head=str(template.head), template_mask=str(template.mask),
+            n4_spacing_mm=bex_cfg.n4_spacing_mm, n4_iterations=bex_cfg.n4_iterations,
+            registration_spacing_mm=bex_cfg.registration_spacing_mm,
+            syn_iterations=bex_cfg.syn_iterations, mask_sigma_mm=bex_cfg.mask_sigma_mm,
+            threshold=bex_cfg.threshold, random_seed=bex_cfg.random_seed,
+            num_threads=bex_cfg.num_threads, volume_range_ml=tuple(bex_cfg.volume_range_ml),
+        ),
+        name="brain_extraction", mem_gb=bex_cfg.memory_gb, n_procs=bex_cfg.num_threads,
+    )
+    report = pe.Node(MaskReport(), name="mask_report", mem_gb=1.0)
+    wf.connect([
+        (inputnode, reorient, [("t1w", "in_file")]),
+        (reorient, bex, [("out_file", "in_file")]),
+        (bex, report, [("bias_corrected", "in_file"), ("out_mask", "mask_file")]),
+        (inputnode, report, [("title", "title")]),
+        (bex, outputnode, [("bias_corrected", "t1w_preproc"), ("out_mask", "brain_mask"),
+                           ("out_brain", "t1w_brain"), ("out_stats", "stats")]),
+        (report, outputnode, [("out_report", "report")]),
+    ])  # fmt: skip
+    return wf
+
+
+def _convert_mem_gb(entry_files: int) -> float:
+    # ~0.5 MB per slice as stored, held three times during conversion
+    return round(0.3 + entry_files * 0.5 * 3 / 1024, 2)
+
+
+def init_subject_wf(plan: SubjectPlan, series_table: str, output_dir: Path, cfg: Config,
+                    n_files: dict[str, int]) -> pe.Workflow:
+    """One subject (and session): convert every planned series; run ``anat_wf`` on each T1w.
+
+    Raw BIDS files go to ``OUTPUT/sub-<label>[/ses-<label>]/<datatype>/``, derivatives to
+    ``OUTPUT/derivatives/anatprep/...``; each file appears only when complete.
+    """
+    wf = pe.Workflow(name=node_name(f"{plan.key}_wf"))
+    for series in plan.series:
+        _add_series(wf, plan, series, series_table, output_dir, cfg, n_files.get(series.series_id, 1))
+    return wf
+
+
+def _add_series(wf: pe.Workflow, plan: SubjectPlan, series: PlannedSeries, series_table: str,
+                output_dir: Path, cfg: Config, n_files: int) -> None:
+    tag = node_name(series.stem.removeprefix(plan.key).strip("_")) or "series"
+    convert = pe.Node(
+        DicomToNifti(series_table=series_table, series_id=series.series_id, out_stem=series.stem,
+                     compression=cfg.conversion.compression_level),
+        name=f"convert_{tag}", mem_gb=_convert_mem_gb(n_files),
+    )
+    raw_dir = output_dir / plan.rel_dir / series.datatype
+    raw_sink = pe.Node(
+        BidsSink(base_dir=str(output_dir),
+                 out_files=[str(raw_dir / f"{series.stem}.nii.gz"),
+                            str(raw_dir / f"{series.stem}.json")]),
+        name=f"sink_raw_{tag}", run_without_submitting=True,
+    )
+    merge = pe.Node(niu.Merge(2), name=f"merge_raw_{tag}", run_without_submitting=True)
+    wf.connect([
+        (convert, merge, [("out_file", "in1"), ("out_json", "in2")]),
+        (merge, raw_sink, [("out", "in_files")]),
+    ])  # fmt: skip
+    if not (series.is_t1w and cfg.brain_extraction.enabled):
+        return
+
+    anat_wf = init_anat_wf(cfg, name=f"anat_{tag}_wf")
+    anat_wf.inputs.inputnode.title = f"{series.stem}: brain mask"
+    deriv_dir = output_dir / DERIVATIVES / plan.rel_dir
+    base = series.stem.removesuffix("_T1w")
+    raw_rel = f"{plan.rel_dir}/anat/{series.stem}.nii.gz"
+    names = [
+        deriv_dir / "anat" / f"{base}_desc-preproc_T1w.nii.gz",
+        deriv_dir / "anat" / f"{base}_desc-brain_mask.nii.gz",
+        deriv_dir / "anat" / f"{base}_desc-brain_T1w.nii.gz",
+        deriv_dir / "figures" / f"{base}_desc-brain_mask.svg",
+    ]
+    sidecars = [
+        {"SkullStripped": False, "Sources": [f"bids:raw:{raw_rel}"],
+         "Description": f"reoriented to {cfg.reorient.orientation}, N4 bias corrected"},
+        {"Type": "Brain", "RawSources": [raw_rel]},
+        {"SkullStripped": True, "Sources": [f"bids:raw:{raw_rel}"]},
+        {},
+    ]
+    deriv_sink = pe.Node(
+        BidsSink(base_dir=str(output_dir), out_files=[str(p) for p in names], sidecars=sidecars),
+        name=f"sink_deriv_{tag}", run_without_submitting=True,
+    )
+    merge_d = pe.Node(niu.Merge(4), name=f"merge_deriv_{tag}", run_without_submitting=True)
+    wf.connect([
+        (convert, anat_wf, [("out_file", "inputnode.t1w")]),
+        (anat_wf, merge_d, [("outputnode.t1w_preproc", "in1"), ("outputnode.brain_mask", "in2"),
+                            ("outputnode.t1w_brain", "in3"), ("outputnode.report", "in4")]),
+        (merge_d, deriv_sink, [("out", "in_files")]),
+    ])  # fmt: skip
+
+
+def init_anatprep_wf(plans: list[SubjectPlan], series_table: str, output_dir: Path,
+                     work_dir: Path, cfg: Config, n_files: dict[str, int]) -> pe.Workflow:
+    """All subjects in one workflow (independent subgraphs, run in parallel)."""
+    wf = pe.Workflow(name="anatprep_wf", base_dir=str(work_dir))
+    for plan in plans:
+        wf.add_nodes([init_subject_wf(plan, series_table, output_dir, cfg, n_files)])
+    return wf
