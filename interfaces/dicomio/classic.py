@@ -9,7 +9,7 @@ compared with it voxel for voxel:
 * a 3D volume with more than one slice is then permuted/flipped to the closest RAS layout,
   a 4D series is not;
 * stored integers are kept, with the DICOM rescale in ``scl_slope`` / ``scl_inter``; unsigned
-  16-bit data that fits is stored as signed 16-bit.
+  16-bit data with fewer than 16 bits stored is written as signed 16-bit.
 """
 
 from __future__ import annotations
@@ -166,8 +166,8 @@ class ClassicSeries:
                     sflat[..., k] = flat[..., k] * m + b
                     k += 1
             return scaled, 1.0, 0.0
-        if arr.dtype == np.uint16 and (arr.size == 0 or int(arr.max()) <= np.iinfo(np.int16).max):
-            arr = arr.astype(np.int16)
+        if arr.dtype == np.uint16 and int(self.first.get("BitsStored", 16) or 16) < 16:
+            arr = arr.astype(np.int16)  # what dcm2niix does: the stored range fits int16
         return arr, slope, inter
 
     # --- NIfTI --------------------------------------------------------------------------------
