@@ -64,8 +64,9 @@ def _probability_mask(ants, mask_path: Path, sigma_mm: float):
     if arr.max() <= 0:
         raise BrainExtractionError(f"template mask {mask_path} is empty")
     if np.unique(arr).size <= 2:  # binary: smooth into a probability
-        mask = ants.smooth_image(mask / float(arr.max()), sigma_mm,
-                                 sigma_in_physical_coordinates=True)
+        mask = ants.smooth_image(
+            mask / float(arr.max()), sigma_mm, sigma_in_physical_coordinates=True
+        )
     return mask
 
 
@@ -87,8 +88,9 @@ def _field_to_full(ants, field, img) -> np.ndarray:
     full = ants.resample_image_to_target(field, img, interp_type="linear").numpy()
     valid = full > 1e-6
     if not valid.all():
-        nearest = ndimage.distance_transform_edt(~valid, return_distances=False,
-                                                 return_indices=True)
+        nearest = ndimage.distance_transform_edt(
+            ~valid, return_distances=False, return_indices=True
+        )
         full = full[tuple(nearest)]
     return full
 
@@ -126,7 +128,10 @@ def extract_brain(
     positive = img - float(img.min()) + 1.0
     coarse = _coarse(ants, positive, n4_spacing_mm)
     field = ants.n4_bias_field_correction(
-        coarse, shrink_factor=1, spline_param=200, return_bias_field=True,
+        coarse,
+        shrink_factor=1,
+        spline_param=200,
+        return_bias_field=True,
         convergence={"iters": list(n4_iterations), "tol": 1e-7},
     )
     field_arr = _field_to_full(ants, field, img)
@@ -135,12 +140,16 @@ def extract_brain(
     fixed = _coarse(ants, corrected, registration_spacing_mm)
     moving = _coarse(ants, head, registration_spacing_mm)
     reg = ants.registration(
-        fixed, moving, type_of_transform="SyN", aff_metric="mattes", syn_metric="mattes",
-        syn_sampling=32, reg_iterations=tuple(syn_iterations),
+        fixed,
+        moving,
+        type_of_transform="SyN",
+        aff_metric="mattes",
+        syn_metric="mattes",
+        syn_sampling=32,
+        reg_iterations=tuple(syn_iterations),
         outprefix=str(out_dir / "tpl2sub_"),
     )
-    warped = ants.apply_transforms(corrected, prob, reg["fwdtransforms"],
-                                   interpolator="linear")
+    warped = ants.apply_transforms(corrected, prob, reg["fwdtransforms"], interpolator="linear")
     mask = ants.threshold_image(warped, threshold, 1e9, 1, 0)
     if mask.numpy().sum() == 0:
         raise BrainExtractionError(f"{t1w}: warped template mask is empty (registration failed)")
@@ -150,8 +159,11 @@ def extract_brain(
     mask_arr = (mask.numpy() > 0).astype(np.uint8)
     voxel_ml = float(np.prod(img.spacing)) / 1000.0
     volume_ml = float(mask_arr.sum()) * voxel_ml
-    stats = {"mask_volume_ml": round(volume_ml, 3), "random_seed": int(random_seed),
-             "num_threads": int(num_threads)}
+    stats = {
+        "mask_volume_ml": round(volume_ml, 3),
+        "random_seed": int(random_seed),
+        "num_threads": int(num_threads),
+    }
     low, high = volume_range_ml
     if not low <= volume_ml <= high:
         raise BrainExtractionError(
@@ -161,8 +173,9 @@ def extract_brain(
     return _write_outputs(t1w, out_dir, corrected.numpy(), mask_arr, stats)
 
 
-def _write_outputs(t1w: str, out_dir: Path, corrected: np.ndarray, mask: np.ndarray,
-                   stats: dict[str, Any]) -> dict[str, Any]:
+def _write_outputs(
+    t1w: str, out_dir: Path, corrected: np.ndarray, mask: np.ndarray, stats: dict[str, Any]
+) -> dict[str, Any]:
     """Save on the input's own header (ANTs' LPS reading is undone by using numpy arrays)."""
     from .atomic import write_nifti
 
@@ -228,15 +241,24 @@ class AntsBrainExtraction(SimpleInterface):
     def _run_interface(self, runtime):
         i = self.inputs
         out = extract_brain(
-            i.in_file, i.template_head, i.template_mask, Path(runtime.cwd),
-            n4_spacing_mm=i.n4_spacing_mm, n4_iterations=tuple(i.n4_iterations),
+            i.in_file,
+            i.template_head,
+            i.template_mask,
+            Path(runtime.cwd),
+            n4_spacing_mm=i.n4_spacing_mm,
+            n4_iterations=tuple(i.n4_iterations),
             registration_spacing_mm=i.registration_spacing_mm,
-            syn_iterations=tuple(i.syn_iterations), mask_sigma_mm=i.mask_sigma_mm,
-            threshold=i.threshold, random_seed=i.random_seed, num_threads=i.num_threads,
+            syn_iterations=tuple(i.syn_iterations),
+            mask_sigma_mm=i.mask_sigma_mm,
+            threshold=i.threshold,
+            random_seed=i.random_seed,
+            num_threads=i.num_threads,
             volume_range_ml=tuple(i.volume_range_ml),
         )
         self._results.update(
-            out_mask=out["mask"], out_brain=out["brain"], bias_corrected=out["bias_corrected"],
+            out_mask=out["mask"],
+            out_brain=out["brain"],
+            bias_corrected=out["bias_corrected"],
             out_stats=out["stats"],
             mask_volume_ml=json.loads(Path(out["stats"]).read_text())["mask_volume_ml"],
         )

@@ -91,8 +91,9 @@ class DicomToNifti(SimpleInterface):
 
     def _run_interface(self, runtime):
         entry = load_series_entry(self.inputs.series_table, self.inputs.series_id)
-        nii, js = convert_entry(entry, Path(runtime.cwd) / self.inputs.out_stem,
-                                self.inputs.compression)
+        nii, js = convert_entry(
+            entry, Path(runtime.cwd) / self.inputs.out_stem, self.inputs.compression
+        )
         self._results["out_file"] = str(nii)
         self._results["out_json"] = str(js)
         return runtime

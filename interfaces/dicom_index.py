@@ -51,8 +51,7 @@ def index_tree(root: str | os.PathLike, folder_levels: int = 2) -> dict[str, Any
         try:
             headers.append(read_slice_header(path))
         except UnusableFile as exc:
-            rejected.append(({"path": str(path), "reason": exc.reason, "series": None},
-                             exc.header))
+            rejected.append(({"path": str(path), "reason": exc.reason, "series": None}, exc.header))
 
     # files rejected after their series was identified (e.g. truncated pixel data) are
     # attached to that series so its conversion can fail loudly instead of losing a slice
@@ -61,8 +60,9 @@ def index_tree(root: str | os.PathLike, folder_levels: int = 2) -> dict[str, Any
         entry = _series_entry(sid, members[0], root, folder_levels)
         try:
             order = order_slices(members)
-            entry.update(files=list(order.files), n_slices=order.n_slices,
-                         n_volumes=order.n_volumes)
+            entry.update(
+                files=list(order.files), n_slices=order.n_slices, n_volumes=order.n_volumes
+            )
         except SeriesGeometryError as exc:
             entry["files"] = sorted(h.path for h in members)
             entry["problems"].append(str(exc))
@@ -97,8 +97,12 @@ def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) 
     }
 
 
-def _attach_rejected(rejected: list[tuple[dict[str, Any], SliceHeader | None]],
-                     series_list: list[dict[str, Any]], root: Path, folder_levels: int) -> None:
+def _attach_rejected(
+    rejected: list[tuple[dict[str, Any], SliceHeader | None]],
+    series_list: list[dict[str, Any]],
+    root: Path,
+    folder_levels: int,
+) -> None:
     """A rejected file whose header was readable fails the series it belongs to."""
     by_id = {s["id"]: s for s in series_list}
     for item, header in rejected:

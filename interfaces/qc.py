@@ -32,9 +32,16 @@ def mask_contour_svg(t1w: str, mask: str, title: str = "") -> bytes:
         rows = (("x", 0.66), ("y", 0.33), ("z", 0.0))
         for mode, bottom in rows:
             display = plotting.plot_anat(
-                t1w, display_mode=mode, cut_coords=7, figure=fig, axes=(0, bottom, 1, 0.33),
-                title=title if mode == "x" else None, annotate=True, draw_cross=False,
-                black_bg=True, dim=-0.3,
+                t1w,
+                display_mode=mode,
+                cut_coords=7,
+                figure=fig,
+                axes=(0, bottom, 1, 0.33),
+                title=title if mode == "x" else None,
+                annotate=True,
+                draw_cross=False,
+                black_bg=True,
+                dim=-0.3,
             )
             display.add_contours(mask, levels=[0.5], colors=["r"], linewidths=1.2)
         buf = io.BytesIO()

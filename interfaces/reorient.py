@@ -53,8 +53,11 @@ def reorient_image(img: nb.Nifti1Image, code: str) -> nb.Nifti1Image | None:
     shape = img.shape[:3]
     hdr = img.header.copy()
     slope, inter = hdr.get_slope_inter()
-    raw = np.asanyarray(img.dataobj.get_unscaled()) if hasattr(img.dataobj, "get_unscaled") \
+    raw = (
+        np.asanyarray(img.dataobj.get_unscaled())
+        if hasattr(img.dataobj, "get_unscaled")
         else np.asanyarray(img.dataobj)
+    )
     data = apply_orientation(raw, ornt)
     to_new = inv_ornt_aff(ornt, shape)
     qform, qcode = img.get_qform(coded=True)

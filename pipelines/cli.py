@@ -34,15 +34,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="anatprep",
         description="DICOM -> BIDS NIfTI -> reorientation -> ANTs brain extraction, on nipype.",
         epilog="Exit codes: 0 ok, 1 internal error, 2 bad config/arguments, 3 no usable data, "
-               "4 some subjects failed.",
+        "4 some subjects failed.",
     )
     p.add_argument("--version", action="version", version=f"anatprep {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", type=Path, help="YAML config (see configs/default.yaml)")
-        sp.add_argument("--work-dir", type=Path, help="nipype work dir and logs "
-                        "(default: OUTPUT.work beside OUTPUT)")
+        sp.add_argument(
+            "--work-dir",
+            type=Path,
+            help="nipype work dir and logs (default: OUTPUT.work beside OUTPUT)",
+        )
         sp.add_argument("--n-procs", type=int, help="parallel processes (MultiProc)")
         sp.add_argument("--mem-gb", type=float, help="memory budget in GB (MultiProc)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show nipype's node log")
@@ -50,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="convert and process a DICOM folder")
     run.add_argument("input", type=Path, help="DICOM folder (one sub-folder per subject)")
     run.add_argument("output", type=Path, help="BIDS output folder")
-    run.add_argument("--participant-label", nargs="+", metavar="LABEL",
-                     help="only these subjects (with or without 'sub-')")
+    run.add_argument(
+        "--participant-label",
+        nargs="+",
+        metavar="LABEL",
+        help="only these subjects (with or without 'sub-')",
+    )
     common(run)
 
     demo = sub.add_parser("demo", help="build a small synthetic DICOM study and run on it")
@@ -75,8 +82,14 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
+    if not LOG.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s anatprep %(levelname)s %(message)s", datefmt="%H:%M:%S")
+        )
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+        LOG.propagate = False
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 

@@ -43,7 +43,8 @@ class SeriesRule(_Strict):
     )
     exclude_description: list[str] = Field(default_factory=list)
     exclude_image_type: list[str] = Field(
-        default_factory=list, description="series whose ImageType holds one of these are not matched"
+        default_factory=list,
+        description="series whose ImageType holds one of these are not matched",
     )
     require_3d: bool = Field(False, description="only series with at least min_slices slices")
     min_slices: int = Field(1, ge=1)
@@ -58,17 +59,31 @@ def _default_rules() -> dict[str, SeriesRule]:
     scouts = [r"(?i)local", r"(?i)scout", r"(?i)survey", r"(?i)aahead", r"(?i)calibration"]
     return {
         "T1w": SeriesRule(
-            description=[r"(?i)mp-?rage", r"(?i)spgr", r"(?i)bravo", r"(?i)tfl3d",
-                         r"(?i)t1[-_ ]?w", r"(?i)\bt1[-_ ]", r"(?i)^t1", r"(?i)mp2rage",
-                         r"(?i)fspgr", r"(?i)tfe3d|t1tfe"],
+            description=[
+                r"(?i)mp-?rage",
+                r"(?i)spgr",
+                r"(?i)bravo",
+                r"(?i)tfl3d",
+                r"(?i)t1[-_ ]?w",
+                r"(?i)\bt1[-_ ]",
+                r"(?i)^t1",
+                r"(?i)mp2rage",
+                r"(?i)fspgr",
+                r"(?i)tfe3d|t1tfe",
+            ],
             exclude_description=[*scouts, r"(?i)_nd$", r"(?i)\bpost\b"],
             exclude_image_type=not_derived,
             require_3d=True,
             min_slices=40,
         ),
         "T2w": SeriesRule(
-            description=[r"(?i)t2[-_ ]?w", r"(?i)\bt2[-_ ]", r"(?i)^t2(?!\*)", r"(?i)spc",
-                         r"(?i)cube"],
+            description=[
+                r"(?i)t2[-_ ]?w",
+                r"(?i)\bt2[-_ ]",
+                r"(?i)^t2(?!\*)",
+                r"(?i)spc",
+                r"(?i)cube",
+            ],
             exclude_description=[*scouts, r"(?i)flair", r"(?i)star"],
             exclude_image_type=not_derived,
             require_3d=False,
@@ -92,10 +107,15 @@ class SeriesConfig(_Strict):
 
 
 class LabelsConfig(_Strict):
-    subject_level: int = Field(1, ge=1, le=5, description="folder level under INPUT naming the subject")
-    session_level: int | None = Field(None, ge=1, le=5, description="folder level naming the session")
+    subject_level: int = Field(
+        1, ge=1, le=5, description="folder level under INPUT naming the subject"
+    )
+    session_level: int | None = Field(
+        None, ge=1, le=5, description="folder level naming the session"
+    )
     subject_map: dict[str, str] = Field(
-        default_factory=dict, description="folder name -> subject label (else sanitized folder name)"
+        default_factory=dict,
+        description="folder name -> subject label (else sanitized folder name)",
     )
 
     @model_validator(mode="after")
@@ -131,7 +151,9 @@ class BrainExtractionConfig(_Strict):
     mask_sigma_mm: float = Field(1.0, ge=0, le=10)
     threshold: float = Field(0.5, gt=0, lt=1)
     random_seed: int = Field(42, ge=0)
-    num_threads: int = Field(1, ge=1, le=256, description="ITK threads per subject (1 = deterministic)")
+    num_threads: int = Field(
+        1, ge=1, le=256, description="ITK threads per subject (1 = deterministic)"
+    )
     volume_range_ml: tuple[float, float] = (700.0, 2600.0)
     memory_gb: float = Field(3.0, gt=0)
 

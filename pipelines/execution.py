@@ -112,15 +112,32 @@ def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
     generated = [{"Name": "anatprep", "Version": __version__}]
     raw_desc = output_dir / "dataset_description.json"
     if not raw_desc.exists():
-        write_json({"Name": "anatprep conversion", "BIDSVersion": "1.9.0", "DatasetType": "raw",
-                    "GeneratedBy": generated}, raw_desc)
+        write_json(
+            {
+                "Name": "anatprep conversion",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "raw",
+                "GeneratedBy": generated,
+            },
+            raw_desc,
+        )
     deriv = output_dir / "derivatives" / "anatprep"
-    write_json({"Name": "anatprep derivatives", "BIDSVersion": "1.9.0",
-                "DatasetType": "derivative", "GeneratedBy": generated}, deriv / "dataset_description.json")
+    write_json(
+        {
+            "Name": "anatprep derivatives",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": generated,
+        },
+        deriv / "dataset_description.json",
+    )
     readme = output_dir / "README"
     if not readme.exists():
-        atomic_write_bytes(readme, b"BIDS dataset converted from DICOM by anatprep.\n"
-                                   b"Series no rule classified are kept under sub-*/extra/.\n")
+        atomic_write_bytes(
+            readme,
+            b"BIDS dataset converted from DICOM by anatprep.\n"
+            b"Series no rule classified are kept under sub-*/extra/.\n",
+        )
     atomic_write_bytes(output_dir / ".bidsignore", b"**/extra/\nextra/\n")
     tsv = output_dir / "participants.tsv"
     ids = {f"sub-{p.subject}" for p in plans}
@@ -137,33 +154,42 @@ def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) ->
         if crash.stat().st_mtime < since - 1:
             continue
         text = crash.read_text(errors="replace")
-        node = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                     if ln.startswith("Node:")), crash.name)
+        node = next(
+            (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Node:")),
+            crash.name,
+        )
         parts = node.split(".")
         subject = key_by_wf.get(parts[1], parts[1]) if len(parts) > 1 else "?"
         lines = [ln for ln in text.splitlines() if ln.strip()]
-        message = next((ln.strip() for ln in reversed(lines)
-                        if "Error" in ln or "Exception" in ln), lines[-1] if lines else "")
+        message = next(
+            (ln.strip() for ln in reversed(lines) if "Error" in ln or "Exception" in ln),
+            lines[-1] if lines else "",
+        )
         failures.append(Failure(subject, node, message, str(crash)))
     return failures
 
 
-def run_study(input_dir: Path, output_dir: Path, cfg: Config,
-              participant_labels: list[str] | None = None) -> RunSummary:
+def run_study(
+    input_dir: Path, output_dir: Path, cfg: Config, participant_labels: list[str] | None = None
+) -> RunSummary:
     """Index INPUT, plan subjects, run the workflow, and summarise the outcome."""
     from .workflows import init_anatprep_wf
     from .workflows.anat import node_name
 
-    work_dir = Path(cfg.execution.work_dir) if cfg.execution.work_dir \
-        else default_work_dir(output_dir)
+    work_dir = (
+        Path(cfg.execution.work_dir) if cfg.execution.work_dir else default_work_dir(output_dir)
+    )
     check_paths(input_dir, output_dir, work_dir)
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
     table_file, table = index_input(input_dir, work_dir)
     if not table["series"]:
-        reason = "INPUT holds no files" if table["n_files"] == 0 else \
-            f"no usable DICOM among {table['n_files']} files:\n{_describe_unusable(table)}"
+        reason = (
+            "INPUT holds no files"
+            if table["n_files"] == 0
+            else f"no usable DICOM among {table['n_files']} files:\n{_describe_unusable(table)}"
+        )
         raise NoDataError(f"{input_dir}: {reason}")
     plans = plan_subjects(table, cfg, participant_labels)
     if not plans:
@@ -180,19 +206,25 @@ def run_study(input_dir: Path, output_dir: Path, cfg: Config,
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_files(output_dir, plans)
     wf = init_anatprep_wf(plans, table_file, output_dir.resolve(), work_dir, cfg, n_files)
-    wf.config["execution"].update({
-        "crashdump_dir": str(log_dir), "crashfile_format": "txt",
-        "stop_on_first_crash": "false", "remove_unnecessary_outputs": "false",
-        "create_report": "false", "hash_method": "content",
-    })
+    wf.config["execution"].update(
+        {
+            "crashdump_dir": str(log_dir),
+            "crashfile_format": "txt",
+            "stop_on_first_crash": "false",
+            "remove_unnecessary_outputs": "false",
+            "create_report": "false",
+            "hash_method": "content",
+        }
+    )
     plugin_args: dict[str, Any] = {"raise_insufficient": False}
     if cfg.execution.plugin == "MultiProc":
         plugin_args["n_procs"] = cfg.execution.n_procs or os.cpu_count() or 1
         if cfg.execution.memory_gb:
             plugin_args["memory_gb"] = cfg.execution.memory_gb
     started = time.time()
-    summary = RunSummary(subjects=[p.key for p in plans],
-                         unusable_files=len(table.get("unusable", [])))
+    summary = RunSummary(
+        subjects=[p.key for p in plans], unusable_files=len(table.get("unusable", []))
+    )
     try:
         wf.run(plugin=cfg.execution.plugin, plugin_args=plugin_args)
     except RuntimeError as exc:

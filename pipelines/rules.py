@@ -83,7 +83,9 @@ def classify(entry: dict[str, Any], cfg: Config) -> str:
     return ""
 
 
-def _subject_session(entry: dict[str, Any], cfg: Config, root_name: str) -> tuple[str, str | None, str]:
+def _subject_session(
+    entry: dict[str, Any], cfg: Config, root_name: str
+) -> tuple[str, str | None, str]:
     folders = entry.get("folders") or []
     level = cfg.labels.subject_level
     folder = folders[level - 1] if len(folders) >= level else root_name
@@ -97,8 +99,9 @@ def _subject_session(entry: dict[str, Any], cfg: Config, root_name: str) -> tupl
     return subject, session, folder
 
 
-def plan_subjects(table: dict[str, Any], cfg: Config,
-                  participant_labels: list[str] | None = None) -> list[SubjectPlan]:
+def plan_subjects(
+    table: dict[str, Any], cfg: Config, participant_labels: list[str] | None = None
+) -> list[SubjectPlan]:
     """Group series by subject/session and give each a unique BIDS stem."""
     root_name = str(table.get("root", "input")).rstrip("/").rsplit("/", 1)[-1]
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
@@ -119,7 +122,9 @@ def plan_subjects(table: dict[str, Any], cfg: Config,
     return plans
 
 
-def _name_series(plan: SubjectPlan, entries: list[dict[str, Any]], cfg: Config) -> list[PlannedSeries]:
+def _name_series(
+    plan: SubjectPlan, entries: list[dict[str, Any]], cfg: Config
+) -> list[PlannedSeries]:
     by_suffix: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in entries:
         by_suffix[classify(entry, cfg)].append(entry)
@@ -142,9 +147,14 @@ def _name_series(plan: SubjectPlan, entries: list[dict[str, Any]], cfg: Config) 
                 number = entry.get("series_number")
                 run_label = f"{number}" if number is not None else f"{seen[acq]}"
                 stem = f"{prefix}_acq-{acq}_run-{run_label}"
-                if seen[acq] > 1 and f"{prefix}_acq-{acq}_run-{run_label}" in {s.stem for s in named}:
+                if seen[acq] > 1 and f"{prefix}_acq-{acq}_run-{run_label}" in {
+                    s.stem for s in named
+                }:
                     stem = f"{stem}x{seen[acq]}"
                 datatype = "extra"
-            named.append(PlannedSeries(entry["id"], datatype, suffix, stem, desc,
-                                       tuple(entry.get("problems") or ())))
+            named.append(
+                PlannedSeries(
+                    entry["id"], datatype, suffix, stem, desc, tuple(entry.get("problems") or ())
+                )
+            )
     return named

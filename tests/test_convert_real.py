@@ -18,13 +18,26 @@ from interfaces.dicomio.sidecar import FORBIDDEN_KEYS
 pytestmark = pytest.mark.data
 
 #: keys every sidecar of ours must have, and hold the same value as dcm2niix's Ref
-CORE_KEYS = ["Modality", "MagneticFieldStrength", "Manufacturer", "ManufacturersModelName",
-             "RepetitionTime", "EchoTime", "FlipAngle", "SeriesDescription", "ProtocolName",
-             "ImageOrientationPatientDICOM", "SeriesNumber", "ImageType", "AcquisitionTime"]
+CORE_KEYS = [
+    "Modality",
+    "MagneticFieldStrength",
+    "Manufacturer",
+    "ManufacturersModelName",
+    "RepetitionTime",
+    "EchoTime",
+    "FlipAngle",
+    "SeriesDescription",
+    "ProtocolName",
+    "ImageOrientationPatientDICOM",
+    "SeriesNumber",
+    "ImageType",
+    "AcquisitionTime",
+]
 
 
-def _compare_json(ours: dict, ref: dict, required: list[str], rel: float = 1e-6,
-                  skip: tuple[str, ...] = ()) -> None:
+def _compare_json(
+    ours: dict, ref: dict, required: list[str], rel: float = 1e-6, skip: tuple[str, ...] = ()
+) -> None:
     """Every key of ``ref`` we also write holds the same value; ``required`` keys exist."""
     for key in required:
         assert key in ours, f"missing {key}"
@@ -60,29 +73,47 @@ def test_asl_t1_voxels_and_affine_equal_dcm2niix(asl_t1):
 
 
 def test_asl_t1_affine_equals_dicom_positions(asl_t1):
-    """Independent of any converter: each slice's first voxel sits at its ImagePositionPatient."""
-    src, table, nii, _, _ = asl_t1
+    """Independent of any converter: for pixels spread over each sampled slice, the voxel at
+    the pixel's DICOM patient position (IPP + column/row steps) holds that pixel's value."""
+    _, table, nii, _, _ = asl_t1
     img = nb.load(nii)
+    data = np.asanyarray(img.dataobj)
     inv = np.linalg.inv(img.affine)
     for path in table["series"][0]["files"][::37]:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path)
         lps = np.asarray(ds.ImagePositionPatient, float)
-        ras = lps * [-1, -1, 1]
-        ijk = nb.affines.apply_affine(inv, ras)
-        np.testing.assert_allclose(ijk, np.rint(ijk), atol=1e-4)
+        iop = np.asarray(ds.ImageOrientationPatient, float)
+        col_step = iop[:3] * float(ds.PixelSpacing[1])
+        row_step = iop[3:] * float(ds.PixelSpacing[0])
+        pixels = ds.pixel_array
+        for row, col in ((0, 0), (128, 100), (200, 37), (90, 250)):
+            ras = (lps + col * col_step + row * row_step) * [-1, -1, 1]
+            ijk = nb.affines.apply_affine(inv, ras)
+            np.testing.assert_allclose(ijk, np.rint(ijk), atol=1e-3)
+            assert data[tuple(np.rint(ijk).astype(int))] == pixels[row, col]
+        assert pixels[128, 100] > 0
 
 
 def test_asl_t1_sidecar_matches_dcm2niix_and_ref(asl_t1, data_dir):
     _, _, _, js, live = asl_t1
     ours = json.loads(js.read_text())
-    _compare_json(ours, json.loads(live[0].with_suffix(".json").read_text()),
-                  [*CORE_KEYS, "InversionTime"])
-    ref = json.loads((data_dir / "dicom" / "dcm_qa_asl_t1" / "Ref" /
-                      "T1_mprage_ns_sag_p2_iso_1.0mm_192_5.json").read_text())
+    _compare_json(
+        ours, json.loads(live[0].with_suffix(".json").read_text()), [*CORE_KEYS, "InversionTime"]
+    )
+    ref = json.loads(
+        (
+            data_dir
+            / "dicom"
+            / "dcm_qa_asl_t1"
+            / "Ref"
+            / "T1_mprage_ns_sag_p2_iso_1.0mm_192_5.json"
+        ).read_text()
+    )
     # Ref was written by dcm2niix v1.0.20220606, which printed 6 significant digits and did
     # not yet spell out Siemens' 'M' as MAGNITUDE in ImageType nor zero-pad seconds
-    _compare_json(ours, ref, [*CORE_KEYS, "InversionTime"], rel=5e-6,
-                  skip=("ImageType", "AcquisitionTime"))
+    _compare_json(
+        ours, ref, [*CORE_KEYS, "InversionTime"], rel=5e-6, skip=("ImageType", "AcquisitionTime")
+    )
 
 
 def test_asl_t1_no_phi_anywhere(asl_t1):
@@ -111,8 +142,9 @@ def test_ge_4d_series_equal_dcm2niix_and_ref(data_dir, tmp_path, series):
     ours_json = json.loads(Path(js).read_text())
     ref_json = json.loads((ref_dir / f"DCM2NIIX_regression_test_{series}.json").read_text())
     _compare_json(ours_json, ref_json, CORE_KEYS)
-    live_json = json.loads((tmp_path / "ref" / f"DCM2NIIX_regression_test_{series}.json")
-                           .read_text())
+    live_json = json.loads(
+        (tmp_path / "ref" / f"DCM2NIIX_regression_test_{series}.json").read_text()
+    )
     _compare_json(ours_json, live_json, CORE_KEYS)
     assert ours.header.get_zooms()[3] == pytest.approx(5.0)
 

@@ -29,8 +29,9 @@ PLANES = {
     "axial": np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]], float).T,
     "sagittal": np.array([[0, -1, 0], [0, 0, -1], [1, 0, 0]], float).T,
     "coronal": np.array([[-1, 0, 0], [0, 0, -1], [0, -1, 0]], float).T,
-    "oblique": _rot(0, 17.0) @ _rot(2, -11.0) @ np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]],
-                                                        float).T,
+    "oblique": _rot(0, 17.0)
+    @ _rot(2, -11.0)
+    @ np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]], float).T,
 }
 
 
@@ -55,8 +56,7 @@ def _convert_single(dicom_dir: Path, out: Path) -> nb.Nifti1Image:
     return nb.load(nii)
 
 
-@pytest.mark.parametrize(("plane", "descending"),
-                         list(itertools.product(PLANES, (False, True))))
+@pytest.mark.parametrize(("plane", "descending"), list(itertools.product(PLANES, (False, True))))
 def test_geometry_matches_dcm2niix_and_truth(tmp_path, plane, descending):
     shape = (24, 20, 12)
     vol = _phantom(shape, seed=len(plane))
@@ -74,7 +74,9 @@ def test_geometry_matches_dcm2niix_and_truth(tmp_path, plane, descending):
     world = nb.affines.apply_affine(ours.affine, ijk)
     src = np.rint(nb.affines.apply_affine(np.linalg.inv(aff), world)).astype(int)
     np.testing.assert_allclose(nb.affines.apply_affine(aff, src), world, atol=1e-3)
-    np.testing.assert_array_equal(ours_data[tuple(ijk.T)], vol[tuple(src.T)].astype(ours_data.dtype))
+    np.testing.assert_array_equal(
+        ours_data[tuple(ijk.T)], vol[tuple(src.T)].astype(ours_data.dtype)
+    )
     assert ours.header.get_sform(coded=True)[1] == 1
     assert ours.header.get_qform(coded=True)[1] == 1
 
@@ -100,20 +102,37 @@ def test_signed_data(tmp_path):
 
 
 def test_missing_slice_fails_naming_series(tmp_path):
-    paths = write_series(_phantom((16, 16, 10)), _affine(PLANES["axial"]), tmp_path / "dcm",
-                         meta={"SeriesDescription": "gappy_t1"})
+    paths = write_series(
+        _phantom((16, 16, 10)),
+        _affine(PLANES["axial"]),
+        tmp_path / "dcm",
+        meta={"SeriesDescription": "gappy_t1"},
+    )
     paths[4].unlink()
     table = index_tree(tmp_path / "dcm")
-    with pytest.raises(SeriesConversionError, match=r"gappy_t1.*non-uniform slice spacing.*1 missing"):
+    with pytest.raises(
+        SeriesConversionError, match=r"gappy_t1.*non-uniform slice spacing.*1 missing"
+    ):
         convert_entry(table["series"][0], tmp_path / "out")
     assert not list(tmp_path.glob("out*"))
 
 
 def test_truncated_file_fails_its_series_only(tmp_path):
-    good = write_series(_phantom((16, 16, 6)), _affine(PLANES["axial"]), tmp_path / "dcm" / "a",
-                        series_number=1, meta={"SeriesDescription": "good"})
-    bad = write_series(_phantom((16, 16, 6)), _affine(PLANES["sagittal"]), tmp_path / "dcm" / "b",
-                       series_number=2, meta={"SeriesDescription": "broken"}, study_key="s2")
+    good = write_series(
+        _phantom((16, 16, 6)),
+        _affine(PLANES["axial"]),
+        tmp_path / "dcm" / "a",
+        series_number=1,
+        meta={"SeriesDescription": "good"},
+    )
+    bad = write_series(
+        _phantom((16, 16, 6)),
+        _affine(PLANES["sagittal"]),
+        tmp_path / "dcm" / "b",
+        series_number=2,
+        meta={"SeriesDescription": "broken"},
+        study_key="s2",
+    )
     data = bad[0].read_bytes()
     bad[0].write_bytes(data[: len(data) - 100])  # an edge slice: a gap check alone misses it
     table = index_tree(tmp_path / "dcm")

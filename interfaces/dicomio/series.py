@@ -111,15 +111,18 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
         )
 
     per_location = [sorted(loc, key=acquisition_key) for loc in locations]
-    files = tuple(headers[per_location[s][v]].path
-                  for v in range(n_volumes) for s in range(len(locations)))
+    files = tuple(
+        headers[per_location[s][v]].path for v in range(n_volumes) for s in range(len(locations))
+    )
     distances = tuple(float(dist[loc[0]]) for loc in per_location)
-    return SliceOrder(files=files, n_slices=len(locations), n_volumes=n_volumes,
-                      distances=distances)
+    return SliceOrder(
+        files=files, n_slices=len(locations), n_volumes=n_volumes, distances=distances
+    )
 
 
-def check_uniform_spacing(distances: Sequence[float], rel_tol: float = 0.02,
-                          abs_tol: float = 0.02) -> float:
+def check_uniform_spacing(
+    distances: Sequence[float], rel_tol: float = 0.02, abs_tol: float = 0.02
+) -> float:
     """Return the slice spacing (mm); raise :class:`SeriesGeometryError` on gaps or jitter."""
     if len(distances) < 2:
         return 0.0

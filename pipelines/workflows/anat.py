@@ -39,22 +39,27 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w", "title"]), name="inputnode")
     outputnode = pe.Node(
-        niu.IdentityInterface(fields=["t1w_preproc", "brain_mask", "t1w_brain", "report",
-                                      "stats"]),
+        niu.IdentityInterface(fields=["t1w_preproc", "brain_mask", "t1w_brain", "report", "stats"]),
         name="outputnode",
     )
-    reorient = pe.Node(Reorient(orientation=cfg.reorient.orientation), name="reorient",
-                       mem_gb=1.0)
+    reorient = pe.Node(Reorient(orientation=cfg.reorient.orientation), name="reorient", mem_gb=1.0)
     bex = pe.Node(
         AntsBrainExtraction(
-            template_head=str(template.head), template_mask=str(template.mask),
-            n4_spacing_mm=bex_cfg.n4_spacing_mm, n4_iterations=bex_cfg.n4_iterations,
+            template_head=str(template.head),
+            template_mask=str(template.mask),
+            n4_spacing_mm=bex_cfg.n4_spacing_mm,
+            n4_iterations=bex_cfg.n4_iterations,
             registration_spacing_mm=bex_cfg.registration_spacing_mm,
-            syn_iterations=bex_cfg.syn_iterations, mask_sigma_mm=bex_cfg.mask_sigma_mm,
-            threshold=bex_cfg.threshold, random_seed=bex_cfg.random_seed,
-            num_threads=bex_cfg.num_threads, volume_range_ml=tuple(bex_cfg.volume_range_ml),
+            syn_iterations=bex_cfg.syn_iterations,
+            mask_sigma_mm=bex_cfg.mask_sigma_mm,
+            threshold=bex_cfg.threshold,
+            random_seed=bex_cfg.random_seed,
+            num_threads=bex_cfg.num_threads,
+            volume_range_ml=tuple(bex_cfg.volume_range_ml),
         ),
-        name="brain_extraction", mem_gb=bex_cfg.memory_gb, n_procs=bex_cfg.num_threads,
+        name="brain_extraction",
+        mem_gb=bex_cfg.memory_gb,
+        n_procs=bex_cfg.num_threads,
     )
     report = pe.Node(MaskReport(), name="mask_report", mem_gb=1.0)
     wf.connect([
@@ -74,8 +79,9 @@ def _convert_mem_gb(entry_files: int) -> float:
     return round(0.3 + entry_files * 0.5 * 3 / 1024, 2)
 
 
-def init_subject_wf(plan: SubjectPlan, series_table: str, output_dir: Path, cfg: Config,
-                    n_files: dict[str, int]) -> pe.Workflow:
+def init_subject_wf(
+    plan: SubjectPlan, series_table: str, output_dir: Path, cfg: Config, n_files: dict[str, int]
+) -> pe.Workflow:
     """One subject (and session): convert every planned series; run ``anat_wf`` on each T1w.
 
     Raw BIDS files go to ``OUTPUT/sub-<label>[/ses-<label>]/<datatype>/``, derivatives to
@@ -83,24 +89,43 @@ def init_subject_wf(plan: SubjectPlan, series_table: str, output_dir: Path, cfg:
     """
     wf = pe.Workflow(name=node_name(f"{plan.key}_wf"))
     for series in plan.series:
-        _add_series(wf, plan, series, series_table, output_dir, cfg, n_files.get(series.series_id, 1))
+        _add_series(
+            wf, plan, series, series_table, output_dir, cfg, n_files.get(series.series_id, 1)
+        )
     return wf
 
 
-def _add_series(wf: pe.Workflow, plan: SubjectPlan, series: PlannedSeries, series_table: str,
-                output_dir: Path, cfg: Config, n_files: int) -> None:
+def _add_series(
+    wf: pe.Workflow,
+    plan: SubjectPlan,
+    series: PlannedSeries,
+    series_table: str,
+    output_dir: Path,
+    cfg: Config,
+    n_files: int,
+) -> None:
     tag = node_name(series.stem.removeprefix(plan.key).strip("_")) or "series"
     convert = pe.Node(
-        DicomToNifti(series_table=series_table, series_id=series.series_id, out_stem=series.stem,
-                     compression=cfg.conversion.compression_level),
-        name=f"convert_{tag}", mem_gb=_convert_mem_gb(n_files),
+        DicomToNifti(
+            series_table=series_table,
+            series_id=series.series_id,
+            out_stem=series.stem,
+            compression=cfg.conversion.compression_level,
+        ),
+        name=f"convert_{tag}",
+        mem_gb=_convert_mem_gb(n_files),
     )
     raw_dir = output_dir / plan.rel_dir / series.datatype
     raw_sink = pe.Node(
-        BidsSink(base_dir=str(output_dir),
-                 out_files=[str(raw_dir / f"{series.stem}.nii.gz"),
-                            str(raw_dir / f"{series.stem}.json")]),
-        name=f"sink_raw_{tag}", run_without_submitting=True,
+        BidsSink(
+            base_dir=str(output_dir),
+            out_files=[
+                str(raw_dir / f"{series.stem}.nii.gz"),
+                str(raw_dir / f"{series.stem}.json"),
+            ],
+        ),
+        name=f"sink_raw_{tag}",
+        run_without_submitting=True,
     )
     merge = pe.Node(niu.Merge(2), name=f"merge_raw_{tag}", run_without_submitting=True)
     wf.connect([
@@ -122,15 +147,19 @@ def _add_series(wf: pe.Workflow, plan: SubjectPlan, series: PlannedSeries, serie
         deriv_dir / "figures" / f"{base}_desc-brain_mask.svg",
     ]
     sidecars = [
-        {"SkullStripped": False, "Sources": [f"bids:raw:{raw_rel}"],
-         "Description": f"reoriented to {cfg.reorient.orientation}, N4 bias corrected"},
+        {
+            "SkullStripped": False,
+            "Sources": [f"bids:raw:{raw_rel}"],
+            "Description": f"reoriented to {cfg.reorient.orientation}, N4 bias corrected",
+        },
         {"Type": "Brain", "RawSources": [raw_rel]},
         {"SkullStripped": True, "Sources": [f"bids:raw:{raw_rel}"]},
         {},
     ]
     deriv_sink = pe.Node(
         BidsSink(base_dir=str(output_dir), out_files=[str(p) for p in names], sidecars=sidecars),
-        name=f"sink_deriv_{tag}", run_without_submitting=True,
+        name=f"sink_deriv_{tag}",
+        run_without_submitting=True,
     )
     merge_d = pe.Node(niu.Merge(4), name=f"merge_deriv_{tag}", run_without_submitting=True)
     wf.connect([
@@ -141,8 +170,14 @@ def _add_series(wf: pe.Workflow, plan: SubjectPlan, series: PlannedSeries, serie
     ])  # fmt: skip
 
 
-def init_anatprep_wf(plans: list[SubjectPlan], series_table: str, output_dir: Path,
-                     work_dir: Path, cfg: Config, n_files: dict[str, int]) -> pe.Workflow:
+def init_anatprep_wf(
+    plans: list[SubjectPlan],
+    series_table: str,
+    output_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    n_files: dict[str, int],
+) -> pe.Workflow:
     """All subjects in one workflow (independent subgraphs, run in parallel)."""
     wf = pe.Workflow(name="anatprep_wf", base_dir=str(work_dir))
     for plan in plans:

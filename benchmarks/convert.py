@@ -1,0 +1,78 @@
+"""Conversion speed: anatprep's converter against dcm2niix on the same series.
+
+Converts ``dcm_qa_asl_t1`` (192-slice 1 mm MPRAGE) to ``.nii.gz`` + JSON with each tool,
+alternating, ``--runs`` times; prints the medians and the ratio (ours / dcm2niix) and the
+output sizes.  Both run as fresh processes so start-up costs count alike.
+
+    python benchmarks/convert.py [--data ../shared/data] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OURS = """
+import sys
+from pathlib import Path
+from interfaces.convert import convert_entry
+from interfaces.dicom_index import index_tree
+table = index_tree(sys.argv[1])
+convert_entry(table["series"][0], Path(sys.argv[2]) / "t1", compression=int(sys.argv[3]))
+"""
+
+
+def _time(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    default_data = os.environ.get(
+        "ANATPREP_TEST_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=default_data)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compression", type=int, default=6)
+    args = parser.parse_args()
+    src = Path(args.data) / "dicom" / "dcm_qa_asl_t1" / "In" / "T1"
+    exe = shutil.which("dcm2niix")
+    if not src.is_dir() or exe is None:
+        print(f"needs {src} and dcm2niix on PATH", file=sys.stderr)
+        return 2
+    ours_t, ref_t = [], []
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(args.runs):
+            out_o, out_r = Path(tmp) / f"o{run}", Path(tmp) / f"r{run}"
+            out_o.mkdir()
+            out_r.mkdir()
+            ours_t.append(
+                _time([sys.executable, "-c", OURS, str(src), str(out_o), str(args.compression)])
+            )
+            ref_t.append(_time([exe, "-z", "y", "-b", "y", "-f", "t1", "-o", str(out_r), str(src)]))
+        sizes["ours"] = (Path(tmp) / "o0" / "t1.nii.gz").stat().st_size
+        sizes["dcm2niix"] = (Path(tmp) / "r0" / "t1.nii.gz").stat().st_size
+    mo, mr = statistics.median(ours_t), statistics.median(ref_t)
+    print(f"series: {src} (192 slices), {args.runs} runs each, gzip level {args.compression}")
+    print(f"anatprep  median {mo:.3f} s  runs {[round(t, 3) for t in ours_t]}")
+    print(f"dcm2niix  median {mr:.3f} s  runs {[round(t, 3) for t in ref_t]}")
+    print(f"time ratio anatprep/dcm2niix = {mo / mr:.2f}")
+    print(
+        f"size: anatprep {sizes['ours'] / 1e6:.2f} MB, dcm2niix {sizes['dcm2niix'] / 1e6:.2f} MB,"
+        f" ratio {sizes['ours'] / sizes['dcm2niix']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

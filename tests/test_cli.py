@@ -1,0 +1,101 @@
+"""Command line: exit codes and messages for bad input, before any work is done."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.config import Config
+from pipelines.synthetic import write_series
+
+
+def _run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert "anatprep 0." in capsys.readouterr().out
+    res = _run("--help")
+    assert res.returncode == 0 and "Exit codes" in res.stdout
+    assert _run("run", "--help").returncode == 0
+
+
+def test_config_prints_effective_yaml(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reorient:\n  orientation: LAS\n")
+    res = _run("config", "--config", cfg)
+    assert res.returncode == 0
+    shown = yaml.safe_load(res.stdout)
+    expected = Config().model_dump(mode="json")
+    expected["reorient"]["orientation"] = "LAS"
+    assert shown == expected
+
+
+def test_config_typo_exit_2(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reorient:\n  orientaton: LAS\n")
+    (tmp_path / "in").mkdir()
+    res = _run("run", tmp_path / "in", tmp_path / "out", "--config", cfg)
+    assert res.returncode == 2
+    assert "reorient.orientaton: unknown key" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_input_exit_3(tmp_path):
+    (tmp_path / "in").mkdir()
+    assert main(["run", str(tmp_path / "in"), str(tmp_path / "out")]) == 3
+
+
+def test_no_dicom_exit_3(tmp_path, capsys):
+    (tmp_path / "in" / "s1").mkdir(parents=True)
+    (tmp_path / "in" / "s1" / "notes.txt").write_text("hello")
+    (tmp_path / "in" / "s1" / "fake.dcm").write_bytes(b"\0" * 300)
+    assert main(["run", str(tmp_path / "in"), str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "no usable DICOM among 2 files" in err and "fake.dcm: not a DICOM file" in err
+
+
+def test_missing_input_exit_2(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_unwritable_output_exit_2_before_any_work(tmp_path, capsys):
+    write_series(np.ones((8, 8, 4)), np.eye(4), tmp_path / "in" / "s1")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert (
+        main(
+            [
+                "run",
+                str(tmp_path / "in"),
+                str(blocker / "out"),
+                "--work-dir",
+                str(tmp_path / "work"),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert f"OUTPUT {blocker / 'out'} is not writable" in err
+    assert not (tmp_path / "work" / "index").exists()
+
+
+def test_output_inside_input_refused(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    assert main(["run", str(tmp_path / "in"), str(tmp_path / "in" / "out")]) == 2
+    assert "must not be inside INPUT" in capsys.readouterr().err

@@ -1,0 +1,183 @@
+"""End to end through the installed ``anatprep`` command: demo, real MPRAGE, partial failure."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pytest
+from conftest import REAL_PHI, grep_outputs
+from scipy import ndimage
+
+from pipelines.synthetic import FAKE_PHI, write_series
+
+ANATPREP = shutil.which("anatprep")
+
+
+def _anatprep(*args, timeout=1800) -> subprocess.CompletedProcess:
+    assert ANATPREP, "the anatprep console script is not installed"
+    return subprocess.run(
+        [ANATPREP, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _bids_errors(root: Path) -> list[dict]:
+    exe = shutil.which("bids-validator-deno")
+    assert exe, "bids-validator-deno (test extra) is not installed"
+    res = subprocess.run(
+        [exe, str(root), "-r", "--format", "json"], capture_output=True, text=True, timeout=600
+    )
+    report = json.loads(res.stdout)
+    return [i for i in report["issues"]["issues"] if i["severity"] == "error"]
+
+
+def _mask_checks(mask_path: Path) -> tuple[float, int]:
+    img = nb.load(mask_path)
+    data = np.asanyarray(img.dataobj) > 0
+    _, n_components = ndimage.label(data)
+    return float(data.sum() * np.prod(img.header.get_zooms()[:3]) / 1000.0), n_components
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+FAKE_NEEDLES = [v.encode() for v in FAKE_PHI.values() if len(v) > 3] + [b"Demo^Subject"]
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    """The demo, twice, in separate folders (for determinism)."""
+    runs = []
+    for name in ("a", "b"):
+        folder = tmp_path_factory.mktemp(f"demo_{name}")
+        res = _anatprep("demo", folder / "demo")
+        runs.append((folder / "demo", res))
+    return runs
+
+
+@pytest.mark.slow
+def test_demo_completes_with_accurate_masks(demo_runs):
+    folder, res = demo_runs[0]
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 of 2 subject(s) complete" in res.stdout
+    dice = json.loads((folder / "demo_dice.json").read_text())
+    assert set(dice) == {"01", "02"}
+    assert min(dice.values()) >= 0.95, dice
+    bids = folder / "bids"
+    for sub in ("01", "02"):
+        assert (bids / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz").is_file()
+        deriv = bids / "derivatives" / "anatprep" / f"sub-{sub}"
+        for name in ("desc-preproc_T1w.nii.gz", "desc-brain_mask.nii.gz", "desc-brain_T1w.nii.gz"):
+            img = nb.load(deriv / "anat" / f"sub-{sub}_{name}")
+            assert nb.aff2axcodes(img.affine) == ("R", "A", "S")
+        assert (deriv / "figures" / f"sub-{sub}_desc-brain_mask.svg").stat().st_size > 10_000
+        volume, components = _mask_checks(deriv / "anat" / f"sub-{sub}_desc-brain_mask.nii.gz")
+        assert 900 <= volume <= 2000 and components == 1
+        assert f"QC figure: {deriv / 'figures'}" in res.stdout
+
+
+@pytest.mark.slow
+def test_demo_outputs_valid_bids_without_phi_or_partials(demo_runs):
+    folder, _ = demo_runs[0]
+    bids = folder / "bids"
+    assert _bids_errors(bids) == []
+    assert grep_outputs(bids, FAKE_NEEDLES) == []
+    assert not [p for p in bids.rglob("*") if p.name.endswith(".part")]
+    # work dir and crash logs live beside OUTPUT, never inside
+    assert not (bids / "anatprep_wf").exists() and (folder / "bids.work").is_dir()
+
+
+@pytest.mark.slow
+def test_demo_is_deterministic(demo_runs):
+    (a, ra), (b, rb) = demo_runs
+    assert ra.returncode == rb.returncode == 0
+    ta, tb = _tree_bytes(a / "bids"), _tree_bytes(b / "bids")
+    assert ta.keys() == tb.keys()
+    different = [k for k in ta if ta[k] != tb[k]]
+    assert different == []
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_real_mprage_end_to_end(data_dir, tmp_path):
+    src = data_dir / "dicom" / "dcm_qa_asl_t1" / "In"
+    before = {p: p.stat().st_mtime_ns for p in src.rglob("*")}
+    out = tmp_path / "bids"
+    res = _anatprep("run", src, out, "--n-procs", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    anat = out / "derivatives" / "anatprep" / "sub-T1" / "anat"
+    volume, components = _mask_checks(anat / "sub-T1_desc-brain_mask.nii.gz")
+    assert 900 <= volume <= 2000, volume
+    assert components == 1
+    assert _bids_errors(out) == []
+    hits = grep_outputs(out, REAL_PHI) + grep_outputs(tmp_path / "bids.work" / "logs", REAL_PHI)
+    assert hits == []
+    assert not [
+        ln
+        for ln in (res.stdout + res.stderr).splitlines()
+        if any(n.decode() in ln for n in REAL_PHI)
+    ]
+    assert before == {p: p.stat().st_mtime_ns for p in src.rglob("*")}
+
+
+def _phantom(shape=(40, 48, 44)) -> np.ndarray:
+    z = np.indices(shape).astype(float)
+    centre = (np.array(shape) - 1)[:, None, None, None] / 2
+    r = np.sqrt((((z - centre) / (np.array(shape)[:, None, None, None] / 2.4)) ** 2).sum(0))
+    return np.where(r < 1, 1000.0 - 300 * r, 20.0)
+
+
+@pytest.mark.slow
+def test_one_bad_series_or_subject_does_not_stop_the_others(tmp_path):
+    aff = np.diag([-2.0, -2.0, 2.0, 1.0])
+    study = tmp_path / "study"
+    write_series(
+        _phantom(),
+        aff,
+        study / "good" / "t1",
+        series_number=2,
+        meta={"SeriesDescription": "t1_mprage"},
+        study_key="good",
+    )
+    extra = write_series(
+        _phantom((20, 20, 8)),
+        aff,
+        study / "good" / "other",
+        series_number=5,
+        meta={"SeriesDescription": "field_map"},
+        study_key="good",
+    )
+    data = extra[3].read_bytes()
+    extra[3].write_bytes(data[:-300])
+    bad = write_series(
+        _phantom(),
+        aff,
+        study / "bad" / "t1",
+        series_number=2,
+        meta={"SeriesDescription": "t1_mprage"},
+        study_key="bad",
+    )
+    bad[20].unlink()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("brain_extraction:\n  enabled: false\n")
+    out = tmp_path / "bids"
+    res = _anatprep("run", study, out, "--config", cfg)
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert (out / "sub-good" / "anat" / "sub-good_T1w.nii.gz").is_file()
+    assert not (out / "sub-bad" / "anat").exists()
+    assert not list((out / "sub-good").rglob("*field*"))
+    text = res.stdout
+    assert "FAILED sub-bad" in text and "non-uniform slice spacing" in text
+    assert "FAILED sub-good" in text and "truncated pixel data" in text
+    assert "crash file:" in text
+    for line in text.splitlines():
+        if "crash file:" in line:
+            crash = Path(line.split("crash file:", 1)[1].strip())
+            assert crash.is_file() and out not in crash.parents

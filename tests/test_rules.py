@@ -1,0 +1,109 @@
+"""Series classification and subject/session labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import Config, load_config
+from pipelines.rules import classify, plan_subjects, sanitize_label
+
+
+def _entry(
+    desc,
+    *,
+    sid="s1",
+    folders=("subj",),
+    n_slices=176,
+    n_volumes=1,
+    number=1,
+    image_type=("ORIGINAL", "PRIMARY", "M", "ND"),
+    seq="",
+):
+    return {
+        "id": sid,
+        "folders": list(folders),
+        "series_description": desc,
+        "protocol_name": desc,
+        "sequence_name": seq,
+        "image_type": list(image_type),
+        "n_slices": n_slices,
+        "n_volumes": n_volumes,
+        "series_number": number,
+        "problems": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "desc",
+    [
+        "T1_mprage_ns_sag_p2_iso 1.0mm_192",
+        "MPRAGE",
+        "Sag FSPGR BRAVO",
+        "3D SPGR",
+        "t1w_3d_tfe",
+        "T1W_3D_TFE",
+        "MP-RAGE",
+        "t1_tfl3d",
+        "anat-T1w",
+        "MP2RAGE_UNI",
+    ],
+)
+def test_t1w_names(desc):
+    assert classify(_entry(desc), Config()) == "T1w"
+
+
+@pytest.mark.parametrize(
+    ("desc", "kw", "expected"),
+    [
+        ("localizer", {}, ""),
+        ("AAHead_Scout", {}, ""),
+        ("T1_mprage", {"image_type": ("DERIVED", "SECONDARY", "MPR")}, ""),
+        ("T1_mprage", {"n_volumes": 10}, ""),
+        ("T1_mprage", {"n_slices": 3}, ""),
+        ("t2_spc_sag", {}, "T2w"),
+        ("t2_flair_sag", {}, "FLAIR"),
+        ("ep2d_bold_rest", {}, ""),
+    ],
+)
+def test_not_t1w(desc, kw, expected):
+    assert classify(_entry(desc, **kw), Config()) == expected
+
+
+def test_labels_sanitized_and_runs_numbered():
+    table = {
+        "root": "/x/in",
+        "series": [
+            _entry("MPRAGE", sid="a", folders=("Pat.01 (x)",), number=3),
+            _entry("MPRAGE", sid="b", folders=("Pat.01 (x)",), number=7),
+            _entry("../../ep2d bold", sid="c", folders=("Pat.01 (x)",), number=9),
+        ],
+    }
+    (plan,) = plan_subjects(table, Config())
+    assert plan.subject == "Pat01x"
+    stems = [s.stem for s in plan.series]
+    assert stems == [
+        f"sub-{plan.subject}_run-1_T1w",
+        f"sub-{plan.subject}_run-2_T1w",
+        f"sub-{plan.subject}_acq-ep2dbold_run-9",
+    ]
+    assert [s.datatype for s in plan.series] == ["anat", "anat", "extra"]
+
+
+def test_subject_map_sessions_and_participant_filter():
+    cfg = load_config(None, {"labels.session_level": 2, "labels.subject_map": {"patient_A": "01"}})
+    table = {
+        "root": "/in",
+        "series": [
+            _entry("MPRAGE", sid="a", folders=("patient_A", "visit1")),
+            _entry("MPRAGE", sid="b", folders=("sub-02", "ses-2")),
+        ],
+    }
+    plans = plan_subjects(table, cfg)
+    assert [(p.subject, p.session) for p in plans] == [("01", "visit1"), ("02", "2")]
+    assert plans[0].rel_dir == "sub-01/ses-visit1"
+    assert [p.subject for p in plan_subjects(table, cfg, ["sub-02"])] == ["02"]
+
+
+def test_sanitize_label():
+    assert sanitize_label("../..") == "unknown"
+    assert sanitize_label("sub_01-a b") == "sub01ab"
