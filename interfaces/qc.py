@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import nibabel as nb
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -17,6 +19,20 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import atomic_write_bytes
+
+
+def cuts_through_mask(mask: str, n: int = 7) -> dict[str, list[float]]:
+    """``n`` world coordinates per axis spread over the mask's extent (10th-90th percentile)."""
+    img = nb.load(mask)
+    ijk = np.argwhere(np.asanyarray(img.dataobj) > 0)
+    if ijk.size == 0:
+        raise ValueError(f"{mask}: empty mask, nothing to show")
+    world = nb.affines.apply_affine(img.affine, ijk[:: max(1, len(ijk) // 20000)])
+    lo, hi = np.percentile(world, 10, axis=0), np.percentile(world, 90, axis=0)
+    return {
+        axis: [round(float(v), 1) for v in np.linspace(lo[k], hi[k], n)]
+        for k, axis in enumerate("xyz")
+    }
 
 
 def mask_contour_svg(t1w: str, mask: str, title: str = "") -> bytes:
@@ -30,11 +46,12 @@ def mask_contour_svg(t1w: str, mask: str, title: str = "") -> bytes:
     with matplotlib.rc_context({"svg.hashsalt": "anatprep", "svg.fonttype": "none"}):
         fig = plt.figure(figsize=(14, 7), facecolor="black")
         rows = (("x", 0.66), ("y", 0.33), ("z", 0.0))
+        cuts = cuts_through_mask(mask)
         for mode, bottom in rows:
             display = plotting.plot_anat(
                 t1w,
                 display_mode=mode,
-                cut_coords=7,
+                cut_coords=cuts[mode],
                 figure=fig,
                 axes=(0, bottom, 1, 0.33),
                 title=title if mode == "x" else None,
