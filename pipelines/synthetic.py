@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -61,6 +60,16 @@ T1W_META: dict[str, Any] = {
     "PixelBandwidth": 240,
     "AcquisitionTime": "101502.125000",
 }
+
+
+def rotation(axis: int, deg: float) -> np.ndarray:
+    """3x3 rotation by ``deg`` degrees about world axis ``axis`` (0=x, 1=y, 2=z)."""
+    a = np.deg2rad(deg)
+    c, s = np.cos(a), np.sin(a)
+    i, j = [k for k in range(3) if k != axis]
+    rot = np.eye(3)
+    rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
+    return rot
 
 
 def _uid(*parts: object) -> str:
@@ -151,8 +160,3 @@ def write_series(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def read_back(path: str | Path) -> pydicom.Dataset:
-    """Convenience for tests: read one written file fully."""
-    return pydicom.dcmread(path)

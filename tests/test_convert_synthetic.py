@@ -12,25 +12,15 @@ from conftest import assert_same_image, run_dcm2niix
 
 from interfaces.convert import SeriesConversionError, convert_entry
 from interfaces.dicom_index import index_tree
-from pipelines.synthetic import write_series
-
-
-def _rot(axis: int, deg: float) -> np.ndarray:
-    a = np.deg2rad(deg)
-    c, s = np.cos(a), np.sin(a)
-    i, j = [k for k in range(3) if k != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
-
+from pipelines.synthetic import rotation, write_series
 
 #: (name, direction columns in RAS for voxel axes i, j, k) as scanners write them
 PLANES = {
     "axial": np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]], float).T,
     "sagittal": np.array([[0, -1, 0], [0, 0, -1], [1, 0, 0]], float).T,
     "coronal": np.array([[-1, 0, 0], [0, 0, -1], [0, -1, 0]], float).T,
-    "oblique": _rot(0, 17.0)
-    @ _rot(2, -11.0)
+    "oblique": rotation(0, 17.0)
+    @ rotation(2, -11.0)
     @ np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]], float).T,
 }
 
