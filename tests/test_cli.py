@@ -99,3 +99,12 @@ def test_output_inside_input_refused(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     assert main(["run", str(tmp_path / "in"), str(tmp_path / "in" / "out")]) == 2
     assert "must not be inside INPUT" in capsys.readouterr().err
+
+
+def test_unknown_participant_label_exit_3(tmp_path, capsys):
+    write_series(np.ones((8, 8, 4)), np.eye(4), tmp_path / "in" / "s1")
+    assert (
+        main(["run", str(tmp_path / "in"), str(tmp_path / "out"), "--participant-label", "sub-zz"])
+        == 3
+    )
+    assert "participant labels" in capsys.readouterr().err
