@@ -22,7 +22,8 @@ demo: $(STAMP)
 ## test: the whole test suite (real-data tests use ANATPREP_TEST_DATA, default ../shared/data)
 test: $(STAMP)
 	$(BIN)/ruff check .
-	ANATPREP_TEST_DATA=$${ANATPREP_TEST_DATA:-$(abspath ../shared/data)} $(BIN)/python -m pytest -q tests
+	PATH="$(CURDIR)/$(BIN):$$PATH" ANATPREP_TEST_DATA=$${ANATPREP_TEST_DATA:-$(abspath ../shared/data)} \
+		$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -45,7 +45,8 @@ def main() -> int:
     parser.add_argument("--compression", type=int, default=6)
     args = parser.parse_args()
     src = Path(args.data) / "dicom" / "dcm_qa_asl_t1" / "In" / "T1"
-    exe = shutil.which("dcm2niix")
+    local = Path(sys.executable).parent / "dcm2niix"
+    exe = str(local) if local.is_file() else shutil.which("dcm2niix")
     if not src.is_dir() or exe is None:
         print(f"needs {src} and dcm2niix on PATH", file=sys.stderr)
         return 2

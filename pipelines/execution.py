@@ -128,6 +128,7 @@ def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
             "GeneratedBy": generated,
+            "DatasetLinks": {"raw": "../../"},
         },
         deriv / "dataset_description.json",
     )

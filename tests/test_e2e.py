@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 import pytest
-from conftest import REAL_PHI, grep_outputs
+from conftest import REAL_PHI, grep_outputs, tool
 from scipy import ndimage
 
 from pipelines.synthetic import FAKE_PHI, write_series
 
-ANATPREP = shutil.which("anatprep")
-
 
 def _anatprep(*args, timeout=1800) -> subprocess.CompletedProcess:
-    assert ANATPREP, "the anatprep console script is not installed"
+    """The installed console script, run from a neutral folder (not the source tree)."""
     return subprocess.run(
-        [ANATPREP, *map(str, args)], capture_output=True, text=True, timeout=timeout
+        [tool("anatprep"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
     )
 
 
 def _bids_errors(root: Path) -> list[dict]:
-    exe = shutil.which("bids-validator-deno")
-    assert exe, "bids-validator-deno (test extra) is not installed"
     res = subprocess.run(
-        [exe, str(root), "-r", "--format", "json"], capture_output=True, text=True, timeout=600
+        [tool("bids-validator-deno"), str(root), "-r", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     report = json.loads(res.stdout)
     return [i for i in report["issues"]["issues"] if i["severity"] == "error"]

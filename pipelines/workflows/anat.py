@@ -79,6 +79,14 @@ def _convert_mem_gb(entry_files: int) -> float:
     return round(0.3 + entry_files * 0.5 * 3 / 1024, 2)
 
 
+def _sink(name: str, output_dir: Path, files: list[Path], sidecars: list[dict] | None = None):
+    """A node placing files under their final names; it always runs (outputs may be gone)."""
+    sink = BidsSink(base_dir=str(output_dir), out_files=[str(p) for p in files])
+    if sidecars:
+        sink.inputs.sidecars = sidecars
+    return pe.Node(sink, name=name, run_without_submitting=True, overwrite=True)
+
+
 def init_subject_wf(
     plan: SubjectPlan, series_table: str, output_dir: Path, cfg: Config, n_files: dict[str, int]
 ) -> pe.Workflow:
@@ -116,16 +124,10 @@ def _add_series(
         mem_gb=_convert_mem_gb(n_files),
     )
     raw_dir = output_dir / plan.rel_dir / series.datatype
-    raw_sink = pe.Node(
-        BidsSink(
-            base_dir=str(output_dir),
-            out_files=[
-                str(raw_dir / f"{series.stem}.nii.gz"),
-                str(raw_dir / f"{series.stem}.json"),
-            ],
-        ),
-        name=f"sink_raw_{tag}",
-        run_without_submitting=True,
+    raw_sink = _sink(
+        f"sink_raw_{tag}",
+        output_dir,
+        [raw_dir / f"{series.stem}.nii.gz", raw_dir / f"{series.stem}.json"],
     )
     merge = pe.Node(niu.Merge(2), name=f"merge_raw_{tag}", run_without_submitting=True)
     wf.connect([
@@ -152,15 +154,11 @@ def _add_series(
             "Sources": [f"bids:raw:{raw_rel}"],
             "Description": f"reoriented to {cfg.reorient.orientation}, N4 bias corrected",
         },
-        {"Type": "Brain", "RawSources": [raw_rel]},
+        {"Type": "Brain", "Sources": [f"bids:raw:{raw_rel}"]},
         {"SkullStripped": True, "Sources": [f"bids:raw:{raw_rel}"]},
         {},
     ]
-    deriv_sink = pe.Node(
-        BidsSink(base_dir=str(output_dir), out_files=[str(p) for p in names], sidecars=sidecars),
-        name=f"sink_deriv_{tag}",
-        run_without_submitting=True,
-    )
+    deriv_sink = _sink(f"sink_deriv_{tag}", output_dir, names, sidecars)
     merge_d = pe.Node(niu.Merge(4), name=f"merge_deriv_{tag}", run_without_submitting=True)
     wf.connect([
         (convert, anat_wf, [("out_file", "inputnode.t1w")]),
