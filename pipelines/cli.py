@@ -130,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            summary, output = run_demo(args.output, cfg)
+            summary, output = run_demo(args.output.absolute(), cfg)
         else:
-            summary = run_study(args.input, args.output, cfg, args.participant_label)
-            output = args.output
+            output = args.output.absolute()
+            summary = run_study(args.input.absolute(), output, cfg, args.participant_label)
         _report(summary, output)
         return summary.exit_code
     except (ConfigError, UsageError) as exc:

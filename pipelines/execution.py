@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,13 +87,7 @@ def index_input(input_dir: Path, work_dir: Path) -> tuple[str, dict[str, Any]]:
     """Run the DicomIndex interface; return the table path and its content."""
     index_dir = work_dir / "index"
     index_dir.mkdir(parents=True, exist_ok=True)
-    iface = DicomIndex(dicom_dir=str(input_dir.resolve()), folder_levels=5)
-    cwd = os.getcwd()
-    try:
-        os.chdir(index_dir)
-        result = iface.run(cwd=str(index_dir))
-    finally:
-        os.chdir(cwd)
+    result = DicomIndex(dicom_dir=str(input_dir.resolve()), folder_levels=5).run(cwd=str(index_dir))
     table_file = result.outputs.series_table
     return table_file, json.loads(Path(table_file).read_text())
 
@@ -234,7 +227,3 @@ def run_study(
         if not summary.failures:
             raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
     return summary
-
-
-def clean_work_dir(work_dir: Path) -> None:
-    shutil.rmtree(work_dir, ignore_errors=True)

@@ -125,36 +125,31 @@ def plan_subjects(
 def _name_series(
     plan: SubjectPlan, entries: list[dict[str, Any]], cfg: Config
 ) -> list[PlannedSeries]:
+    """``<key>[_run-<n>]_<suffix>`` for classified series (runs in series-number order);
+    ``<key>_acq-<description>_run-<series number>`` under ``extra/`` for the rest."""
     by_suffix: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in entries:
         by_suffix[classify(entry, cfg)].append(entry)
+    if not cfg.series.convert_other:
+        by_suffix.pop("", None)
     named: list[PlannedSeries] = []
-    prefix = plan.key
+    used: set[str] = set()
     for suffix in sorted(by_suffix, key=lambda s: (s == "", s)):
         group = sorted(by_suffix[suffix], key=lambda e: (e.get("series_number") or 0, e["id"]))
-        if suffix == "" and not cfg.series.convert_other:
-            continue
-        seen: dict[str, int] = defaultdict(int)
         for run, entry in enumerate(group, start=1):
             desc = entry.get("series_description") or entry.get("protocol_name") or ""
             if suffix:
                 run_part = f"_run-{run}" if len(group) > 1 else ""
-                stem = f"{prefix}{run_part}_{suffix}"
-                datatype = "anat"
+                stem, datatype = f"{plan.key}{run_part}_{suffix}", "anat"
             else:
-                acq = sanitize_label(desc, "unknown")
-                seen[acq] += 1
                 number = entry.get("series_number")
-                run_label = f"{number}" if number is not None else f"{seen[acq]}"
-                stem = f"{prefix}_acq-{acq}_run-{run_label}"
-                if seen[acq] > 1 and f"{prefix}_acq-{acq}_run-{run_label}" in {
-                    s.stem for s in named
-                }:
-                    stem = f"{stem}x{seen[acq]}"
-                datatype = "extra"
-            named.append(
-                PlannedSeries(
-                    entry["id"], datatype, suffix, stem, desc, tuple(entry.get("problems") or ())
-                )
-            )
+                acq = sanitize_label(desc, "unknown")
+                stem, datatype = f"{plan.key}_acq-{acq}_run-{number or run}", "extra"
+            base, n = stem, 1
+            while stem in used:  # one DICOM series split in parts (echoes, orientations)
+                n += 1
+                stem = f"{base}part{n}"
+            used.add(stem)
+            problems = tuple(entry.get("problems") or ())
+            named.append(PlannedSeries(entry["id"], datatype, suffix, stem, desc, problems))
     return named

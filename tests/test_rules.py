@@ -107,3 +107,20 @@ def test_subject_map_sessions_and_participant_filter():
 def test_sanitize_label():
     assert sanitize_label("../..") == "unknown"
     assert sanitize_label("sub_01-a b") == "sub01ab"
+
+
+def test_split_series_get_distinct_names():
+    table = {
+        "root": "/in",
+        "series": [
+            _entry("localizer", sid="a", number=1, n_slices=3),
+            _entry("localizer", sid="b", number=1, n_slices=3),
+        ],
+    }
+    (plan,) = plan_subjects(table, Config())
+    assert [s.stem for s in plan.series] == [
+        "sub-subj_acq-localizer_run-1",
+        "sub-subj_acq-localizer_run-1part2",
+    ]
+    cfg = load_config(None, {"series.convert_other": False})
+    assert plan_subjects(table, cfg)[0].series == []
