@@ -188,6 +188,12 @@ def run_study(
     plans = plan_subjects(table, cfg, participant_labels)
     if not plans:
         raise NoDataError(f"none of the participant labels {participant_labels} is in {input_dir}")
+    for plan in plans:
+        if not plan.series:
+            LOG.warning("%s: no series to convert (none matched a rule)", plan.key)
+    plans = [p for p in plans if p.series]
+    if not plans:
+        raise NoDataError(f"{input_dir}: no series matched a rule and series.convert_other is off")
     for item in table.get("unusable", []):
         LOG.warning("skipped %s: %s", item["path"], item["reason"])
     for plan in plans:

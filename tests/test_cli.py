@@ -108,3 +108,16 @@ def test_unknown_participant_label_exit_3(tmp_path, capsys):
         == 3
     )
     assert "participant labels" in capsys.readouterr().err
+
+
+def test_nothing_to_convert_exit_3(tmp_path, capsys):
+    write_series(
+        np.ones((8, 8, 4)),
+        np.eye(4),
+        tmp_path / "in" / "s1",
+        meta={"SeriesDescription": "localizer"},
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("series:\n  convert_other: false\n")
+    assert main(["run", str(tmp_path / "in"), str(tmp_path / "out"), "--config", str(cfg)]) == 3
+    assert "no series matched a rule" in capsys.readouterr().err
