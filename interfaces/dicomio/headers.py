@@ -165,6 +165,9 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     if not uid:
         raise UnusableFile(path, "SeriesInstanceUID is missing")
     if flavour == "enhanced":
+        # geometry lives in per-frame functional groups: each file is its own group here, with
+        # neutral placeholders that only serve grouping; the converter refuses this flavour
+        # by name until its reader exists, so no placeholder can reach an output
         orientation: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
         position: tuple[float, ...] = (0.0, 0.0, 0.0)
         spacing: tuple[float, ...] = (1.0, 1.0)
