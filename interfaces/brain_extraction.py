@@ -12,7 +12,6 @@ fixed random seed.  With one thread per subject, results are bit-identical run t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .atomic import write_json
+from .atomic import write_json, write_nifti
 
 
 class BrainExtractionError(RuntimeError):
@@ -177,8 +176,6 @@ def _write_outputs(
     t1w: str, out_dir: Path, corrected: np.ndarray, mask: np.ndarray, stats: dict[str, Any]
 ) -> dict[str, Any]:
     """Save on the input's own header (ANTs' LPS reading is undone by using numpy arrays)."""
-    from .atomic import write_nifti
-
     ref = nb.load(t1w)
     affine = ref.affine
 
@@ -200,6 +197,7 @@ def _write_outputs(
     stats_file = out_dir / "brain_extraction.json"
     write_json(stats, stats_file)
     out["stats"] = str(stats_file)
+    out["mask_volume_ml"] = stats["mask_volume_ml"]
     return out
 
 
@@ -260,6 +258,6 @@ class AntsBrainExtraction(SimpleInterface):
             out_brain=out["brain"],
             bias_corrected=out["bias_corrected"],
             out_stats=out["stats"],
-            mask_volume_ml=json.loads(Path(out["stats"]).read_text())["mask_volume_ml"],
+            mask_volume_ml=out["mask_volume_ml"],
         )
         return runtime
