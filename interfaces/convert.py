@@ -1,14 +1,8 @@
-"""Convert one series of the series table to NIfTI + BIDS JSON sidecar (our own converter).
-
-dcm2niix is the yardstick this converter is tested and benchmarked against; it is never
-called here.
-"""
+"""Nipype interface: convert one series of the series table to NIfTI + BIDS JSON sidecar."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -18,59 +12,17 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .atomic import write_json, write_nifti
-from .dicomio.classic import ClassicSeries
-from .dicomio.headers import UnusableFile
-from .dicomio.series import SeriesGeometryError
-from .dicomio.sidecar import build_sidecar
-
-
-class SeriesConversionError(RuntimeError):
-    """A series that cannot be converted; the message names the series and the reason."""
-
-
-def load_series_entry(table_file: str, series_id: str) -> dict[str, Any]:
-    table = json.loads(Path(table_file).read_text())
-    for entry in table["series"]:
-        if entry["id"] == series_id:
-            return entry
-    raise SeriesConversionError(f"series {series_id} is not in {table_file}")
-
-
-def describe(entry: dict[str, Any]) -> str:
-    desc = entry.get("series_description") or entry.get("protocol_name") or "?"
-    folder = "/".join(entry.get("folders") or [])
-    return f"series {entry['id']} ('{desc}' in {folder or '.'})"
-
-
-def convert_entry(entry: dict[str, Any], out_stem: Path, compression: int = 6) -> tuple[Path, Path]:
-    """Write ``<out_stem>.nii.gz`` and ``<out_stem>.json`` for one series-table entry."""
-    name = describe(entry)
-    if entry.get("problems"):
-        raise SeriesConversionError(f"{name} cannot be converted: " + "; ".join(entry["problems"]))
-    if entry.get("flavour") != "classic":
-        raise SeriesConversionError(
-            f"{name}: {entry.get('flavour')} DICOM is not supported by this converter yet"
-        )
-    try:
-        series = ClassicSeries(entry["files"])
-        img = series.to_nifti()
-    except (SeriesGeometryError, UnusableFile) as exc:
-        raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
-    extra: dict[str, Any] = {}
-    if series.n_slices > 1:
-        extra["SliceSpacingFromPositions"] = round(series.slice_spacing, 6)
-    sidecar = build_sidecar(series.first, extra)
-    nii = write_nifti(img, out_stem.with_name(out_stem.name + ".nii.gz"), compression)
-    js = write_json(sidecar, out_stem.with_name(out_stem.name + ".json"))
-    return nii, js
+from .atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
+from .dicomio.conversion import convert_entry, load_series_entry
 
 
 class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
     series_table = File(exists=True, mandatory=True, desc="series table from DicomIndex")
     series_id = traits.Str(mandatory=True, desc="id of the series to convert")
     out_stem = traits.Str("series", usedefault=True, desc="output file name without extension")
-    compression = traits.Range(0, 9, 6, usedefault=True, desc="gzip level of the .nii.gz")
+    compression = traits.Range(
+        MIN_LEVEL, MAX_LEVEL, DEFAULT_LEVEL, usedefault=True, desc="ISA-L deflate level"
+    )
 
 
 class _DicomToNiftiOutputSpec(TraitedSpec):

@@ -19,15 +19,10 @@ from interfaces.atomic import atomic_write_bytes, write_json
 from interfaces.dicom_index import DicomIndex
 
 from .config import Config
+from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .rules import SubjectPlan, plan_subjects
 
 LOG = logging.getLogger("anatprep")
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_NO_DATA = 3
-EXIT_PARTIAL = 4
 
 
 class UsageError(Exception):

@@ -12,14 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, SeriesRule
-
-_LABEL_RE = re.compile(r"[^A-Za-z0-9]")
-
-
-def sanitize_label(text: str, fallback: str = "unknown") -> str:
-    """BIDS label: letters and digits only (at most 64); ``fallback`` if nothing is left."""
-    label = _LABEL_RE.sub("", str(text))[:64]
-    return label or fallback
+from .labels import sanitize_label
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from conftest import REAL_PHI, assert_same_image, grep_outputs, run_dcm2niix
 
-from interfaces.convert import convert_entry
-from interfaces.dicom_index import index_tree
+from interfaces.dicomio.conversion import convert_entry
+from interfaces.dicomio.index import index_tree
 from interfaces.dicomio.sidecar import FORBIDDEN_KEYS
 
 pytestmark = pytest.mark.data

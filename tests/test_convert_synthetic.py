@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import assert_same_image, run_dcm2niix
 
-from interfaces.convert import SeriesConversionError, convert_entry
-from interfaces.dicom_index import index_tree
+from interfaces.dicomio.conversion import SeriesConversionError, convert_entry
+from interfaces.dicomio.index import index_tree
 from pipelines.synthetic import rotation, write_series
 
 #: (name, direction columns in RAS for voxel axes i, j, k) as scanners write them

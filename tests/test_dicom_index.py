@@ -10,7 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from interfaces.dicom_index import DicomIndex, index_tree
+from interfaces.dicom_index import DicomIndex
+from interfaces.dicomio.index import index_tree
 from interfaces.dicomio.series import SeriesGeometryError, check_uniform_spacing
 from pipelines.synthetic import write_series
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipelines.config import Config, load_config
-from pipelines.rules import classify, plan_subjects, sanitize_label
+from pipelines.labels import sanitize_label
+from pipelines.rules import classify, plan_subjects
 
 
 def _entry(

@@ -1,65 +1,56 @@
 """Classic single-frame DICOM series (one file per slice, 3D or 4D) as a NIfTI image.
 
-The voxel layout follows dcm2niix, the field's reference converter, so our files can be
-compared with it voxel for voxel:
-
-* in-plane, NIfTI ``i`` runs along the DICOM columns and ``j`` along the rows, rows flipped
-  (the first DICOM row is the last NIfTI row);
-* slices run along the slice normal (row x column cosines) in ascending position;
-* a 3D volume with more than one slice is then permuted/flipped to the closest RAS layout,
-  a 4D series is not;
-* stored integers are kept, with the DICOM rescale in ``scl_slope`` / ``scl_inter``; unsigned
-  16-bit data with fewer than 16 bits stored is written as signed 16-bit.
+Headers are read first (fast scan), the slices ordered along the normal and in acquisition
+order, and only then are pixels read, straight into their place in the output array: the
+volume exists once in memory.  Layout and data type rules are in :mod:`.volume`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import nibabel as nb
 import numpy as np
-import pydicom
-from nibabel.orientations import axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
-from .headers import UnusableFile, open_dicom, slice_header_from_dataset
+from .headers import UnusableFile, read_header, slice_header_from_dataset
+from .pixels import read_frames
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
+from .volume import NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+if TYPE_CHECKING:
+    from .headers import Header
 
 
 class ClassicSeries:
     """A set of single-frame DICOM files that together form one 3D or 4D volume.
 
-    Construction reads every file (pixels included) and orders the slices; geometry problems
-    raise :class:`SeriesGeometryError`, unreadable files :class:`UnusableFile`.
+    Construction reads every header and orders the slices; geometry problems raise
+    :class:`SeriesGeometryError`, unreadable files :class:`UnusableFile`.  Pixels are read by
+    :meth:`to_nifti`.
     """
 
     def __init__(self, paths: Sequence[str]):
         if not paths:
             raise SeriesGeometryError("series has no files")
-        datasets = {}
-        headers = []
+        by_path: dict[str, Header] = {}
+        slices = []
         for path in paths:
-            ds, _ = open_dicom(path, stop_before_pixels=False)
-            if "PixelData" not in ds:
-                raise UnusableFile(path, "no pixel data")
-            header = slice_header_from_dataset(ds, str(path))
-            if header.flavour != "classic":
-                raise UnusableFile(
-                    path, f"{header.flavour} DICOM is not supported by the classic converter yet"
-                )
-            datasets[str(path)] = ds
-            headers.append(header)
-        self._order = order_slices(headers)
-        self.datasets: list[pydicom.Dataset] = [datasets[p] for p in self._order.files]
+            header = read_header(path)
+            sh = slice_header_from_dataset(header, str(path))
+            if sh.flavour != "classic":
+                raise UnusableFile(path, f"{sh.flavour} DICOM is not a classic single-frame file")
+            by_path[str(path)] = header
+            slices.append(sh)
+        self._order = order_slices(slices)
         self.files = self._order.files
+        self.headers: list[Header] = [by_path[p] for p in self.files]
         self._check_consistent()
 
-    # --- header-derived values -------------------------------------------------------------
     @property
-    def first(self) -> pydicom.Dataset:
-        return self.datasets[0]
+    def first(self) -> Header:
+        """The header of the first file in acquisition order (the sidecar's source)."""
+        return self.headers[0]
 
     @property
     def n_slices(self) -> int:
@@ -70,49 +61,45 @@ class ClassicSeries:
         return self._order.n_volumes
 
     def _check_consistent(self) -> None:
-        ref = self.first
+        ref = self.headers[0]
         keys = ("Rows", "Columns", "BitsAllocated", "PixelRepresentation", "SamplesPerPixel")
-        for ds, path in zip(self.datasets, self.files, strict=True):
+        for h, path in zip(self.headers, self.files, strict=True):
             for key in keys:
-                if ds.get(key) != ref.get(key):
+                if h.get(key) != ref.get(key):
                     raise SeriesGeometryError(
-                        f"{path}: {key}={ds.get(key)} differs from the series' {ref.get(key)}"
+                        f"{path}: {key}={h.get(key)} differs from the series' {ref.get(key)}"
                     )
-            if int(ds.get("SamplesPerPixel", 1)) != 1:
+            if int(h.get("SamplesPerPixel") or 1) != 1:
                 raise SeriesGeometryError(f"{path}: colour images are not converted")
 
     @cached_property
     def slice_spacing(self) -> float:
         """Distance between slice centres from positions (not SliceThickness)."""
         if self.n_slices == 1:
-            return float(self.first.get("SliceThickness", 1.0) or 1.0)
+            return float(self.headers[0].get("SliceThickness") or 1.0)
         return check_uniform_spacing(self._order.distances)
 
     @cached_property
     def affine_lps(self) -> np.ndarray:
         """Voxel (column, row, slice) -> LPS mm, before any flip."""
-        ds = self.first
-        iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
-        row_cos, col_cos = iop[:3], iop[3:]
-        normal = np.cross(row_cos, col_cos)
-        dr, dc = (float(v) for v in ds.PixelSpacing)  # between rows, between columns
-        aff = np.eye(4)
-        aff[:3, 0] = row_cos * dc
-        aff[:3, 1] = col_cos * dr
-        aff[:3, 2] = normal * self.slice_spacing
-        aff[:3, 3] = np.asarray(ds.ImagePositionPatient, dtype=float)
+        h = self.headers[0]
         self._check_in_plane()
-        return aff
+        return lps_affine(
+            h.ImageOrientationPatient,
+            h.PixelSpacing,
+            self.slice_spacing,
+            h.ImagePositionPatient,
+        )
 
     def _check_in_plane(self) -> None:
         """Every slice must sit on the line through the first along the normal (no tilt)."""
         if self.n_slices < 2:
             return
-        ds0 = self.first
-        iop = np.asarray(ds0.ImageOrientationPatient, dtype=float)
+        h0 = self.headers[0]
+        iop = np.asarray(h0.ImageOrientationPatient, dtype=float)
         normal = np.cross(iop[:3], iop[3:])
-        p0 = np.asarray(ds0.ImagePositionPatient, dtype=float)
-        last = self.datasets[self.n_slices - 1]
+        p0 = np.asarray(h0.ImagePositionPatient, dtype=float)
+        last = self.headers[self.n_slices - 1]
         offset = np.asarray(last.ImagePositionPatient, dtype=float) - p0
         along = np.dot(offset, normal)
         lateral = np.linalg.norm(offset - along * normal)
@@ -122,85 +109,44 @@ class ClassicSeries:
                 "(gantry tilt or mixed stacks): refusing to write a wrong affine"
             )
 
+    def _rescale(self, h: Header) -> tuple[float, float]:
+        return float(h.get("RescaleSlope") or 1), float(h.get("RescaleIntercept") or 0)
+
     @cached_property
     def rescale(self) -> tuple[float, float, bool]:
         """(slope, intercept, uniform) of the DICOM rescale."""
-        pairs = {
-            (float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
-            for ds in self.datasets
-        }
+        pairs = {self._rescale(h) for h in self.headers}
         if len(pairs) == 1:
             slope, inter = pairs.pop()
             return slope, inter, True
         return 1.0, 0.0, False
 
-    # --- voxels -------------------------------------------------------------------------------
-    def stored_array(self) -> np.ndarray:
-        """Stored values as (columns, rows, slices[, volumes]) in acquisition geometry."""
-        rows, cols = int(self.first.Rows), int(self.first.Columns)
-        dtype = self.first.pixel_array.dtype
-        out = np.empty((self.n_volumes * self.n_slices, rows, cols), dtype=dtype)
-        for n, (ds, path) in enumerate(zip(self.datasets, self.files, strict=True)):
-            try:
-                out[n] = ds.pixel_array
-            except Exception as exc:  # pixel decoding errors come in many types
-                raise UnusableFile(path, f"pixel data cannot be decoded: {exc}") from None
-        out = out.reshape(self.n_volumes, self.n_slices, rows, cols)
-        # -> (cols, rows, slices, volumes)
-        arr = out.transpose(3, 2, 1, 0)
-        return arr[..., 0] if self.n_volumes == 1 else arr
-
-    def _output_array(self) -> tuple[np.ndarray, float, float]:
-        arr = self.stored_array()
+    def read_stack(self) -> tuple[np.ndarray, float, float]:
+        """(volumes, slices, rows flipped, columns) array with its slope and intercept."""
+        h0 = self.headers[0]
+        rows, cols = int(h0.Rows), int(h0.Columns)
         slope, inter, uniform = self.rescale
-        if not uniform:
-            scaled = np.empty(arr.shape, dtype=np.float32)
-            flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
-            sflat = scaled.reshape(flat.shape)
-            k = 0
-            for v in range(self.n_volumes):
-                for s in range(self.n_slices):
-                    ds = self.datasets[v * self.n_slices + s]
-                    m = float(ds.get("RescaleSlope", 1) or 1)
-                    b = float(ds.get("RescaleIntercept", 0) or 0)
-                    sflat[..., k] = flat[..., k] * m + b
-                    k += 1
-            return scaled, 1.0, 0.0
-        if arr.dtype == np.uint16 and int(self.first.get("BitsStored", 16) or 16) < 16:
-            arr = arr.astype(np.int16)  # what dcm2niix does: the stored range fits int16
-        return arr, slope, inter
+        if uniform:
+            dtype = output_dtype(
+                int(h0.BitsAllocated),
+                int(h0.get("PixelRepresentation") or 0),
+                h0.get("BitsStored"),
+            )
+        else:  # per-slice rescale: write real values, as dcm2niix does
+            dtype = np.dtype(np.float32)
+        stack = np.empty((self.n_volumes * self.n_slices, rows, cols), dtype=dtype)
+        for n, (h, path) in enumerate(zip(self.headers, self.files, strict=True)):
+            frame = read_frames(path, h)[0, ::-1, :]
+            if uniform:
+                stack[n] = frame
+            else:
+                m, b = self._rescale(h)
+                stack[n] = frame * m + b
+        stack = stack.reshape(self.n_volumes, self.n_slices, rows, cols)
+        return (stack, slope, inter) if uniform else (stack, 1.0, 0.0)
 
-    # --- NIfTI --------------------------------------------------------------------------------
-    def to_nifti(self) -> nb.Nifti1Image:
-        """The series as a NIfTI-1 image laid out like dcm2niix's."""
-        arr, slope, inter = self._output_array()
-        ras = LPS_TO_RAS @ self.affine_lps
-        # flip rows (NIfTI j)
-        n_rows = arr.shape[1]
-        arr = arr[:, ::-1, ...]
-        ras = ras @ inv_ornt_aff(np.array([[0, 1], [1, -1], [2, 1]]), (1, n_rows, 1))
-        if self.n_volumes == 1 and self.n_slices > 1:
-            ornt = ornt_transform(io_orientation(ras), axcodes2ornt("RAS"))
-            if not np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
-                arr = nb.orientations.apply_orientation(arr, ornt)
-                ras = ras @ inv_ornt_aff(ornt, self.stored_shape)
-        img = nb.Nifti1Image(np.ascontiguousarray(arr), ras)
-        hdr = img.header
-        hdr.set_qform(ras, code=1)
-        hdr.set_sform(ras, code=1)
-        hdr.set_xyzt_units("mm", "sec")
-        tr = self.first.get("RepetitionTime")
-        zooms = list(hdr.get_zooms()[:3])
-        if arr.ndim == 4:
-            zooms.append(float(tr) / 1000.0 if tr else 1.0)
-            hdr.set_zooms(zooms)
-        elif tr:
-            hdr["pixdim"][4] = float(tr) / 1000.0
-        if (slope, inter) != (1.0, 0.0):
-            hdr.set_slope_inter(slope, inter)
-        hdr["descrip"] = b"anatprep"
-        return img
-
-    @property
-    def stored_shape(self) -> tuple[int, int, int]:
-        return (int(self.first.Columns), int(self.first.Rows), self.n_slices)
+    def to_volume(self) -> NiftiVolume:
+        """The series as NIfTI voxels + affine, laid out like dcm2niix's."""
+        stack, slope, inter = self.read_stack()
+        tr = self.headers[0].get("RepetitionTime")
+        return frames_to_volume(stack, self.affine_lps, tr, slope, inter)

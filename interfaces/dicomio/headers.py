@@ -4,6 +4,9 @@ Rule: :func:`read_slice_header` returns a :class:`SliceHeader` for a readable im
 raises :class:`UnusableFile` (with a human reason naming the file) for anything else: not
 DICOM, unreadable, no pixel data, truncated pixel data, or an image without the geometry tags a
 volume needs.  Derived values never raise; absent optional tags give ``None``.
+
+Headers are read by the fast scanner (:mod:`.scan`) and, for encodings it does not walk, by
+pydicom; both give a mapping by DICOM keyword, so everything downstream reads them alike.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+
+from .scan import ScannedHeader, ScanUnsupported, scan_file
+
+if TYPE_CHECKING:  # pydicom is imported where a file needs it (its import is slow)
+    import pydicom
+
+    #: the header of one file: a pydicom Dataset or a ScannedHeader
+    Header = pydicom.Dataset | ScannedHeader
 
 #: transfer syntaxes whose pixel data length we can check from the header
 _NATIVE_SYNTAXES = {
@@ -78,6 +87,9 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
     Raises :class:`UnusableFile` when the file is not DICOM or cannot be parsed, or (on a
     header-only read) when its pixel data is shorter than the header says.
     """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     path = Path(path)
     try:
         if path.suffix == ".gz":
@@ -108,6 +120,17 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
     return ds, size
 
 
+def _expected_pixel_bytes(ds) -> int:
+    return (
+        int(ds.Rows)
+        * int(ds.Columns)
+        * int(ds.get("NumberOfFrames") or 1)
+        * int(ds.get("SamplesPerPixel") or 1)
+        * int(ds.get("BitsAllocated") or 16)
+        // 8
+    )
+
+
 def _pixel_length_problem(ds: pydicom.Dataset, remaining: int) -> str | None:
     """After a header-only read the stream sits at the pixel data tag: check what follows."""
     if "Rows" not in ds or "Columns" not in ds:
@@ -117,11 +140,11 @@ def _pixel_length_problem(ds: pydicom.Dataset, remaining: int) -> str | None:
         return None  # encapsulated: lengths are per fragment
     if remaining <= 0:
         return "no pixel data (file ends after the header)"
-    bits = int(ds.get("BitsAllocated", 16) or 16)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
-    expected = int(ds.Rows) * int(ds.Columns) * frames * spp * bits // 8
     available = remaining - 12 if syntax != "1.2.840.10008.1.2" else remaining - 8
+    return _truncation(available, _expected_pixel_bytes(ds))
+
+
+def _truncation(available: int, expected: int) -> str | None:
     if available < expected:
         return f"truncated pixel data ({max(available, 0)} of {expected} bytes present)"
     return None
@@ -156,7 +179,10 @@ def detect_flavour(ds: pydicom.Dataset) -> str:
 
 def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     """Build a :class:`SliceHeader`; raise :class:`UnusableFile` when a geometry key is absent."""
-    if "PixelData" not in ds and "Rows" not in ds:
+    has_pixels = ds.pixel_offset is not None if isinstance(ds, ScannedHeader) else "PixelData" in ds
+    if not has_pixels and "Rows" not in ds:
+        from pydicom.uid import UID
+
         sop = ds.get("SOPClassUID")
         kind = UID(sop).name if sop else "no SOP class"
         raise UnusableFile(path, f"DICOM without an image ({kind})")
@@ -204,7 +230,39 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     )
 
 
+def read_header(path: str | os.PathLike) -> Header:
+    """Header of one file (scanner first, pydicom for other encodings).
+
+    Raises :class:`UnusableFile` for files that are not DICOM, cannot be parsed, or whose
+    pixel data is shorter than the header says.
+    """
+    try:
+        scanned = scan_file(path)
+    except ScanUnsupported:
+        ds, _ = open_dicom(path, stop_before_pixels=True)
+        return ds
+    except OSError as exc:
+        raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
+    problem = _scanned_pixel_problem(scanned)
+    if problem:
+        header = None
+        with contextlib.suppress(UnusableFile):
+            header = slice_header_from_dataset(scanned, str(path))
+        raise UnusableFile(path, problem, header)
+    return scanned
+
+
+def _scanned_pixel_problem(h: ScannedHeader) -> str | None:
+    if "Rows" not in h or "Columns" not in h:
+        return None  # not an image; reported by slice_header_from_dataset
+    if h.pixel_offset is None:
+        return "no pixel data (file ends after the header)"
+    if h.transfer_syntax not in _NATIVE_SYNTAXES:
+        return None
+    available = min(h.pixel_length or 0, h.file_size - h.pixel_offset)
+    return _truncation(available, _expected_pixel_bytes(h))
+
+
 def read_slice_header(path: str | os.PathLike) -> SliceHeader:
     """Header-only read of one file; raises :class:`UnusableFile` with the reason."""
-    ds, _ = open_dicom(path, stop_before_pixels=True)
-    return slice_header_from_dataset(ds, str(path))
+    return slice_header_from_dataset(read_header(path), str(path))

@@ -1,0 +1,342 @@
+"""A fast, read-only DICOM element scanner for the header fields the converter needs.
+
+pydicom builds a full dataset for every element it meets (a GE slice carries ~300 of them),
+which makes header reading of large trees slow.  This scanner walks the element stream of a
+memory-mapped file with ``struct`` and decodes only the tags listed in :data:`FIELDS`; every
+other value (private CSA blocks, sequences) is skipped by its length.  It also records where
+the pixel data starts, so voxels can be read without a second parse.
+
+Rule: :func:`scan_file` returns a :class:`ScannedHeader` or raises :class:`ScanUnsupported`
+when the file uses an encoding this scanner does not walk (no ``DICM`` preamble, big endian,
+deflated, malformed lengths).  Callers then read the file with pydicom, which stays the
+reference reader; the scanner never guesses.
+"""
+
+from __future__ import annotations
+
+import gzip
+import mmap
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+_U16 = struct.Struct("<H")
+_S16 = struct.Struct("<h")
+_U32 = struct.Struct("<I")
+_TAG = struct.Struct("<HH")
+_EXPLICIT_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xE000
+_ITEM_END = 0xE00D
+_SEQ_END = 0xE0DD
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+#: transfer syntaxes whose pixel data are raw little-endian samples
+NATIVE_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE})
+PIXEL_DATA = (0x7FE0, 0x0010)
+
+
+def is_encapsulated(syntax: str) -> bool:
+    """JPEG family (``1.2.840.10008.1.2.4.*``) or RLE: pixel data in fragments."""
+    return syntax.startswith("1.2.840.10008.1.2.4.") or syntax == "1.2.840.10008.1.2.5"
+
+
+#: private tags have no keyword: the name they are stored under
+GE_IMAGE_TYPE = "GEComplexImageComponent"  # (0043,102F): 0 magnitude, 1 phase, 2 real, 3 imag
+
+#: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
+#: strings), int (integer string), us / ss (binary unsigned / signed short).  Grouping,
+#: geometry, pixel and sidecar fields: everything the converter reads.
+FIELDS: dict[tuple[int, int], tuple[str, str]] = {
+    (0x0008, 0x1090): ("ManufacturerModelName", "str"),
+    (0x0018, 0x0015): ("BodyPartExamined", "str"),
+    (0x0018, 0x0020): ("ScanningSequence", "strs"),
+    (0x0018, 0x0021): ("SequenceVariant", "strs"),
+    (0x0018, 0x0022): ("ScanOptions", "strs"),
+    (0x0018, 0x0081): ("EchoTime", "ds"),
+    (0x0018, 0x0082): ("InversionTime", "ds"),
+    (0x0018, 0x0084): ("ImagingFrequency", "ds"),
+    (0x0018, 0x0087): ("MagneticFieldStrength", "ds"),
+    (0x0018, 0x0088): ("SpacingBetweenSlices", "ds"),
+    (0x0018, 0x0089): ("NumberOfPhaseEncodingSteps", "int"),
+    (0x0018, 0x0093): ("PercentSampling", "ds"),
+    (0x0018, 0x0094): ("PercentPhaseFieldOfView", "ds"),
+    (0x0018, 0x0095): ("PixelBandwidth", "ds"),
+    (0x0018, 0x1020): ("SoftwareVersions", "strs"),
+    (0x0018, 0x1312): ("InPlanePhaseEncodingDirection", "str"),
+    (0x0018, 0x1314): ("FlipAngle", "ds"),
+    (0x0018, 0x5100): ("PatientPosition", "str"),
+    (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
+    (0x0008, 0x0008): ("ImageType", "strs"),
+    (0x0008, 0x0016): ("SOPClassUID", "str"),
+    (0x0008, 0x0032): ("AcquisitionTime", "str"),
+    (0x0008, 0x0060): ("Modality", "str"),
+    (0x0008, 0x0070): ("Manufacturer", "str"),
+    (0x0008, 0x103E): ("SeriesDescription", "str"),
+    (0x0018, 0x0023): ("MRAcquisitionType", "str"),
+    (0x0018, 0x0024): ("SequenceName", "str"),
+    (0x0018, 0x0050): ("SliceThickness", "ds"),
+    (0x0018, 0x0080): ("RepetitionTime", "ds"),
+    (0x0018, 0x0086): ("EchoNumbers", "int"),
+    (0x0018, 0x1030): ("ProtocolName", "str"),
+    (0x0018, 0x1120): ("GantryDetectorTilt", "ds"),
+    (0x0020, 0x000E): ("SeriesInstanceUID", "str"),
+    (0x0020, 0x0011): ("SeriesNumber", "int"),
+    (0x0020, 0x0012): ("AcquisitionNumber", "int"),
+    (0x0020, 0x0013): ("InstanceNumber", "int"),
+    (0x0020, 0x0032): ("ImagePositionPatient", "ds"),
+    (0x0020, 0x0037): ("ImageOrientationPatient", "ds"),
+    (0x0020, 0x0100): ("TemporalPositionIdentifier", "int"),
+    (0x0028, 0x0002): ("SamplesPerPixel", "us"),
+    (0x0028, 0x0004): ("PhotometricInterpretation", "str"),
+    (0x0028, 0x0008): ("NumberOfFrames", "int"),
+    (0x0028, 0x0010): ("Rows", "us"),
+    (0x0028, 0x0011): ("Columns", "us"),
+    (0x0028, 0x0030): ("PixelSpacing", "ds"),
+    (0x0028, 0x0100): ("BitsAllocated", "us"),
+    (0x0028, 0x0101): ("BitsStored", "us"),
+    (0x0028, 0x0103): ("PixelRepresentation", "us"),
+    (0x0028, 0x1052): ("RescaleIntercept", "ds"),
+    (0x0028, 0x1053): ("RescaleSlope", "ds"),
+}
+
+
+class ScanUnsupported(Exception):
+    """The file is not in an encoding this scanner walks; read it with pydicom instead."""
+
+
+class ScannedHeader(dict):
+    """Decoded header fields by DICOM keyword, with attribute access like a pydicom Dataset.
+
+    Extra attributes: ``transfer_syntax``, ``pixel_offset`` / ``pixel_length`` (bytes in the
+    file; ``pixel_length`` is ``None`` for encapsulated data) and ``file_size``.
+    """
+
+    transfer_syntax: str = ""
+    pixel_offset: int | None = None
+    pixel_length: int | None = None
+    file_size: int = 0
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _decode(raw: bytes, kind: str, vr: bytes | None) -> Any:
+    if kind in ("us", "ss"):
+        if len(raw) < 2:
+            return None
+        return (_U16 if kind == "us" else _S16).unpack_from(raw)[0]
+    text = raw.decode("latin-1").strip(" \x00")
+    if kind == "str":
+        return text
+    parts = [p.strip(" \x00") for p in text.split("\\")]
+    if kind == "strs":
+        return tuple(parts)
+    if kind == "int":
+        try:
+            return int(parts[0]) if parts[0] else None
+        except ValueError:
+            return None
+    try:
+        values = tuple(float(p) for p in parts if p)
+    except ValueError:
+        return None
+    return values if len(values) != 1 else values[0]
+
+
+class _Walker:
+    def __init__(self, buf, implicit: bool):
+        self.buf = buf
+        self.size = len(buf)
+        self.implicit = implicit
+
+    def element(self, pos: int, implicit: bool) -> tuple[int, int, bytes | None, int, int]:
+        """(group, element, vr, length, value position) of the element at ``pos``."""
+        buf = self.buf
+        if pos + 8 > self.size:
+            raise ScanUnsupported("element header runs past the end of the file")
+        group, elem = _TAG.unpack_from(buf, pos)
+        if group == 0xFFFE or implicit:
+            return group, elem, None, _U32.unpack_from(buf, pos + 4)[0], pos + 8
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if vr in _EXPLICIT_LONG_VRS:
+            if pos + 12 > self.size:
+                raise ScanUnsupported("element header runs past the end of the file")
+            return group, elem, vr, _U32.unpack_from(buf, pos + 8)[0], pos + 12
+        if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+            raise ScanUnsupported(f"invalid VR {vr!r} at byte {pos}")
+        return group, elem, vr, _U16.unpack_from(buf, pos + 6)[0], pos + 8
+
+    def skip_undefined(self, pos: int, implicit: bool) -> int:
+        """Position after a sequence of undefined length whose first item starts at ``pos``."""
+        while True:
+            group, elem, _, length, vpos = self.element(pos, implicit)
+            if group != 0xFFFE:
+                raise ScanUnsupported(f"expected an item tag at byte {pos}")
+            if elem == _SEQ_END:
+                return vpos
+            if elem != _ITEM:
+                raise ScanUnsupported(f"unexpected delimiter ({group:04X},{elem:04X}) at {pos}")
+            if length != _UNDEFINED:
+                pos = vpos + length
+                continue
+            pos = vpos
+            while True:  # elements of an item of undefined length
+                group, elem, vr, length, vpos = self.element(pos, implicit)
+                if group == 0xFFFE and elem == _ITEM_END:
+                    pos = vpos
+                    break
+                pos = self.after_value(vr, length, vpos, implicit)
+
+    def after_value(self, vr: bytes | None, length: int, vpos: int, implicit: bool) -> int:
+        if length != _UNDEFINED:
+            end = vpos + length
+            if end > self.size:
+                raise ScanUnsupported("value runs past the end of the file")
+            return end
+        # undefined length: a sequence; UN of undefined length holds implicit-VR items
+        return self.skip_undefined(vpos, implicit or vr == b"UN")
+
+
+def _syntax_and_start(buf) -> tuple[str, int]:
+    if len(buf) < 132 or bytes(buf[128:132]) != b"DICM":
+        raise ScanUnsupported("no DICM preamble")
+    walker = _Walker(buf, implicit=False)
+    pos = 132
+    syntax = ""
+    while pos + 8 <= len(buf) and _TAG.unpack_from(buf, pos)[0] == 0x0002:
+        group, elem, vr, length, vpos = walker.element(pos, False)
+        if elem == 0x0010:
+            syntax = bytes(buf[vpos : vpos + length]).decode("ascii", "replace").strip(" \x00")
+        pos = walker.after_value(vr, length, vpos, False)
+    # deflated and big-endian streams are left to pydicom; encapsulated (JPEG, RLE, JPEG-LS,
+    # JPEG 2000) headers are explicit little endian like native ones
+    if syntax not in NATIVE_SYNTAXES and not is_encapsulated(syntax):
+        raise ScanUnsupported(f"transfer syntax {syntax or '(none)'}")
+    return syntax, pos
+
+
+def scan_buffer(buf) -> ScannedHeader:
+    """Scan a whole DICOM file held in ``buf`` (bytes, mmap or memoryview)."""
+    syntax, pos = _syntax_and_start(buf)
+    implicit = syntax == IMPLICIT_LE
+    walker = _Walker(buf, implicit)
+    out = ScannedHeader()
+    out.transfer_syntax = syntax
+    out.file_size = size = len(buf)
+    fields = FIELDS
+    tag_from, u16_from, u32_from = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
+    long_vrs = _EXPLICIT_LONG_VRS
+    tail_unchecked = True
+    # the hot loop is inlined: a GE slice has ~300 elements before its pixel data
+    while pos + 8 <= size:
+        group, elem = tag_from(buf, pos)
+        if implicit or group == 0xFFFE:
+            vr = None
+            length = u32_from(buf, pos + 4)[0]
+            vpos = pos + 8
+        else:
+            vr = buf[pos + 4 : pos + 6]
+            if vr in long_vrs:
+                length = u32_from(buf, pos + 8)[0]
+                vpos = pos + 12
+            elif vr.isalpha():
+                length = u16_from(buf, pos + 6)[0]
+                vpos = pos + 8
+            else:
+                raise ScanUnsupported(f"invalid VR {bytes(vr)!r} at byte {pos}")
+        if group > LAST_FIELD_GROUP and tail_unchecked:
+            tail_unchecked = False
+            if _pixel_data_at_end(buf, out, implicit):
+                break
+        if group == 0x7FE0 and elem == 0x0010:
+            out.pixel_offset = vpos
+            out.pixel_length = None if length == _UNDEFINED else length
+            break
+        field = fields.get((group, elem))
+        if field is not None and length != _UNDEFINED:
+            value = _decode(bytes(buf[vpos : vpos + length]), field[1], vr)
+            if value is not None and value != "" and value != ():
+                out[field[0]] = value
+        elif group == 0x5200 and elem == 0x9230:
+            out["PerFrameFunctionalGroupsSequence"] = True
+        if length == _UNDEFINED:
+            pos = walker.after_value(vr, length, vpos, implicit)
+        else:
+            pos = vpos + length
+            if pos > size:
+                raise ScanUnsupported("value runs past the end of the file")
+    return out
+
+
+#: the highest group in FIELDS; past it only the pixel data element is still wanted
+LAST_FIELD_GROUP = max(group for group, _ in FIELDS)
+
+
+def _pixel_data_at_end(buf, out: ScannedHeader, implicit: bool) -> bool:
+    """For native pixel data, find the pixel data element from the file's end.
+
+    Native pixel data are the last element and their length follows from the header, so the
+    private blocks between the header and the pixels need not be walked.  Returns False when
+    the element is not where it should be (padding, trailing tags, truncation): the caller
+    then keeps walking and finds the element, or the file's true end, by itself.
+    """
+    if out.transfer_syntax not in NATIVE_SYNTAXES or "PerFrameFunctionalGroupsSequence" in out:
+        return False
+    try:
+        expected = (
+            int(out["Rows"])
+            * int(out["Columns"])
+            * int(out.get("NumberOfFrames") or 1)
+            * int(out.get("SamplesPerPixel") or 1)
+            * int(out["BitsAllocated"])
+            // 8
+        )
+    except (KeyError, TypeError, ValueError):
+        return False
+    for header_len, length in (
+        ((8, expected), (8, expected + 1)) if implicit else ((12, expected), (12, expected + 1))
+    ):
+        start = out.file_size - length - header_len
+        if start < 132:
+            continue
+        if _TAG.unpack_from(buf, start) != PIXEL_DATA:
+            continue
+        stored = _U32.unpack_from(buf, start + header_len - 4)[0]
+        if stored == length:
+            out.pixel_offset = start + header_len
+            out.pixel_length = length
+            return True
+    return False
+
+
+def read_file_bytes(path: str | os.PathLike):
+    """The file's bytes: a read-only mmap for plain files, decompressed bytes for ``.gz``.
+
+    The caller closes the returned object when it is an mmap.
+    """
+    path = Path(path)
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return b""
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def scan_file(path: str | os.PathLike) -> ScannedHeader:
+    """Scan one file; see the module docstring for the rule."""
+    buf = read_file_bytes(path)
+    try:
+        return scan_buffer(buf)
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()

@@ -1,0 +1,58 @@
+"""``anatprep convert``: DICOM tree -> one NIfTI + JSON per series, like ``dcm2niix -z y``.
+
+No workflow engine, no config file: the converter of the pipeline on its own, for users who
+want a plain converter (and for benchmarking it against dcm2niix).  Output names are
+``<description>_<series number>``; a series whose files split into several volumes (echoes,
+magnitude/phase, orientations) gets its short id appended.  One bad series never stops the
+others: it is reported and the exit code says so.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+from interfaces.dicomio.conversion import SeriesConversionError, convert_entry, describe
+from interfaces.dicomio.index import index_tree
+
+from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from .labels import sanitize_label
+
+
+def output_stems(series: list[dict]) -> dict[str, str]:
+    """Series id -> file stem, unique within one output folder."""
+    base = {
+        s["id"]: "{}_{}".format(
+            sanitize_label(s.get("protocol_name") or s.get("series_description") or "", "series"),
+            s.get("series_number") if s.get("series_number") is not None else "x",
+        )
+        for s in series
+    }
+    counts = Counter(base.values())
+    return {sid: stem if counts[stem] == 1 else f"{stem}_{sid}" for sid, stem in base.items()}
+
+
+def convert_tree(input_dir: Path, output_dir: Path, compression: int) -> int:
+    """Convert every series below ``input_dir`` into ``output_dir``; return the exit code."""
+    if not input_dir.is_dir():
+        print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    table = index_tree(input_dir)
+    for item in table["unusable"]:
+        if item["series"] is None:
+            print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    if not table["series"]:
+        print(f"anatprep convert: no DICOM series in {input_dir}", file=sys.stderr)
+        return EXIT_NO_DATA
+    stems = output_stems(table["series"])
+    failed = 0
+    for entry in table["series"]:
+        try:
+            nii, _ = convert_entry(entry, output_dir / stems[entry["id"]], compression)
+        except SeriesConversionError as exc:
+            failed += 1
+            print(f"FAILED {exc}", file=sys.stderr)
+            continue
+        print(f"{describe(entry)} -> {nii}")
+    return EXIT_PARTIAL if failed else EXIT_OK

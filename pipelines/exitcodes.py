@@ -1,0 +1,7 @@
+"""Exit codes of every ``anatprep`` command."""
+
+EXIT_OK = 0  #: everything done
+EXIT_INTERNAL = 1  #: a bug or an unexpected condition (reported, never a bare traceback)
+EXIT_USAGE = 2  #: bad arguments or config
+EXIT_NO_DATA = 3  #: nothing usable to process
+EXIT_PARTIAL = 4  #: some subjects or series failed; the others completed
