@@ -81,7 +81,9 @@ def test_pixels_read_like_pydicom(tmp_path):
     for path in paths:
         header = read_header(path)
         assert isinstance(header, ScannedHeader)
-        np.testing.assert_array_equal(read_frames(path, header)[0], pydicom.dcmread(path).pixel_array)
+        np.testing.assert_array_equal(
+            read_frames(path, header)[0], pydicom.dcmread(path).pixel_array
+        )
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian])

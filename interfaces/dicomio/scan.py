@@ -211,7 +211,7 @@ def _syntax_and_start(buf) -> tuple[str, int]:
     pos = 132
     syntax = ""
     while pos + 8 <= len(buf) and _TAG.unpack_from(buf, pos)[0] == 0x0002:
-        group, elem, vr, length, vpos = walker.element(pos, False)
+        _, elem, vr, length, vpos = walker.element(pos, False)
         if elem == 0x0010:
             syntax = bytes(buf[vpos : vpos + length]).decode("ascii", "replace").strip(" \x00")
         pos = walker.after_value(vr, length, vpos, False)
