@@ -10,6 +10,7 @@ output sizes.  Both run as fresh processes so start-up costs count alike.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -18,6 +19,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+MEMORY = """
+import json, resource, sys
+from pathlib import Path
+from interfaces.dicomio.conversion import convert_entry
+from interfaces.dicomio.index import index_tree
+table = index_tree(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+nii, _ = convert_entry(table["series"][0], Path(sys.argv[2]) / "mem")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"growth_mb": (after - before) / 1024}))
+"""
 
 
 def _time(cmd: list[str]) -> float:
@@ -64,6 +77,11 @@ def main() -> int:
             ref_t.append(_time([exe, "-z", "y", "-b", "y", "-f", "t1", "-o", str(out_r), str(src)]))
         sizes["ours"] = next((Path(tmp) / "o0").glob("*.nii.gz")).stat().st_size
         sizes["dcm2niix"] = (Path(tmp) / "r0" / "t1.nii.gz").stat().st_size
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY, str(src), tmp], check=True, capture_output=True
+        )
+        growth = json.loads(out.stdout)["growth_mb"]
+    volume_mb = 192 * 256 * 256 * 2 / 2**20  # the int16 output volume
     mo, mr = statistics.median(ours_t), statistics.median(ref_t)
     print(
         f"series: {src} (192 slices), {args.runs} runs each, our deflate level {args.compression}"
@@ -74,6 +92,10 @@ def main() -> int:
     print(
         f"size: anatprep {sizes['ours'] / 1e6:.2f} MB, dcm2niix {sizes['dcm2niix'] / 1e6:.2f} MB,"
         f" ratio {sizes['ours'] / sizes['dcm2niix']:.3f}"
+    )
+    print(
+        f"memory: peak RSS growth of one conversion {growth:.1f} MiB = "
+        f"{growth / volume_mb:.2f}x the {volume_mb:.1f} MiB output volume"
     )
     return 0
 

@@ -15,6 +15,7 @@ import contextlib
 import gzip
 import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,7 @@ class UnusableFile(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceHeader:
     """The grouping, ordering and geometry keys of one single-frame DICOM file."""
 
@@ -209,11 +210,11 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         image_type = [image_type]
     return SliceHeader(
         path=path,
-        series_uid=uid,
+        series_uid=sys.intern(uid),
         series_number=_int_or_none(ds.get("SeriesNumber")),
         instance_number=_int_or_none(ds.get("InstanceNumber")),
         echo_number=_int_or_none(ds.get("EchoNumbers")),
-        image_type=tuple(str(v).upper() for v in image_type),
+        image_type=tuple(sys.intern(str(v).upper()) for v in image_type),
         orientation=orientation,
         position=position,  # type: ignore[arg-type]
         rows=int(ds.Rows),
@@ -221,10 +222,11 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         pixel_spacing=spacing,  # type: ignore[arg-type]
         temporal_position=_int_or_none(ds.get("TemporalPositionIdentifier")),
         acquisition_time=str(ds.get("AcquisitionTime", "") or "") or None,
-        series_description=str(ds.get("SeriesDescription", "") or ""),
-        protocol_name=str(ds.get("ProtocolName", "") or ""),
-        sequence_name=str(ds.get("SequenceName", "") or ""),
-        mr_acquisition_type=str(ds.get("MRAcquisitionType", "") or ""),
+        # text shared by all files of a series is stored once (memory of large trees)
+        series_description=sys.intern(str(ds.get("SeriesDescription", "") or "")),
+        protocol_name=sys.intern(str(ds.get("ProtocolName", "") or "")),
+        sequence_name=sys.intern(str(ds.get("SequenceName", "") or "")),
+        mr_acquisition_type=sys.intern(str(ds.get("MRAcquisitionType", "") or "")),
         n_frames=int(ds.get("NumberOfFrames", 1) or 1),
         flavour=flavour,
     )

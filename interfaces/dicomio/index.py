@@ -4,12 +4,17 @@ The series table lists every series that can form one volume, with its files in 
 spatial order and the metadata needed to classify it, plus every file that could not be used,
 with the reason.  It never holds patient identifiers or UIDs: series are keyed by number and a
 hash.
+
+Headers are read in parallel (one process per available core, forked) when a tree holds
+more than :data:`PARALLEL_MIN_FILES` files; results are the same as a serial read.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +32,64 @@ def iter_files(root: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
+#: below this many files a process pool costs more than it saves
+PARALLEL_MIN_FILES = 1000
+_CHUNK = 200
+
+#: a read that failed: (path, reason, the header when it was readable)
+Rejected = tuple[str, str, SliceHeader | None]
+
+
+def _read_one(path: Path) -> SliceHeader | Rejected:
+    try:
+        return read_slice_header(path)
+    except UnusableFile as exc:
+        return (str(path), exc.reason, exc.header)
+
+
+def _read_chunk(paths: Sequence[Path]) -> list[SliceHeader | Rejected]:
+    return [_read_one(p) for p in paths]
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def read_headers(paths: Sequence[Path], n_procs: int | None = None) -> list[SliceHeader | Rejected]:
+    """Header of each path (in order), in parallel for large trees."""
+    n_procs = available_cores() if n_procs is None else max(1, n_procs)
+    if n_procs == 1 or len(paths) < PARALLEL_MIN_FILES:
+        return _read_chunk(paths)
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    try:
+        pool = ProcessPoolExecutor(n_procs, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, ValueError):  # no fork here: read serially
+        return _read_chunk(paths)
+    with pool:
+        return [item for chunk in pool.map(_read_chunk, chunks) for item in chunk]
+
+
 def _top_folders(path: Path, root: Path, levels: int) -> list[str]:
     parts = path.relative_to(root).parts[:-1]
     return list(parts[:levels])
 
 
-def index_tree(root: str | os.PathLike, folder_levels: int = 2) -> dict[str, Any]:
+def index_tree(
+    root: str | os.PathLike, folder_levels: int = 2, n_procs: int | None = None
+) -> dict[str, Any]:
     """Build the series table of ``root`` (see module docstring)."""
     root = Path(root).resolve()
     headers: list[SliceHeader] = []
     rejected: list[tuple[dict[str, Any], SliceHeader | None]] = []
-    for path in iter_files(root):
-        try:
-            headers.append(read_slice_header(path))
-        except UnusableFile as exc:
-            rejected.append(({"path": str(path), "reason": exc.reason, "series": None}, exc.header))
+    for item in read_headers(list(iter_files(root)), n_procs):
+        if isinstance(item, SliceHeader):
+            headers.append(item)
+        else:
+            path, reason, header = item
+            rejected.append(({"path": path, "reason": reason, "series": None}, header))
 
     # files rejected after their series was identified (e.g. truncated pixel data) are
     # attached to that series so its conversion can fail loudly instead of losing a slice
