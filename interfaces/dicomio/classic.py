@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .headers import UnusableFile, read_header, slice_header_from_dataset
+from .csa import CsaImage
+from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
+from .sidecar import phase_encoding_fields
 from .volume import NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
 if TYPE_CHECKING:
@@ -30,21 +32,35 @@ class ClassicSeries:
     :meth:`to_nifti`.
     """
 
-    def __init__(self, paths: Sequence[str]):
+    #: the flavour every file must have
+    FLAVOUR = "classic"
+
+    def __init__(self, paths: Sequence[str], frames: Sequence[int | None] | None = None):
         if not paths:
             raise SeriesGeometryError("series has no files")
-        by_path: dict[str, Header] = {}
+        frames = list(frames) if frames is not None else [None] * len(paths)
+        wanted = set(zip(map(str, paths), frames, strict=True))
+        by_key: dict[tuple[str, int | None], Header] = {}
         slices = []
-        for path in paths:
-            header = read_header(path)
-            sh = slice_header_from_dataset(header, str(path))
-            if sh.flavour != "classic":
-                raise UnusableFile(path, f"{sh.flavour} DICOM is not a classic single-frame file")
-            by_path[str(path)] = header
-            slices.append(sh)
+        for path in dict.fromkeys(map(str, paths)):  # each file once, in order
+            for header in read_headers(path):
+                key = (path, getattr(header, "frame", None))
+                if key not in wanted:
+                    continue
+                sh = slice_header_from_dataset(header, path)
+                if sh.flavour != self.FLAVOUR:
+                    raise UnusableFile(
+                        path, f"{sh.flavour} DICOM where {self.FLAVOUR} was expected"
+                    )
+                by_key[key] = header
+                slices.append(sh)
+        if len(slices) != len(wanted):
+            raise SeriesGeometryError(f"{len(wanted) - len(slices)} listed frame(s) not found")
         self._order = order_slices(slices)
         self.files = self._order.files
-        self.headers: list[Header] = [by_path[p] for p in self.files]
+        self.headers: list[Header] = [
+            by_key[key] for key in zip(self.files, self._order.frames, strict=True)
+        ]
         self._check_consistent()
 
     @property
@@ -124,7 +140,6 @@ class ClassicSeries:
     def read_stack(self) -> tuple[np.ndarray, float, float]:
         """(volumes, slices, rows flipped, columns) array with its slope and intercept."""
         h0 = self.headers[0]
-        rows, cols = int(h0.Rows), int(h0.Columns)
         slope, inter, uniform = self.rescale
         if uniform:
             dtype = output_dtype(
@@ -134,19 +149,50 @@ class ClassicSeries:
             )
         else:  # per-slice rescale: write real values, as dcm2niix does
             dtype = np.dtype(np.float32)
+        rows, cols = self.frame_shape
+        per_file = self.n_volumes * self.n_slices // len(self.files)
         stack = np.empty((self.n_volumes * self.n_slices, rows, cols), dtype=dtype)
+        cached: tuple[str, np.ndarray] | None = None
         for n, (h, path) in enumerate(zip(self.headers, self.files, strict=True)):
-            frame = read_frames(path, h)[0, ::-1, :]
+            if cached is None or cached[0] != path:  # frames of one file are read once
+                cached = (path, self.frames_of(read_frames(path, h)))
+            frame = getattr(h, "frame", None)
+            frames = cached[1] if frame is None else cached[1][frame : frame + 1]
+            frames = frames[:, ::-1, :]
+            target = stack[n * per_file : (n + 1) * per_file]
             if uniform:
-                stack[n] = frame
+                target[...] = frames
             else:
                 m, b = self._rescale(h)
-                stack[n] = frame * m + b
+                target[...] = frames * m + b
         stack = stack.reshape(self.n_volumes, self.n_slices, rows, cols)
         return (stack, slope, inter) if uniform else (stack, 1.0, 0.0)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(rows, columns) of one slice."""
+        return int(self.headers[0].Rows), int(self.headers[0].Columns)
+
+    def frames_of(self, pixels: np.ndarray) -> np.ndarray:
+        """The slices held by one file's ``(frames, rows, columns)`` pixel array."""
+        return pixels
 
     def to_volume(self) -> NiftiVolume:
         """The series as NIfTI voxels + affine, laid out like dcm2niix's."""
         stack, slope, inter = self.read_stack()
-        tr = self.headers[0].get("RepetitionTime")
-        return frames_to_volume(stack, self.affine_lps, tr, slope, inter)
+        h0 = self.headers[0]
+        is_3d = str(h0.get("MRAcquisitionType") or "").strip().upper() == "3D"
+        return frames_to_volume(
+            stack, self.affine_lps, h0.get("RepetitionTime"), slope, inter, acquisition_3d=is_3d
+        )
+
+    def sidecar_extra(self, volume: NiftiVolume) -> dict:
+        """Series-level sidecar values beyond the first header's fields."""
+        extra: dict = {}
+        if self.n_slices > 1:
+            extra["SliceSpacingFromPositions"] = round(self.slice_spacing, 6)
+        if not volume.reoriented:  # PE fields are written in acquisition layout only
+            rows, cols = self.frame_shape
+            csa = CsaImage.from_header(self.headers[0])
+            extra.update(phase_encoding_fields(self.headers[0], csa, rows, cols, volume))
+        return extra

@@ -13,9 +13,18 @@ from typing import Any
 
 from ..atomic import DEFAULT_LEVEL, write_json, write_nifti_parts
 from .classic import ClassicSeries
+from .enhanced import EnhancedSeries
 from .headers import UnusableFile
+from .mosaic import MosaicSeries
 from .series import SeriesGeometryError
 from .sidecar import build_sidecar
+
+#: one reader class per DICOM flavour (as detected by the header reader)
+READERS: dict[str, type[ClassicSeries]] = {
+    "classic": ClassicSeries,
+    "mosaic": MosaicSeries,
+    "enhanced": EnhancedSeries,
+}
 
 
 class SeriesConversionError(RuntimeError):
@@ -43,19 +52,17 @@ def convert_entry(
     name = describe(entry)
     if entry.get("problems"):
         raise SeriesConversionError(f"{name} cannot be converted: " + "; ".join(entry["problems"]))
-    if entry.get("flavour") != "classic":
+    reader = READERS.get(entry.get("flavour"))
+    if reader is None:
         raise SeriesConversionError(
             f"{name}: {entry.get('flavour')} DICOM is not supported by this converter yet"
         )
     try:
-        series = ClassicSeries(entry["files"])
+        series = reader(entry["files"], entry.get("frames"))
         volume = series.to_volume()
     except (SeriesGeometryError, UnusableFile) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
-    extra: dict[str, Any] = {}
-    if series.n_slices > 1:
-        extra["SliceSpacingFromPositions"] = round(series.slice_spacing, 6)
-    sidecar = build_sidecar(series.first, extra)
+    sidecar = build_sidecar(series.first, series.sidecar_extra(volume))
     nii = write_nifti_parts(
         out_stem.with_name(out_stem.name + ".nii.gz"),
         volume.header_bytes(),

@@ -71,9 +71,11 @@ class SliceHeader:
     sequence_name: str
     mr_acquisition_type: str
     n_frames: int
-    #: private CSA / enhanced-frame flavours are recognised here so the converter can say
-    #: clearly that it does not handle them yet
+    #: classic, mosaic (Siemens CSA) or enhanced (one header per frame of a multi-frame file)
     flavour: str
+    #: frame index in an enhanced file; None for single-frame files
+    frame: int | None = None
+    echo_time: float | None = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -161,6 +163,13 @@ def _float_tuple(value, n: int, name: str, path: str) -> tuple[float, ...]:
     return out
 
 
+def _float_or_none(value) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _int_or_none(value) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -191,21 +200,18 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     uid = str(ds.get("SeriesInstanceUID", "") or "")
     if not uid:
         raise UnusableFile(path, "SeriesInstanceUID is missing")
-    if flavour == "enhanced":
-        # geometry lives in per-frame functional groups: each file is its own group here, with
-        # neutral placeholders that only serve grouping; the converter refuses this flavour
-        # by name until its reader exists, so no placeholder can reach an output
-        orientation: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-        position: tuple[float, ...] = (0.0, 0.0, 0.0)
-        spacing: tuple[float, ...] = (1.0, 1.0)
-    else:
-        for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
-            if key not in ds:
-                raise UnusableFile(path, f"{key} is missing: cannot place the slice in space")
-        orientation = _float_tuple(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
-        position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", path)
-        spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing", path)
-    image_type = ds.get("ImageType") or []
+    frame = getattr(ds, "frame", None)
+    where = path if frame is None else f"{path} (frame {frame + 1})"
+    if flavour == "enhanced" and frame is None:
+        raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
+    for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+        if key not in ds:
+            raise UnusableFile(where, f"{key} is missing: cannot place the slice in space")
+    orientation = _float_tuple(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", where)
+    position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", where)
+    spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing", where)
+    # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
+    image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
         image_type = [image_type]
     return SliceHeader(
@@ -229,6 +235,8 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         mr_acquisition_type=sys.intern(str(ds.get("MRAcquisitionType", "") or "")),
         n_frames=int(ds.get("NumberOfFrames", 1) or 1),
         flavour=flavour,
+        frame=frame,
+        echo_time=_float_or_none(ds.get("EchoTime")),
     )
 
 
@@ -266,5 +274,24 @@ def _scanned_pixel_problem(h: ScannedHeader) -> str | None:
 
 
 def read_slice_header(path: str | os.PathLike) -> SliceHeader:
-    """Header-only read of one file; raises :class:`UnusableFile` with the reason."""
+    """Header-only read of one single-frame file; raises :class:`UnusableFile`."""
     return slice_header_from_dataset(read_header(path), str(path))
+
+
+def read_headers(path: str | os.PathLike) -> list[Header]:
+    """Headers of one file: one per frame for enhanced files, else one."""
+    header = read_header(path)
+    if detect_flavour(header) != "enhanced":
+        return [header]
+    from .enhanced import frame_headers
+
+    ds = header if not isinstance(header, ScannedHeader) else open_dicom(path, True)[0]
+    frames = frame_headers(ds)
+    if not frames:
+        raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
+    return frames
+
+
+def read_slice_headers(path: str | os.PathLike) -> list[SliceHeader]:
+    """One :class:`SliceHeader` per slice the file holds; raises :class:`UnusableFile`."""
+    return [slice_header_from_dataset(h, str(path)) for h in read_headers(path)]

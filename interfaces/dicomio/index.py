@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .headers import SliceHeader, UnusableFile, read_slice_header
+from .headers import SliceHeader, UnusableFile, read_slice_headers
 from .series import SeriesGeometryError, group_series, order_slices, series_id
 
 
@@ -40,14 +40,14 @@ _CHUNK = 200
 Rejected = tuple[str, str, SliceHeader | None]
 
 
-def _read_one(path: Path) -> SliceHeader | Rejected:
+def _read_one(path: Path) -> list[SliceHeader] | Rejected:
     try:
-        return read_slice_header(path)
+        return read_slice_headers(path)
     except UnusableFile as exc:
         return (str(path), exc.reason, exc.header)
 
 
-def _read_chunk(paths: Sequence[Path]) -> list[SliceHeader | Rejected]:
+def _read_chunk(paths: Sequence[Path]) -> list[list[SliceHeader] | Rejected]:
     return [_read_one(p) for p in paths]
 
 
@@ -58,8 +58,10 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def read_headers(paths: Sequence[Path], n_procs: int | None = None) -> list[SliceHeader | Rejected]:
-    """Header of each path (in order), in parallel for large trees."""
+def read_headers(
+    paths: Sequence[Path], n_procs: int | None = None
+) -> list[list[SliceHeader] | Rejected]:
+    """Slice headers of each path (in order), in parallel for large trees."""
     n_procs = available_cores() if n_procs is None else max(1, n_procs)
     if n_procs == 1 or len(paths) < PARALLEL_MIN_FILES:
         return _read_chunk(paths)
@@ -85,8 +87,8 @@ def index_tree(
     headers: list[SliceHeader] = []
     rejected: list[tuple[dict[str, Any], SliceHeader | None]] = []
     for item in read_headers(list(iter_files(root)), n_procs):
-        if isinstance(item, SliceHeader):
-            headers.append(item)
+        if isinstance(item, list):
+            headers.extend(item)
         else:
             path, reason, header = item
             rejected.append(({"path": path, "reason": reason, "series": None}, header))
@@ -101,8 +103,10 @@ def index_tree(
             entry.update(
                 files=list(order.files), n_slices=order.n_slices, n_volumes=order.n_volumes
             )
+            if any(f is not None for f in order.frames):
+                entry["frames"] = list(order.frames)
         except SeriesGeometryError as exc:
-            entry["files"] = sorted(h.path for h in members)
+            entry["files"] = sorted({h.path for h in members})
             entry["problems"].append(str(exc))
         series_list.append(entry)
     _attach_rejected(rejected, series_list, root, folder_levels)

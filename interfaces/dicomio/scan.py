@@ -46,9 +46,11 @@ def is_encapsulated(syntax: str) -> bool:
 
 #: private tags have no keyword: the name they are stored under
 GE_IMAGE_TYPE = "GEComplexImageComponent"  # (0043,102F): 0 magnitude, 1 phase, 2 real, 3 imag
+CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
+CSA_SERIES = "SiemensCSASeriesHeader"  # (0029,1020)
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
-#: strings), int (integer string), us / ss (binary unsigned / signed short).  Grouping,
+#: strings), int (integer string), us / ss (binary unsigned / signed short), bytes (raw).  Grouping,
 #: geometry, pixel and sidecar fields: everything the converter reads.
 FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0008, 0x1090): ("ManufacturerModelName", "str"),
@@ -69,6 +71,8 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x1312): ("InPlanePhaseEncodingDirection", "str"),
     (0x0018, 0x1314): ("FlipAngle", "ds"),
     (0x0018, 0x5100): ("PatientPosition", "str"),
+    (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
+    (0x0029, 0x1020): (CSA_SERIES, "bytes"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
     (0x0008, 0x0008): ("ImageType", "strs"),
     (0x0008, 0x0016): ("SOPClassUID", "str"),
@@ -116,6 +120,8 @@ class ScannedHeader(dict):
     """
 
     transfer_syntax: str = ""
+    #: frame index within an enhanced (multi-frame) file; None for single-frame files
+    frame: int | None = None
     pixel_offset: int | None = None
     pixel_length: int | None = None
     file_size: int = 0
@@ -128,6 +134,8 @@ class ScannedHeader(dict):
 
 
 def _decode(raw: bytes, kind: str, vr: bytes | None) -> Any:
+    if kind == "bytes":
+        return raw
     if kind in ("us", "ss"):
         if len(raw) < 2:
             return None

@@ -32,6 +32,8 @@ class SliceOrder:
     """Files in volume-major order, with the slice and volume counts."""
 
     files: tuple[str, ...]
+    #: frame index in each file (enhanced files), else None
+    frames: tuple[int | None, ...]
     n_slices: int
     n_volumes: int
     #: positions of the slices of the first volume along the normal (mm), ascending
@@ -53,6 +55,7 @@ def split_key(h: SliceHeader) -> tuple:
         h.rows,
         h.columns,
         h.flavour,
+        None if h.echo_time is None else round(h.echo_time, 3),
     )
 
 
@@ -106,17 +109,22 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
         return (
             h.temporal_position if h.temporal_position is not None else 0,
             h.instance_number if h.instance_number is not None else 0,
+            h.frame if h.frame is not None else 0,
             h.acquisition_time or "",
             h.path,
         )
 
     per_location = [sorted(loc, key=acquisition_key) for loc in locations]
-    files = tuple(
-        headers[per_location[s][v]].path for v in range(n_volumes) for s in range(len(locations))
-    )
+    picked = [headers[per_location[s][v]] for v in range(n_volumes) for s in range(len(locations))]
+    files = tuple(h.path for h in picked)
+    frames = tuple(h.frame for h in picked)
     distances = tuple(float(dist[loc[0]]) for loc in per_location)
     return SliceOrder(
-        files=files, n_slices=len(locations), n_volumes=n_volumes, distances=distances
+        files=files,
+        frames=frames,
+        n_slices=len(locations),
+        n_volumes=n_volumes,
+        distances=distances,
     )
 
 

@@ -34,6 +34,8 @@ class NiftiVolume:
     tr_seconds: float | None
     slope: float = 1.0
     inter: float = 0.0
+    #: True when the axes were permuted/flipped to RAS (3D); False in acquisition layout
+    reoriented: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -108,8 +110,13 @@ def frames_to_volume(
     repetition_time_ms: float | None,
     slope: float = 1.0,
     inter: float = 0.0,
+    acquisition_3d: bool = True,
 ) -> NiftiVolume:
-    """NIfTI voxels and affine of ``stack`` (see module docstring), without copying."""
+    """NIfTI voxels and affine of ``stack`` (see module docstring), without copying.
+
+    Only 3D acquisitions (MRAcquisitionType 3D) are turned to the closest RAS layout, as
+    dcm2niix does: a 2D stack keeps its acquisition slice order.
+    """
     n_vol, n_slices, n_rows, _ = stack.shape
     arr = stack.transpose(3, 2, 1, 0)  # (cols, rows, slices, volumes), Fortran-contiguous
     if n_vol == 1:
@@ -118,10 +125,11 @@ def frames_to_volume(
     row_flip[1, 1] = -1.0
     row_flip[1, 3] = n_rows - 1
     ras = LPS_TO_RAS @ affine_lps @ row_flip
-    if n_vol == 1 and n_slices > 1:
+    reoriented = acquisition_3d and n_vol == 1 and n_slices > 1
+    if reoriented:
         arr, ras = to_closest_ras(arr, ras)
     tr = float(repetition_time_ms) / 1000.0 if repetition_time_ms else None
-    return NiftiVolume(arr, ras, tr, float(slope), float(inter))
+    return NiftiVolume(arr, ras, tr, float(slope), float(inter), reoriented)
 
 
 def output_dtype(

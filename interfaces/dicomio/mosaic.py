@@ -1,0 +1,114 @@
+"""Siemens mosaic series: one file per volume, the slices tiled in one image.
+
+Geometry from the CSA image header (what dcm2niix and nibabel use):
+
+* ``NumberOfImagesInMosaic`` slices sit on a square grid of ``ceil(sqrt(n))`` tiles,
+  row-major from the top left, each ``Rows / grid`` x ``Columns / grid`` pixels;
+* ImagePositionPatient is that of the whole mosaic's top-left pixel: the first slice's corner
+  is shifted by half the size difference between mosaic and tile along rows and columns;
+* slices follow ``SliceNormalVector`` in tile order, ``SpacingBetweenSlices`` apart; when that
+  vector runs against row x column (descending acquisitions), the slices and their times are
+  reversed so the NIfTI slice axis ascends along row x column, as dcm2niix does;
+* ``MosaicRefAcqTimes`` gives each slice's acquisition time: the BIDS ``SliceTiming``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import numpy as np
+
+from .classic import ClassicSeries
+from .csa import CsaImage
+from .series import SeriesGeometryError
+from .sidecar import g_number
+from .volume import NiftiVolume
+
+
+class MosaicSeries(ClassicSeries):
+    """Mosaic files of one series (volumes in acquisition order) as a 3D/4D image."""
+
+    FLAVOUR = "mosaic"
+
+    def __init__(self, paths, frames=None):
+        super().__init__(paths, frames)
+        if self._order.n_slices != 1:
+            raise SeriesGeometryError(
+                f"mosaic files at {self._order.n_slices} different positions: "
+                "expected one position per series (one file per volume)"
+            )
+        csa = CsaImage.from_header(self.headers[0])
+        if csa is None or not csa.n_images_in_mosaic:
+            raise SeriesGeometryError(
+                f"{self.files[0]}: mosaic without a readable CSA NumberOfImagesInMosaic"
+            )
+        self.csa = csa
+        rows, cols = int(self.headers[0].Rows), int(self.headers[0].Columns)
+        self.grid = math.ceil(math.sqrt(csa.n_images_in_mosaic))
+        if rows % self.grid or cols % self.grid:
+            raise SeriesGeometryError(
+                f"{self.files[0]}: {rows}x{cols} mosaic does not split into a "
+                f"{self.grid}x{self.grid} grid of tiles"
+            )
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.csa.n_images_in_mosaic)
+
+    @property
+    def n_volumes(self) -> int:
+        return len(self.files)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return int(self.headers[0].Rows) // self.grid, int(self.headers[0].Columns) // self.grid
+
+    @cached_property
+    def descending(self) -> bool:
+        """Tiles run against row x column (``SliceNormalVector`` points the other way)."""
+        h = self.headers[0]
+        iop = np.asarray(h.ImageOrientationPatient, dtype=float)
+        normal = self.csa.slice_normal
+        return normal is not None and float(np.dot(normal, np.cross(iop[:3], iop[3:]))) < 0
+
+    def frames_of(self, pixels: np.ndarray) -> np.ndarray:
+        rows, cols = self.frame_shape
+        tiles = pixels[0].reshape(self.grid, rows, self.grid, cols).transpose(0, 2, 1, 3)
+        tiles = tiles.reshape(self.grid * self.grid, rows, cols)[: self.n_slices]
+        return tiles[::-1] if self.descending else tiles
+
+    @cached_property
+    def slice_spacing(self) -> float:
+        h = self.headers[0]
+        return float(h.get("SpacingBetweenSlices") or h.get("SliceThickness") or 1.0)
+
+    @cached_property
+    def affine_lps(self) -> np.ndarray:
+        h = self.headers[0]
+        iop = np.asarray(h.ImageOrientationPatient, dtype=float)
+        row_cos, col_cos = iop[:3], iop[3:]
+        dr, dc = (float(v) for v in h.PixelSpacing)
+        tile_rows, tile_cols = self.frame_shape
+        corner = (
+            np.asarray(h.ImagePositionPatient, dtype=float)
+            + row_cos * dc * (int(h.Columns) - tile_cols) / 2.0
+            + col_cos * dr * (int(h.Rows) - tile_rows) / 2.0
+        )
+        normal = np.cross(row_cos, col_cos)
+        if self.descending:  # the last tile is the first NIfTI slice
+            corner = corner - normal * self.slice_spacing * (self.n_slices - 1)
+        aff = np.eye(4)
+        aff[:3, 0] = row_cos * dc
+        aff[:3, 1] = col_cos * dr
+        aff[:3, 2] = normal * self.slice_spacing
+        aff[:3, 3] = corner
+        return aff
+
+    def sidecar_extra(self, volume: NiftiVolume) -> dict:
+        extra = super().sidecar_extra(volume)
+        extra.pop("SliceSpacingFromPositions", None)
+        times = self.csa.slice_times_ms[:: -1 if self.descending else 1]
+        if len(times) == self.n_slices and not volume.reoriented:
+            extra["SliceTiming"] = [g_number(t / 1000.0) for t in times]
+        return extra
