@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .csa import CsaImage
+from .diffusion import gradient_files
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
+from .scan import GE_ASSET, GE_ECHO_SPACING
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
-from .sidecar import phase_encoding_fields
+from .sidecar import phase_encoding_fields, slice_timing_fields
 from .volume import NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
 if TYPE_CHECKING:
@@ -186,13 +188,45 @@ class ClassicSeries:
             stack, self.affine_lps, h0.get("RepetitionTime"), slope, inter, acquisition_3d=is_3d
         )
 
+    def gradient_files(self, volume: NiftiVolume) -> tuple[str, str] | None:
+        """``.bval`` and ``.bvec`` text for a diffusion series, else None."""
+        if self.n_volumes < 2:
+            return None
+        step = len(self.headers) // self.n_volumes  # headers per volume (1 for mosaics)
+        firsts = [self.headers[v * step] for v in range(self.n_volumes)]
+        return gradient_files(firsts, volume.affine)
+
     def sidecar_extra(self, volume: NiftiVolume) -> dict:
         """Series-level sidecar values beyond the first header's fields."""
         extra: dict = {}
         if self.n_slices > 1:
             extra["SliceSpacingFromPositions"] = round(self.slice_spacing, 6)
-        if not volume.reoriented:  # PE fields are written in acquisition layout only
+        if not volume.reoriented:  # written in acquisition layout only, as dcm2niix does
             rows, cols = self.frame_shape
-            csa = CsaImage.from_header(self.headers[0])
-            extra.update(phase_encoding_fields(self.headers[0], csa, rows, cols, volume))
+            positive, bandwidth, spacing = self.phase_info()
+            direction = self.headers[0].get("InPlanePhaseEncodingDirection")
+            extra.update(phase_encoding_fields(direction, positive, bandwidth, rows, cols, spacing))
+            extra.update(slice_timing_fields(self.slice_times()))
         return extra
+
+    def phase_info(self) -> tuple[int | None, float | None, float | None]:
+        """(phase direction positive flag, BandwidthPerPixelPhaseEncode, effective echo
+        spacing in s) of the series; what the headers do not carry is None.
+
+        Siemens: CSA header.  GE: (0043,102C) echo spacing over the ASSET in-plane factor
+        (its phase polarity tag is not read: PhaseEncodingDirection stays unwritten).
+        """
+        h = self.headers[0]
+        csa = CsaImage.from_header(h)
+        if csa is not None:
+            return csa.phase_positive, csa.bandwidth_per_pixel_phase, None
+        spacing_us = h.get(GE_ECHO_SPACING)
+        if spacing_us:
+            asset = h.get(GE_ASSET)
+            factor = float(asset[0] if isinstance(asset, tuple | list) else asset or 1) or 1.0
+            return None, None, float(spacing_us) * 1e-6 / factor
+        return None, None, None
+
+    def slice_times(self) -> list[float] | None:
+        """Acquisition time of each slice of a volume (s, NIfTI slice order), if known."""
+        return None

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import DEFAULT_LEVEL, write_json, write_nifti_parts
+from ..atomic import DEFAULT_LEVEL, atomic_write_bytes, write_json, write_nifti_parts
 from .classic import ClassicSeries
 from .enhanced import EnhancedSeries
 from .headers import UnusableFile
@@ -63,11 +63,15 @@ def convert_entry(
     except (SeriesGeometryError, UnusableFile) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
     sidecar = build_sidecar(series.first, series.sidecar_extra(volume))
+    gradients = series.gradient_files(volume)
     nii = write_nifti_parts(
         out_stem.with_name(out_stem.name + ".nii.gz"),
         volume.header_bytes(),
         volume.data,
         compression,
     )
+    if gradients is not None:  # beside the image, as dcm2niix writes them
+        atomic_write_bytes(out_stem.with_name(out_stem.name + ".bval"), gradients[0].encode())
+        atomic_write_bytes(out_stem.with_name(out_stem.name + ".bvec"), gradients[1].encode())
     js = write_json(sidecar, out_stem.with_name(out_stem.name + ".json"))
     return nii, js

@@ -22,7 +22,6 @@ import numpy as np
 from .classic import ClassicSeries
 from .csa import CsaImage
 from .series import SeriesGeometryError
-from .sidecar import g_number
 from .volume import NiftiVolume
 
 
@@ -107,8 +106,9 @@ class MosaicSeries(ClassicSeries):
 
     def sidecar_extra(self, volume: NiftiVolume) -> dict:
         extra = super().sidecar_extra(volume)
-        extra.pop("SliceSpacingFromPositions", None)
-        times = self.csa.slice_times_ms[:: -1 if self.descending else 1]
-        if len(times) == self.n_slices and not volume.reoriented:
-            extra["SliceTiming"] = [g_number(t / 1000.0) for t in times]
+        extra.pop("SliceSpacingFromPositions", None)  # the slice step is a header value here
         return extra
+
+    def slice_times(self) -> list[float] | None:
+        times = self.csa.slice_times_ms[:: -1 if self.descending else 1]
+        return [t / 1000.0 for t in times] if len(times) == self.n_slices else None

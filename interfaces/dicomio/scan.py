@@ -46,6 +46,8 @@ def is_encapsulated(syntax: str) -> bool:
 
 #: private tags have no keyword: the name they are stored under
 GE_IMAGE_TYPE = "GEComplexImageComponent"  # (0043,102F): 0 magnitude, 1 phase, 2 real, 3 imag
+GE_ECHO_SPACING = "GEEffectiveEchoSpacing"  # (0043,102C): microseconds
+GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleration
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
 CSA_SERIES = "SiemensCSASeriesHeader"  # (0029,1020)
 
@@ -73,7 +75,9 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x5100): ("PatientPosition", "str"),
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
     (0x0029, 0x1020): (CSA_SERIES, "bytes"),
+    (0x0043, 0x102C): (GE_ECHO_SPACING, "ss"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
+    (0x0043, 0x1083): (GE_ASSET, "ds"),
     (0x0008, 0x0008): ("ImageType", "strs"),
     (0x0008, 0x0016): ("SOPClassUID", "str"),
     (0x0008, 0x0032): ("AcquisitionTime", "str"),
