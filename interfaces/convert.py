@@ -24,6 +24,9 @@ class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
         MIN_LEVEL, MAX_LEVEL, DEFAULT_LEVEL, usedefault=True, desc="ISA-L deflate level"
     )
 
+    verify = traits.Bool(False, usedefault=True, desc="compare with dcm2niix, record in sidecar")
+    converter = traits.Enum("anatprep", "dcm2niix", usedefault=True, desc="conversion backend")
+
 
 class _DicomToNiftiOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="NIfTI-1 image (.nii.gz)")
@@ -33,7 +36,8 @@ class _DicomToNiftiOutputSpec(TraitedSpec):
 class DicomToNifti(SimpleInterface):
     """Convert one series to NIfTI with a BIDS sidecar.
 
-    Inputs: ``series_table``, ``series_id``, ``out_stem``, ``compression``.
+    Inputs: ``series_table``, ``series_id``, ``out_stem``, ``compression``, ``verify``,
+    ``converter``.
     Outputs: ``out_file`` (``.nii.gz``, laid out like dcm2niix's), ``out_json``.
     Fails with a message naming the series when its files cannot form one volume.
     """
@@ -44,7 +48,11 @@ class DicomToNifti(SimpleInterface):
     def _run_interface(self, runtime):
         entry = load_series_entry(self.inputs.series_table, self.inputs.series_id)
         nii, js = convert_entry(
-            entry, Path(runtime.cwd) / self.inputs.out_stem, self.inputs.compression
+            entry,
+            Path(runtime.cwd) / self.inputs.out_stem,
+            self.inputs.compression,
+            verify=self.inputs.verify,
+            converter=self.inputs.converter,
         )
         self._results["out_file"] = str(nii)
         self._results["out_json"] = str(js)

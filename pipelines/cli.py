@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-v", "--verbose", action="store_true", help="show nipype's node log")
 
     run = sub.add_parser("run", help="convert and process a DICOM folder")
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="run dcm2niix beside our converter (conversion.verify: true)",
+    )
     run.add_argument("input", type=Path, help="DICOM folder (one sub-folder per subject)")
     run.add_argument("output", type=Path, help="BIDS output folder")
     run.add_argument(
@@ -72,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--compression", type=int, default=2, choices=range(4), help="deflate level 0-3 (ISA-L)"
     )
+    conv.add_argument(
+        "--verify", action="store_true", help="run dcm2niix beside ours; record the agreement"
+    )
+    conv.add_argument(
+        "--converter", choices=("anatprep", "dcm2niix"), default="anatprep", help="backend"
+    )
 
     cfg = sub.add_parser("config", help="print the effective configuration as YAML")
     cfg.add_argument("--config", type=Path, help="YAML config to merge over the defaults")
@@ -86,6 +97,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["execution.n_procs"] = args.n_procs
     if getattr(args, "mem_gb", None) is not None:
         out["execution.memory_gb"] = args.mem_gb
+    if getattr(args, "verify", False):
+        out["conversion.verify"] = True
     return out
 
 
@@ -131,7 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "convert":
         from .convert_cmd import convert_tree
 
-        return convert_tree(args.input.absolute(), args.output.absolute(), args.compression)
+        return convert_tree(
+            args.input.absolute(),
+            args.output.absolute(),
+            args.compression,
+            verify=args.verify,
+            converter=args.converter,
+        )
     from .config import ConfigError, dump_config, load_config
     from .execution import NoDataError, UsageError, run_study
 

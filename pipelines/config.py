@@ -47,6 +47,9 @@ class SeriesRule(_Strict):
         description="series whose ImageType holds one of these are not matched",
     )
     require_3d: bool = Field(False, description="only series with at least min_slices slices")
+    magnitude_only: bool = Field(
+        True, description="phase/real/imaginary parts never match (they go to extra/)"
+    )
     min_slices: int = Field(1, ge=1)
 
     _validate = field_validator("description", "exclude_description", "exclude_image_type")(
@@ -126,7 +129,12 @@ class LabelsConfig(_Strict):
 
 
 class ConversionConfig(_Strict):
-    converter: Literal["anatprep"] = Field("anatprep", description="the default converter")
+    converter: Literal["anatprep", "dcm2niix"] = Field(
+        "anatprep", description="our converter, or dcm2niix (pip install 'anatprep[dcm2niix]')"
+    )
+    verify: bool = Field(
+        False, description="run dcm2niix beside our converter; record agreement in the sidecar"
+    )
     compression_level: int = Field(
         2, ge=0, le=3, description="ISA-L deflate level of .nii.gz outputs: 0 fastest, 3 smallest"
     )

@@ -9,6 +9,7 @@ others: it is reported and the exit code says so.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -21,19 +22,38 @@ from .labels import sanitize_label
 
 
 def output_stems(series: list[dict]) -> dict[str, str]:
-    """Series id -> file stem, unique within one output folder."""
-    base = {
-        s["id"]: "{}_{}".format(
-            sanitize_label(s.get("protocol_name") or s.get("series_description") or "", "series"),
-            s.get("series_number") if s.get("series_number") is not None else "x",
-        )
-        for s in series
-    }
+    """Series id -> file stem, unique within one output folder.
+
+    ``<protocol>_<series number>``, with dcm2niix's suffixes where one series gives several
+    images: ``_e<k>`` per echo (by echo time) and ``_ph`` / ``_real`` / ``_imag`` for
+    non-magnitude parts; any remaining clash gets the series id.
+    """
+    by_number: dict = {}
+    for s in series:
+        by_number.setdefault(s.get("series_number"), []).append(s)
+    base = {}
+    for number, members in by_number.items():
+        echoes = sorted({m["echo_time"] for m in members if m.get("echo_time") is not None})
+        for m in members:
+            name = sanitize_label(m.get("protocol_name") or m.get("series_description") or "")
+            stem = f"{name or 'series'}_{number if number is not None else 'x'}"
+            if len(echoes) > 1 and m.get("echo_time") is not None:
+                stem += f"_e{echoes.index(m['echo_time']) + 1}"
+            part = m.get("part") or "mag"
+            if part != "mag":
+                stem += "_ph" if part == "phase" else f"_{part}"
+            base[m["id"]] = stem
     counts = Counter(base.values())
     return {sid: stem if counts[stem] == 1 else f"{stem}_{sid}" for sid, stem in base.items()}
 
 
-def convert_tree(input_dir: Path, output_dir: Path, compression: int) -> int:
+def convert_tree(
+    input_dir: Path,
+    output_dir: Path,
+    compression: int,
+    verify: bool = False,
+    converter: str = "anatprep",
+) -> int:
     """Convert every series below ``input_dir`` into ``output_dir``; return the exit code."""
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
@@ -49,10 +69,16 @@ def convert_tree(input_dir: Path, output_dir: Path, compression: int) -> int:
     failed = 0
     for entry in table["series"]:
         try:
-            nii, _ = convert_entry(entry, output_dir / stems[entry["id"]], compression)
+            nii, js = convert_entry(
+                entry, output_dir / stems[entry["id"]], compression, verify, converter
+            )
         except SeriesConversionError as exc:
             failed += 1
             print(f"FAILED {exc}", file=sys.stderr)
             continue
         print(f"{describe(entry)} -> {nii}")
+        if verify:
+            report = json.loads(js.read_text()).get("ConversionVerification", {})
+            verdict = "agrees with" if report.get("Agrees") else "DIFFERS FROM"
+            print(f"  verify: {verdict} dcm2niix: {report}")
     return EXIT_PARTIAL if failed else EXIT_OK

@@ -64,6 +64,8 @@ def matches(rule: SeriesRule, entry: dict[str, Any]) -> bool:
         return False
     if rule.require_3d and (entry.get("n_volumes") or 1) != 1:
         return False
+    if rule.magnitude_only and (entry.get("part") or "mag") != "mag":
+        return False
     n_slices = entry.get("n_slices") or 0
     return not (rule.require_3d and n_slices and n_slices < rule.min_slices)
 
@@ -115,11 +117,32 @@ def plan_subjects(
     return plans
 
 
+def _acquisition_key(entry: dict[str, Any]) -> tuple:
+    return (entry.get("series_number"), entry.get("series_description") or "")
+
+
+def _acquisition_entities(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """``_echo-<k>`` / ``_part-<x>`` for the outputs of one acquisition (series number and
+    description): echoes numbered by echo time, parts only when more than one is present."""
+    echo_times = sorted({e.get("echo_time") for e in entries if e.get("echo_time") is not None})
+    parts = {e.get("part") or "mag" for e in entries}
+    out = {}
+    for e in entries:
+        text = ""
+        if len(echo_times) > 1 and e.get("echo_time") is not None:
+            text += f"_echo-{echo_times.index(e['echo_time']) + 1}"
+        if len(parts) > 1:
+            text += f"_part-{e.get('part') or 'mag'}"
+        out[e["id"]] = text
+    return out
+
+
 def _name_series(
     plan: SubjectPlan, entries: list[dict[str, Any]], cfg: Config
 ) -> list[PlannedSeries]:
-    """``<key>[_run-<n>]_<suffix>`` for classified series (runs in series-number order);
-    ``<key>_acq-<description>_run-<series number>`` under ``extra/`` for the rest."""
+    """``<key>[_run-<n>][_echo-<k>][_part-<x>]_<suffix>`` for classified series (runs in
+    series-number order, one run per acquisition); ``<key>_acq-<description>_run-<series
+    number>[...]`` under ``extra/`` for the rest."""
     by_suffix: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in entries:
         by_suffix[classify(entry, cfg)].append(entry)
@@ -127,22 +150,34 @@ def _name_series(
         by_suffix.pop("", None)
     named: list[PlannedSeries] = []
     used: set[str] = set()
+    entities: dict[str, str] = {}  # over whole acquisitions: a phase part names its echo too
+    whole: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for entry in entries:
+        whole[_acquisition_key(entry)].append(entry)
+    for members in whole.values():
+        entities.update(_acquisition_entities(members))
     for suffix in sorted(by_suffix, key=lambda s: (s == "", s)):
         group = sorted(by_suffix[suffix], key=lambda e: (e.get("series_number") or 0, e["id"]))
-        for run, entry in enumerate(group, start=1):
-            desc = entry.get("series_description") or entry.get("protocol_name") or ""
-            if suffix:
-                run_part = f"_run-{run}" if len(group) > 1 else ""
-                stem, datatype = f"{plan.key}{run_part}_{suffix}", "anat"
-            else:
-                number = entry.get("series_number")
-                acq = sanitize_label(desc, "unknown")
-                stem, datatype = f"{plan.key}_acq-{acq}_run-{number or run}", "extra"
-            base, n = stem, 1
-            while stem in used:  # one DICOM series split in parts (echoes, orientations)
-                n += 1
-                stem = f"{base}part{n}"
-            used.add(stem)
-            problems = tuple(entry.get("problems") or ())
-            named.append(PlannedSeries(entry["id"], datatype, suffix, stem, desc, problems))
+        acquisitions: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        for entry in group:
+            acquisitions[_acquisition_key(entry)].append(entry)
+        for run, members in enumerate(acquisitions.values(), start=1):
+            for entry in members:
+                desc = entry.get("series_description") or entry.get("protocol_name") or ""
+                if suffix:
+                    run_part = f"_run-{run}" if len(acquisitions) > 1 else ""
+                    stem = f"{plan.key}{run_part}{entities[entry['id']]}_{suffix}"
+                    datatype = "anat"
+                else:
+                    number = entry.get("series_number")
+                    acq = sanitize_label(desc, "unknown")
+                    stem = f"{plan.key}_acq-{acq}_run-{number or run}{entities[entry['id']]}"
+                    datatype = "extra"
+                base, n = stem, 1
+                while stem in used:  # still one name for several volumes (orientations)
+                    n += 1
+                    stem = f"{base}part{n}"
+                used.add(stem)
+                problems = tuple(entry.get("problems") or ())
+                named.append(PlannedSeries(entry["id"], datatype, suffix, stem, desc, problems))
     return named

@@ -125,3 +125,51 @@ def test_split_series_get_distinct_names():
     ]
     cfg = load_config(None, {"series.convert_other": False})
     assert plan_subjects(table, cfg)[0].series == []
+
+
+def _echo(sid, echo_time, part="mag", desc="t1_memprage", number=5):
+    entry = _entry(desc, sid=sid, number=number)
+    entry.update(echo_time=echo_time, part=part)
+    return entry
+
+
+def test_multi_echo_and_phase_named_the_bids_way():
+    table = {
+        "root": "/in",
+        "series": [
+            _echo("a", 3.1),
+            _echo("b", 1.6),
+            _echo("c", 1.6, "phase"),
+            _echo("d", 3.1, "phase"),
+        ],
+    }
+    (plan,) = plan_subjects(table, Config())
+    stems = {s.series_id: s.stem for s in plan.series}
+    # magnitudes are the T1w images; phase parts are kept, under extra/, named alike
+    assert stems == {
+        "b": "sub-subj_echo-1_part-mag_T1w",
+        "a": "sub-subj_echo-2_part-mag_T1w",
+        "c": "sub-subj_acq-t1memprage_run-5_echo-1_part-phase",
+        "d": "sub-subj_acq-t1memprage_run-5_echo-2_part-phase",
+    }
+    assert {s.series_id for s in plan.t1w} == {"a", "b"}
+
+
+def test_single_echo_magnitude_keeps_the_plain_name_and_runs_count_acquisitions():
+    table = {
+        "root": "/in",
+        "series": [_echo("a", 2.9, number=3), _echo("b", 2.9, number=7)],
+    }
+    (plan,) = plan_subjects(table, Config())
+    assert [s.stem for s in plan.series] == ["sub-subj_run-1_T1w", "sub-subj_run-2_T1w"]
+
+
+def test_convert_command_names_echoes_and_phase_like_dcm2niix():
+    from pipelines.convert_cmd import output_stems
+
+    series = [
+        {"id": "x1", "protocol_name": "gre_fm", "series_number": 8, "echo_time": 4.9},
+        {"id": "x2", "protocol_name": "gre_fm", "series_number": 8, "echo_time": 7.4},
+        {"id": "x3", "protocol_name": "gre_fm", "series_number": 9, "part": "phase"},
+    ]
+    assert output_stems(series) == {"x1": "grefm_8_e1", "x2": "grefm_8_e2", "x3": "grefm_9_ph"}

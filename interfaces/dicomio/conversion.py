@@ -2,22 +2,29 @@
 
 One reader class per DICOM flavour (see :data:`READERS`); each gives a NIfTI image and the
 dataset the sidecar is built from.  dcm2niix is the yardstick this converter is tested and
-benchmarked against; it is never called here.
+benchmarked against; it runs here only when asked: ``verify`` (beside ours) or the optional
+``converter="dcm2niix"`` backend.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from ..atomic import DEFAULT_LEVEL, atomic_write_bytes, write_json, write_nifti_parts
+import numpy as np
+
+from ..atomic import DEFAULT_LEVEL, atomic_write_bytes, write_json, write_nifti, write_nifti_parts
 from .classic import ClassicSeries
 from .enhanced import EnhancedSeries
 from .headers import UnusableFile
 from .mosaic import MosaicSeries
+from .reference import ReferenceUnavailable, best_match, dcm2niix_agreement, run_on_series
 from .series import SeriesGeometryError
-from .sidecar import build_sidecar
+from .sidecar import FORBIDDEN_KEYS, build_sidecar
+
+LOG = logging.getLogger("anatprep")
 
 #: one reader class per DICOM flavour (as detected by the header reader)
 READERS: dict[str, type[ClassicSeries]] = {
@@ -46,12 +53,26 @@ def describe(entry: dict[str, Any]) -> str:
 
 
 def convert_entry(
-    entry: dict[str, Any], out_stem: Path, compression: int = DEFAULT_LEVEL
+    entry: dict[str, Any],
+    out_stem: Path,
+    compression: int = DEFAULT_LEVEL,
+    verify: bool = False,
+    converter: str = "anatprep",
 ) -> tuple[Path, Path]:
-    """Write ``<out_stem>.nii.gz`` and ``<out_stem>.json`` for one series-table entry."""
+    """Write ``<out_stem>.nii.gz`` and ``<out_stem>.json`` (+ ``.bval``/``.bvec``) for one
+    series-table entry.
+
+    ``converter="dcm2niix"`` runs dcm2niix instead of our converter (same output layout);
+    ``verify`` runs dcm2niix beside ours and records the agreement in the sidecar
+    (``ConversionVerification``), logging a warning on any difference.
+    """
     name = describe(entry)
     if entry.get("problems"):
         raise SeriesConversionError(f"{name} cannot be converted: " + "; ".join(entry["problems"]))
+    if converter == "dcm2niix":
+        return _convert_with_dcm2niix(entry, out_stem, compression, name)
+    if converter != "anatprep":
+        raise ValueError(f"unknown converter {converter!r}")
     reader = READERS.get(entry.get("flavour"))
     if reader is None:
         raise SeriesConversionError(
@@ -65,13 +86,51 @@ def convert_entry(
     sidecar = build_sidecar(series.first, series.sidecar_extra(volume))
     gradients = series.gradient_files(volume)
     nii = write_nifti_parts(
-        out_stem.with_name(out_stem.name + ".nii.gz"),
-        volume.header_bytes(),
-        volume.data,
-        compression,
+        _with_suffix(out_stem, ".nii.gz"), volume.header_bytes(), volume.data, compression
     )
     if gradients is not None:  # beside the image, as dcm2niix writes them
-        atomic_write_bytes(out_stem.with_name(out_stem.name + ".bval"), gradients[0].encode())
-        atomic_write_bytes(out_stem.with_name(out_stem.name + ".bvec"), gradients[1].encode())
-    js = write_json(sidecar, out_stem.with_name(out_stem.name + ".json"))
+        atomic_write_bytes(_with_suffix(out_stem, ".bval"), gradients[0].encode())
+        atomic_write_bytes(_with_suffix(out_stem, ".bvec"), gradients[1].encode())
+    if verify:
+        report = dcm2niix_agreement(entry["files"], nii, sidecar)
+        sidecar["ConversionVerification"] = report
+        if report.get("Agrees") is not True:
+            LOG.warning(
+                "VERIFY: %s differs from dcm2niix or could not be checked: %s", name, report
+            )
+    js = write_json(sidecar, _with_suffix(out_stem, ".json"))
+    return nii, js
+
+
+def _with_suffix(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)
+
+
+def _convert_with_dcm2niix(
+    entry: dict[str, Any], out_stem: Path, compression: int, name: str
+) -> tuple[Path, Path]:
+    """The optional backend: dcm2niix's image and (anonymised, filtered) sidecar."""
+    import nibabel as nb
+
+    from .headers import read_headers
+
+    first = read_headers(entry["files"][0])
+    frame = (entry.get("frames") or [None])[0]
+    header = next((h for h in first if getattr(h, "frame", None) == frame), first[0])
+    expected = build_sidecar(header)
+    try:
+        with run_on_series(entry["files"]) as outputs:
+            out = best_match(outputs, expected)
+            img = nb.load(out.nifti)
+            data = np.asanyarray(img.dataobj.get_unscaled())
+            result = nb.Nifti1Image(data, img.affine, img.header)
+            result.header["descrip"] = b"dcm2niix via anatprep"
+            nii = write_nifti(result, _with_suffix(out_stem, ".nii.gz"), compression)
+            for src, ext in ((out.bval, ".bval"), (out.bvec, ".bvec")):
+                if src is not None:
+                    atomic_write_bytes(_with_suffix(out_stem, ext), src.read_bytes())
+            sidecar = {k: v for k, v in out.sidecar.items() if k not in FORBIDDEN_KEYS}
+    except ReferenceUnavailable as exc:
+        raise SeriesConversionError(f"{name}: dcm2niix backend failed: {exc}") from None
+    js = write_json(sidecar, _with_suffix(out_stem, ".json"))
     return nii, js

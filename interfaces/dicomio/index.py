@@ -74,6 +74,18 @@ def read_headers(
         return [item for chunk in pool.map(_read_chunk, chunks) for item in chunk]
 
 
+def complex_part(image_type: tuple[str, ...]) -> str:
+    """BIDS ``part`` label from the image type: mag, phase, real or imag."""
+    values = set(image_type)
+    if values & {"P", "PHASE"}:
+        return "phase"
+    if "REAL" in values:
+        return "real"
+    if values & {"IMAGINARY", "I"}:
+        return "imag"
+    return "mag"
+
+
 def _top_folders(path: Path, root: Path, levels: int) -> list[str]:
     parts = path.relative_to(root).parts[:-1]
     return list(parts[:levels])
@@ -130,6 +142,8 @@ def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) 
         "image_type": list(first.image_type),
         "mr_acquisition_type": first.mr_acquisition_type,
         "echo_number": first.echo_number,
+        "echo_time": first.echo_time,
+        "part": complex_part(first.image_type),
         "rows": first.rows,
         "columns": first.columns,
         "files": [],

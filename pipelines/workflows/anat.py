@@ -119,6 +119,8 @@ def _add_series(
             series_id=series.series_id,
             out_stem=series.stem,
             compression=cfg.conversion.compression_level,
+            verify=cfg.conversion.verify,
+            converter=cfg.conversion.converter,
         ),
         name=f"convert_{tag}",
         mem_gb=_convert_mem_gb(n_files),

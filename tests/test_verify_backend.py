@@ -1,0 +1,72 @@
+"""The ``verify`` safety net and the optional dcm2niix backend (dcm2niix run live)."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nb
+import numpy as np
+from conftest import grep_outputs
+
+from interfaces.dicomio.conversion import convert_entry
+from interfaces.dicomio.index import index_tree
+from interfaces.dicomio.reference import compare, run_on_series
+from interfaces.dicomio.sidecar import FORBIDDEN_KEYS
+from pipelines.cli import main
+from pipelines.synthetic import FAKE_PHI, write_series
+
+AFFINE = np.array([[-0.9, 0, 0, 40.0], [0, -1.1, 0, 30.0], [0, 0, 1.7, -12.0], [0, 0, 0, 1]])
+
+
+def _series(tmp_path):
+    vol = np.random.default_rng(3).integers(0, 3000, size=(20, 18, 10)).astype(float)
+    write_series(vol, AFFINE, tmp_path / "dcm", series_number=4)
+    (entry,) = index_tree(tmp_path / "dcm")["series"]
+    return entry
+
+
+def test_verify_records_agreement_in_sidecar(tmp_path):
+    entry = _series(tmp_path)
+    _, js = convert_entry(entry, tmp_path / "out" / "t1", verify=True)
+    report = json.loads(js.read_text())["ConversionVerification"]
+    assert report["Agrees"] is True, report
+    assert report["VoxelsIdentical"] and report["KeysCompared"] > 10
+    assert report["Reference"].startswith("dcm2niix v")
+
+
+def test_verify_flags_a_difference(tmp_path):
+    entry = _series(tmp_path)
+    nii, js = convert_entry(entry, tmp_path / "out" / "t1")
+    img = nb.load(nii)
+    data = np.asanyarray(img.dataobj.get_unscaled()).copy()
+    data[0, 0, 0] += 1  # one voxel off
+    tampered = tmp_path / "tampered.nii"
+    nb.save(nb.Nifti1Image(data, img.affine, img.header), tampered)
+    sidecar = json.loads(js.read_text())
+    sidecar["EchoTime"] = 1.0
+    with run_on_series(entry["files"]) as outputs:
+        report = compare(tampered, sidecar, outputs[0])
+    assert report["Agrees"] is False
+    assert report["VoxelsIdentical"] is False
+    assert report["KeysDiffering"] == ["EchoTime"]
+
+
+def test_convert_command_verify_prints_verdict(tmp_path, capsys):
+    _series(tmp_path)
+    assert main(["convert", "--verify", str(tmp_path / "dcm"), str(tmp_path / "out")]) == 0
+    assert "agrees with dcm2niix" in capsys.readouterr().out
+
+
+def test_dcm2niix_backend_same_layout_no_identifiers(tmp_path):
+    entry = _series(tmp_path)
+    ours_nii, _ = convert_entry(entry, tmp_path / "ours" / "t1")
+    nii, js = convert_entry(entry, tmp_path / "ref" / "t1", converter="dcm2niix")
+    assert nii.name == "t1.nii.gz" and js.name == "t1.json"
+    a, b = nb.load(ours_nii), nb.load(nii)
+    np.testing.assert_array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-4)
+    sidecar = json.loads(js.read_text())
+    assert sidecar["ConversionSoftware"] == "dcm2niix"
+    assert not FORBIDDEN_KEYS & sidecar.keys()
+    needles = [v.encode() for v in FAKE_PHI.values() if len(v) >= 4]
+    assert not grep_outputs(tmp_path / "ref", needles)
