@@ -14,12 +14,16 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import write_json
+from .dicomio.geometry import GeometryPolicy
 from .dicomio.index import index_tree
 
 
 class _DicomIndexInputSpec(BaseInterfaceInputSpec):
     dicom_dir = Directory(exists=True, mandatory=True, desc="root of the DICOM tree")
     folder_levels = traits.Int(2, usedefault=True, desc="folder levels kept per series")
+    irregular_spacing = traits.Enum("fail", "skip", "split", usedefault=True, desc="outcome")
+    gantry_tilt = traits.Enum("fail", "skip", "resample", usedefault=True, desc="outcome")
+    localizers = traits.Enum("convert", "skip", usedefault=True, desc="outcome")
 
 
 class _DicomIndexOutputSpec(TraitedSpec):
@@ -30,7 +34,8 @@ class _DicomIndexOutputSpec(TraitedSpec):
 class DicomIndex(SimpleInterface):
     """Index a DICOM tree (headers only) into a series table.
 
-    Inputs: ``dicom_dir`` (read only), ``folder_levels``.
+    Inputs: ``dicom_dir`` (read only), ``folder_levels``, and the geometry outcomes
+    ``irregular_spacing``, ``gantry_tilt``, ``localizers``.
     Outputs: ``series_table`` (JSON in the working directory), ``n_series``.
     """
 
@@ -38,7 +43,10 @@ class DicomIndex(SimpleInterface):
     output_spec = _DicomIndexOutputSpec
 
     def _run_interface(self, runtime):
-        table = index_tree(self.inputs.dicom_dir, self.inputs.folder_levels)
+        policy = GeometryPolicy(
+            self.inputs.irregular_spacing, self.inputs.gantry_tilt, self.inputs.localizers
+        )
+        table = index_tree(self.inputs.dicom_dir, self.inputs.folder_levels, geometry=policy)
         out = Path(runtime.cwd) / "series_table.json"
         write_json(table, out)
         self._results["series_table"] = str(out)

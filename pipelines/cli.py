@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--converter", choices=("anatprep", "dcm2niix"), default="anatprep", help="backend"
     )
+    conv.add_argument("--irregular-spacing", choices=("fail", "skip", "split"), default="fail")
+    conv.add_argument("--gantry-tilt", choices=("fail", "skip", "resample"), default="fail")
+    conv.add_argument("--localizers", choices=("convert", "skip"), default="convert")
 
     cfg = sub.add_parser("config", help="print the effective configuration as YAML")
     cfg.add_argument("--config", type=Path, help="YAML config to merge over the defaults")
@@ -142,6 +145,8 @@ def _report(summary: RunSummary, output: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "convert":
+        from interfaces.dicomio.geometry import GeometryPolicy
+
         from .convert_cmd import convert_tree
 
         return convert_tree(
@@ -150,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             args.compression,
             verify=args.verify,
             converter=args.converter,
+            geometry=GeometryPolicy(args.irregular_spacing, args.gantry_tilt, args.localizers),
         )
     from .config import ConfigError, dump_config, load_config
     from .execution import NoDataError, UsageError, run_study

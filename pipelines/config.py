@@ -128,6 +128,20 @@ class LabelsConfig(_Strict):
         return self
 
 
+class GeometryConfig(_Strict):
+    """Outcomes for series that cannot be one regular volume (interfaces/dicomio/geometry)."""
+
+    irregular_spacing: Literal["fail", "skip", "split"] = Field(
+        "fail", description="missing slices / uneven gaps: fail the series, skip it, or split"
+    )
+    gantry_tilt: Literal["fail", "skip", "resample"] = Field(
+        "fail", description="tilted stacks: fail, skip, or resample onto an orthogonal grid"
+    )
+    localizers: Literal["convert", "skip"] = Field(
+        "convert", description="localizer / scout series: convert (to extra/) or skip"
+    )
+
+
 class ConversionConfig(_Strict):
     converter: Literal["anatprep", "dcm2niix"] = Field(
         "anatprep", description="our converter, or dcm2niix (pip install 'anatprep[dcm2niix]')"
@@ -138,6 +152,7 @@ class ConversionConfig(_Strict):
     compression_level: int = Field(
         2, ge=0, le=3, description="ISA-L deflate level of .nii.gz outputs: 0 fastest, 3 smallest"
     )
+    geometry: GeometryConfig = Field(default_factory=GeometryConfig)
 
 
 class ReorientConfig(_Strict):

@@ -14,7 +14,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from interfaces.dicomio.conversion import SeriesConversionError, convert_entry, describe
+from interfaces.dicomio.conversion import (
+    SeriesConversionError,
+    SeriesSkipped,
+    convert_entry,
+    describe,
+)
+from interfaces.dicomio.geometry import GeometryPolicy
 from interfaces.dicomio.index import index_tree
 
 from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
@@ -53,12 +59,13 @@ def convert_tree(
     compression: int,
     verify: bool = False,
     converter: str = "anatprep",
+    geometry: GeometryPolicy | None = None,
 ) -> int:
     """Convert every series below ``input_dir`` into ``output_dir``; return the exit code."""
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
         return EXIT_USAGE
-    table = index_tree(input_dir)
+    table = index_tree(input_dir, geometry=geometry)
     for item in table["unusable"]:
         if item["series"] is None:
             print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
@@ -72,6 +79,9 @@ def convert_tree(
             nii, js = convert_entry(
                 entry, output_dir / stems[entry["id"]], compression, verify, converter
             )
+        except SeriesSkipped as exc:
+            print(f"SKIPPED {exc}", file=sys.stderr)
+            continue
         except SeriesConversionError as exc:
             failed += 1
             print(f"FAILED {exc}", file=sys.stderr)

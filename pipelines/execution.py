@@ -78,11 +78,18 @@ def default_work_dir(output_dir: Path) -> Path:
     return out.parent / f"{out.name}.work"
 
 
-def index_input(input_dir: Path, work_dir: Path) -> tuple[str, dict[str, Any]]:
+def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> tuple[str, dict[str, Any]]:
     """Run the DicomIndex interface; return the table path and its content."""
     index_dir = work_dir / "index"
     index_dir.mkdir(parents=True, exist_ok=True)
-    result = DicomIndex(dicom_dir=str(input_dir.resolve()), folder_levels=5).run(cwd=str(index_dir))
+    geometry = cfg.conversion.geometry
+    result = DicomIndex(
+        dicom_dir=str(input_dir.resolve()),
+        folder_levels=5,
+        irregular_spacing=geometry.irregular_spacing,
+        gantry_tilt=geometry.gantry_tilt,
+        localizers=geometry.localizers,
+    ).run(cwd=str(index_dir))
     table_file = result.outputs.series_table
     return table_file, json.loads(Path(table_file).read_text())
 
@@ -172,7 +179,10 @@ def run_study(
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
-    table_file, table = index_input(input_dir, work_dir)
+    table_file, table = index_input(input_dir, work_dir, cfg)
+    for entry in table["series"]:
+        if entry.get("skipped"):
+            LOG.warning("series %s skipped: %s", entry["id"], entry["skipped"])
     if not table["series"]:
         reason = (
             "INPUT holds no files"

@@ -102,6 +102,8 @@ def plan_subjects(
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
     folders: dict[tuple[str, str | None], str] = {}
     for entry in table["series"]:
+        if entry.get("skipped"):  # left out by the geometry policy; reported by the caller
+            continue
         subject, session, folder = _subject_session(entry, cfg, root_name)
         groups[(subject, session)].append(entry)
         folders.setdefault((subject, session), folder)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .csa import CsaImage
 from .diffusion import gradient_files
+from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
 from .scan import GE_ASSET, GE_ECHO_SPACING
@@ -37,7 +38,14 @@ class ClassicSeries:
     #: the flavour every file must have
     FLAVOUR = "classic"
 
-    def __init__(self, paths: Sequence[str], frames: Sequence[int | None] | None = None):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        frames: Sequence[int | None] | None = None,
+        resample_tilt: bool = False,
+    ):
+        #: gantry tilt: shift slices onto an orthogonal grid instead of refusing the series
+        self.resample_tilt = resample_tilt
         if not paths:
             raise SeriesGeometryError("series has no files")
         frames = list(frames) if frames is not None else [None] * len(paths)
@@ -109,23 +117,39 @@ class ClassicSeries:
             h.ImagePositionPatient,
         )
 
+    @cached_property
+    def _positions(self) -> np.ndarray:
+        return np.array(
+            [np.asarray(h.ImagePositionPatient, float) for h in self.headers[: self.n_slices]]
+        )
+
+    @property
+    def _normal(self) -> np.ndarray:
+        iop = np.asarray(self.headers[0].ImageOrientationPatient, dtype=float)
+        return np.cross(iop[:3], iop[3:])
+
     def _check_in_plane(self) -> None:
-        """Every slice must sit on the line through the first along the normal (no tilt)."""
-        if self.n_slices < 2:
+        """Every slice must sit on the line through the first along the normal (no tilt),
+        unless tilt resampling was asked for."""
+        if self.n_slices < 2 or self.resample_tilt:
             return
-        h0 = self.headers[0]
-        iop = np.asarray(h0.ImageOrientationPatient, dtype=float)
-        normal = np.cross(iop[:3], iop[3:])
-        p0 = np.asarray(h0.ImagePositionPatient, dtype=float)
-        last = self.headers[self.n_slices - 1]
-        offset = np.asarray(last.ImagePositionPatient, dtype=float) - p0
-        along = np.dot(offset, normal)
-        lateral = np.linalg.norm(offset - along * normal)
-        if lateral > max(0.05, 0.01 * abs(along)):
+        if is_tilted(self._positions, self._normal):
             raise SeriesGeometryError(
-                f"slice positions drift {lateral:.3g} mm off the slice normal over the stack "
-                "(gantry tilt or mixed stacks): refusing to write a wrong affine"
+                f"gantry tilt of {tilt_degrees(self._positions, self._normal):.2f} degrees: "
+                "slice positions drift off the slice normal; refusing to write a wrong affine"
             )
+
+    def _tilt_shifts(self) -> tuple[float, float] | None:
+        """Per-slice in-plane shift (rows, columns) that undoes a gantry tilt, or None."""
+        if not (self.resample_tilt and self.n_slices > 1):
+            return None
+        drift = lateral_drift(self._positions, self._normal)
+        if not np.any(np.abs(drift) > 1e-6):
+            return None
+        h = self.headers[0]
+        iop = np.asarray(h.ImageOrientationPatient, dtype=float)
+        dr, dc = (float(v) for v in h.PixelSpacing)
+        return float(np.dot(drift, iop[3:]) / dr), float(np.dot(drift, iop[:3]) / dc)
 
     def _rescale(self, h: Header) -> tuple[float, float]:
         return float(h.get("RescaleSlope") or 1), float(h.get("RescaleIntercept") or 0)
@@ -168,6 +192,9 @@ class ClassicSeries:
                 m, b = self._rescale(h)
                 target[...] = frames * m + b
         stack = stack.reshape(self.n_volumes, self.n_slices, rows, cols)
+        shifts = self._tilt_shifts()
+        if shifts is not None:
+            _resample_tilt(stack, shifts)
         return (stack, slope, inter) if uniform else (stack, 1.0, 0.0)
 
     @property
@@ -201,6 +228,12 @@ class ClassicSeries:
         extra: dict = {}
         if self.n_slices > 1:
             extra["SliceSpacingFromPositions"] = round(self.slice_spacing, 6)
+        if self._tilt_shifts() is not None:
+            extra["GantryTiltCorrection"] = {
+                "TiltDegrees": round(tilt_degrees(self._positions, self._normal), 4),
+                "Method": "each slice shifted in-plane onto an orthogonal grid "
+                "(linear interpolation, rounded to the stored type)",
+            }
         if not volume.reoriented:  # written in acquisition layout only, as dcm2niix does
             rows, cols = self.frame_shape
             positive, bandwidth, spacing = self.phase_info()
@@ -230,3 +263,19 @@ class ClassicSeries:
     def slice_times(self) -> list[float] | None:
         """Acquisition time of each slice of a volume (s, NIfTI slice order), if known."""
         return None
+
+
+def _resample_tilt(stack: np.ndarray, shifts: tuple[float, float]) -> None:
+    """Shift slice ``k`` by ``k`` x (rows, columns) in place (rows are stored flipped)."""
+    from scipy.ndimage import shift as nd_shift
+
+    d_rows, d_cols = shifts
+    for k in range(1, stack.shape[1]):
+        for v in range(stack.shape[0]):
+            moved = nd_shift(
+                stack[v, k].astype(np.float64), (-k * d_rows, k * d_cols), order=1, cval=0.0
+            )
+            if stack.dtype.kind in "iu":
+                info = np.iinfo(stack.dtype)
+                moved = np.clip(np.rint(moved), info.min, info.max)
+            stack[v, k] = moved

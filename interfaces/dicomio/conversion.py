@@ -38,6 +38,10 @@ class SeriesConversionError(RuntimeError):
     """A series that cannot be converted; the message names the series and the reason."""
 
 
+class SeriesSkipped(SeriesConversionError):
+    """A series left out on purpose by the geometry policy (not a failure)."""
+
+
 def load_series_entry(table_file: str, series_id: str) -> dict[str, Any]:
     table = json.loads(Path(table_file).read_text())
     for entry in table["series"]:
@@ -67,6 +71,8 @@ def convert_entry(
     (``ConversionVerification``), logging a warning on any difference.
     """
     name = describe(entry)
+    if entry.get("skipped"):
+        raise SeriesSkipped(f"{name} skipped: {entry['skipped']}")
     if entry.get("problems"):
         raise SeriesConversionError(f"{name} cannot be converted: " + "; ".join(entry["problems"]))
     if converter == "dcm2niix":
@@ -79,7 +85,7 @@ def convert_entry(
             f"{name}: {entry.get('flavour')} DICOM is not supported by this converter yet"
         )
     try:
-        series = reader(entry["files"], entry.get("frames"))
+        series = reader(entry["files"], entry.get("frames"), bool(entry.get("resample_tilt")))
         volume = series.to_volume()
     except (SeriesGeometryError, UnusableFile) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None

@@ -18,8 +18,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .geometry import GeometryPolicy, is_tilted, tilt_degrees, uniform_runs
 from .headers import SliceHeader, UnusableFile, read_slice_headers
-from .series import SeriesGeometryError, group_series, order_slices, series_id
+from .series import (
+    SeriesGeometryError,
+    check_uniform_spacing,
+    group_series,
+    order_slices,
+    series_id,
+)
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -92,9 +101,17 @@ def _top_folders(path: Path, root: Path, levels: int) -> list[str]:
 
 
 def index_tree(
-    root: str | os.PathLike, folder_levels: int = 2, n_procs: int | None = None
+    root: str | os.PathLike,
+    folder_levels: int = 2,
+    n_procs: int | None = None,
+    geometry: GeometryPolicy | None = None,
 ) -> dict[str, Any]:
-    """Build the series table of ``root`` (see module docstring)."""
+    """Build the series table of ``root`` (see module docstring).
+
+    ``geometry`` decides what happens to irregular, tilted and localizer series (see
+    :mod:`.geometry`); skipped series stay in the table with ``skipped`` set to the reason.
+    """
+    geometry = geometry or GeometryPolicy()
     root = Path(root).resolve()
     headers: list[SliceHeader] = []
     rejected: list[tuple[dict[str, Any], SliceHeader | None]] = []
@@ -108,19 +125,27 @@ def index_tree(
     # files rejected after their series was identified (e.g. truncated pixel data) are
     # attached to that series so its conversion can fail loudly instead of losing a slice
     series_list = []
-    for sid, members in group_series(headers).items():
+    groups = group_series(headers)
+    planes_per_uid: dict[str, int] = {}
+    for members in groups.values():
+        uid = members[0].series_uid
+        planes_per_uid[uid] = planes_per_uid.get(uid, 0) + 1
+    for sid, members in groups.items():
         entry = _series_entry(sid, members[0], root, folder_levels)
         try:
             order = order_slices(members)
-            entry.update(
-                files=list(order.files), n_slices=order.n_slices, n_volumes=order.n_volumes
-            )
-            if any(f is not None for f in order.frames):
-                entry["frames"] = list(order.frames)
         except SeriesGeometryError as exc:
             entry["files"] = sorted({h.path for h in members})
             entry["problems"].append(str(exc))
-        series_list.append(entry)
+            series_list.append(entry)
+            continue
+        _fill(entry, order.files, order.frames, order.n_slices, order.n_volumes)
+        localizer = "LOCALIZER" in members[0].image_type or (
+            planes_per_uid[members[0].series_uid] > 1 and order.n_slices < 3
+        )
+        if localizer and geometry.localizers == "skip":
+            entry["skipped"] = "localizer (conversion.geometry.localizers: skip)"
+        series_list.extend(_apply_geometry(entry, members, order, geometry))
     _attach_rejected(rejected, series_list, root, folder_levels)
     return {
         "root": str(root),
@@ -128,6 +153,64 @@ def index_tree(
         "series": series_list,
         "unusable": [item for item, _ in rejected],
     }
+
+
+def _fill(entry: dict[str, Any], files, frames, n_slices: int, n_volumes: int) -> None:
+    entry.update(files=list(files), n_slices=n_slices, n_volumes=n_volumes)
+    if any(f is not None for f in frames):
+        entry["frames"] = list(frames)
+
+
+def _apply_geometry(
+    entry: dict[str, Any], members: list[SliceHeader], order, policy: GeometryPolicy
+) -> list[dict[str, Any]]:
+    """The entry as it is, skipped, failed, split into even runs, or marked for resampling."""
+    if order.n_slices < 2 or entry.get("skipped"):
+        return [entry]
+    normal = members[0].normal
+    by_path = {(h.path, h.frame): h for h in members}
+    keys = list(zip(order.files, order.frames, strict=True))[: order.n_slices]
+    first_volume = [by_path[k] for k in keys]
+    positions = np.array([h.position for h in first_volume])
+    if is_tilted(positions, normal):
+        angle = tilt_degrees(positions, normal)
+        reason = f"gantry tilt of {angle:.2f} degrees (slices drift off the slice normal)"
+        if policy.gantry_tilt == "skip":
+            entry["skipped"] = f"{reason} (conversion.geometry.gantry_tilt: skip)"
+        elif policy.gantry_tilt == "resample":
+            entry["resample_tilt"] = True
+        else:
+            entry["problems"].append(
+                f"{reason}: refusing to write a wrong affine "
+                "(set conversion.geometry.gantry_tilt to resample or skip)"
+            )
+        return [entry]
+    try:
+        check_uniform_spacing(order.distances)
+        return [entry]
+    except SeriesGeometryError as exc:
+        reason = str(exc)
+    if policy.irregular_spacing == "skip":
+        entry["skipped"] = f"{reason} (conversion.geometry.irregular_spacing: skip)"
+        return [entry]
+    if policy.irregular_spacing == "fail" or order.n_volumes > 1:
+        hint = "" if order.n_volumes == 1 else " (split applies to 3D series only)"
+        entry["problems"].append(reason + hint)
+        return [entry]
+    parts = []
+    runs = uniform_runs(list(order.distances))
+    for k, run in enumerate(runs, start=1):
+        part = {**entry, "id": f"{entry['id']}-r{k}", "problems": [], "split_from": entry["id"]}
+        _fill(
+            part,
+            [order.files[i] for i in run],
+            [order.frames[i] for i in run],
+            len(run),
+            1,
+        )
+        part["split_reason"] = f"{reason}: part {k} of {len(runs)}"
+        parts.append(part)
+    return parts
 
 
 def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) -> dict[str, Any]:

@@ -30,8 +30,8 @@ class MosaicSeries(ClassicSeries):
 
     FLAVOUR = "mosaic"
 
-    def __init__(self, paths, frames=None):
-        super().__init__(paths, frames)
+    def __init__(self, paths, frames=None, resample_tilt: bool = False):
+        super().__init__(paths, frames, resample_tilt)
         if self._order.n_slices != 1:
             raise SeriesGeometryError(
                 f"mosaic files at {self._order.n_slices} different positions: "
