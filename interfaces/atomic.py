@@ -72,7 +72,7 @@ def _fortran_bytes(arr: np.ndarray) -> memoryview:
     """Voxels in Fortran order as bytes: a view when the array allows it, else one copy."""
     if not arr.flags.f_contiguous:
         arr = np.asfortranarray(arr)
-    return memoryview(arr.T).cast("B")  # arr.T of a Fortran array is C-contiguous
+    return memoryview(arr.T.view(np.uint8)).cast("B")  # arr.T of a Fortran array: C order
 
 
 def write_nifti_parts(

@@ -20,6 +20,12 @@ class _BidsSinkInputSpec(BaseInterfaceInputSpec):
     out_files = traits.List(traits.Str, mandatory=True, desc="absolute final paths, same order")
     sidecars = traits.List(traits.Dict, desc="JSON written beside each output ({} for none)")
     base_dir = traits.Str(mandatory=True, desc="every output must lie inside this folder")
+    companions = traits.List(
+        traits.Str,
+        [".bval", ".bvec"],
+        usedefault=True,
+        desc="files beside an input image with the same stem and these extensions go along",
+    )
 
 
 class _BidsSinkOutputSpec(TraitedSpec):
@@ -48,9 +54,19 @@ class BidsSink(SimpleInterface):
             if base not in dst_path.parents:
                 raise ValueError(f"refusing to write {dst_path} outside {base}")
             copy_file(src, dst_path)
+            src_stem, dst_stem = _stem(Path(src)), _stem(dst_path)
+            for ext in self.inputs.companions:  # e.g. a DWI's gradient tables
+                companion = src_stem.with_name(src_stem.name + ext)
+                if companion.is_file():
+                    copy_file(companion, dst_stem.with_name(dst_stem.name + ext))
             if meta:
                 name = dst_path.name.split(".")[0] + ".json"
                 write_json(meta, dst_path.with_name(name))
             written.append(str(dst_path))
         self._results["out_files"] = written
         return runtime
+
+
+def _stem(path: Path) -> Path:
+    """``a/b.nii.gz`` -> ``a/b``."""
+    return path.with_name(path.name.split(".")[0])

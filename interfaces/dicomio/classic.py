@@ -21,7 +21,7 @@ from .pixels import read_frames
 from .scan import GE_ASSET, GE_ECHO_SPACING
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
 from .sidecar import phase_encoding_fields, slice_timing_fields
-from .volume import NiftiVolume, frames_to_volume, lps_affine, output_dtype
+from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
 if TYPE_CHECKING:
     from .headers import Header
@@ -95,8 +95,13 @@ class ClassicSeries:
                     raise SeriesGeometryError(
                         f"{path}: {key}={h.get(key)} differs from the series' {ref.get(key)}"
                     )
-            if int(h.get("SamplesPerPixel") or 1) != 1:
-                raise SeriesGeometryError(f"{path}: colour images are not converted")
+            samples = int(h.get("SamplesPerPixel") or 1)
+            rgb = str(h.get("PhotometricInterpretation") or "").strip() == "RGB"
+            if samples != 1 and not (samples == 3 and rgb and int(h.BitsAllocated) == 8):
+                raise SeriesGeometryError(
+                    f"{path}: {samples}-sample {h.get('PhotometricInterpretation')} images "
+                    "are not converted (only greyscale and 8-bit RGB)"
+                )
 
     @cached_property
     def slice_spacing(self) -> float:
@@ -167,7 +172,9 @@ class ClassicSeries:
         """(volumes, slices, rows flipped, columns) array with its slope and intercept."""
         h0 = self.headers[0]
         slope, inter, uniform = self.rescale
-        if uniform:
+        if int(h0.get("SamplesPerPixel") or 1) == 3:
+            dtype = RGB24  # colour maps (e.g. DTI colour FA): NIfTI RGB24, like dcm2niix
+        elif uniform:
             dtype = output_dtype(
                 int(h0.BitsAllocated),
                 int(h0.get("PixelRepresentation") or 0),
@@ -184,6 +191,8 @@ class ClassicSeries:
                 cached = (path, self.frames_of(read_frames(path, h)))
             frame = getattr(h, "frame", None)
             frames = cached[1] if frame is None else cached[1][frame : frame + 1]
+            if frames.ndim == 4:  # (frames, rows, columns, RGB) -> one RGB24 value per pixel
+                frames = np.ascontiguousarray(frames, dtype=np.uint8).view(RGB24)[..., 0]
             frames = frames[:, ::-1, :]
             target = stack[n * per_file : (n + 1) * per_file]
             if uniform:

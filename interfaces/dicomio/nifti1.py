@@ -25,6 +25,7 @@ _DATATYPES = {
     np.dtype("int8"): (256, 8),
     np.dtype("uint16"): (512, 16),
     np.dtype("uint32"): (768, 32),
+    np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]): (128, 24),
 }
 _UNITS_MM_SEC = 2 | 8
 _HEADER = struct.Struct("<i10s18sihcb8h3f4h8f3fhbb4f2i80s24s2h6f12f16s4s")
@@ -75,7 +76,8 @@ def nifti1_header(
     xform_code: int = 1,
 ) -> bytes:
     """Header + empty extension block (352 bytes) of a single-file ``.nii`` image."""
-    code, bitpix = _DATATYPES[np.dtype(dtype).newbyteorder("=")]
+    dtype = np.dtype(dtype)
+    code, bitpix = _DATATYPES[dtype if dtype.fields else dtype.newbyteorder("=")]
     if not 1 <= len(shape) <= 7:
         raise ValueError(f"NIfTI-1 holds 1 to 7 dimensions, not {len(shape)}")
     dim = [len(shape), *shape] + [1] * (7 - len(shape))

@@ -33,7 +33,8 @@ def _fast_path(header) -> bool:
 
 
 def read_frames(path: str | os.PathLike, header) -> np.ndarray:
-    """Stored values of ``path`` as ``(frames, rows, columns)``; raises :class:`UnusableFile`."""
+    """Stored values of ``path`` as ``(frames, rows, columns[, samples])``; raises
+    :class:`UnusableFile`."""
     rows, cols = int(header.Rows), int(header.Columns)
     frames = int(header.get("NumberOfFrames") or 1)
     if _fast_path(header):
@@ -59,8 +60,10 @@ def read_frames(path: str | os.PathLike, header) -> np.ndarray:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = pydicom.uid.UID(str(syntax)).name if syntax else "unknown transfer syntax"
         raise UnusableFile(path, f"pixel data cannot be decoded ({name}): {exc}") from None
-    if arr.ndim == 2:
+    samples = int(header.get("SamplesPerPixel") or 1)
+    expected = (frames, rows, cols) if samples == 1 else (frames, rows, cols, samples)
+    if arr.ndim == len(expected) - 1:
         arr = arr[None]
-    if arr.shape != (frames, rows, cols):
-        raise UnusableFile(path, f"pixel array shape {arr.shape} != ({frames}, {rows}, {cols})")
+    if arr.shape != expected:
+        raise UnusableFile(path, f"pixel array shape {arr.shape} != {expected}")
     return arr

@@ -23,6 +23,8 @@ import numpy as np
 from .nifti1 import nifti1_header
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: NIfTI's RGB24 voxel type (three bytes per voxel)
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 
 
 @dataclass
