@@ -1,4 +1,4 @@
-"""Siemens CSA headers (private (0029,1010) image and (0029,1020) series blocks).
+"""Siemens CSA image header (private (0029,1010)).
 
 Parsing is nibabel's ``nicom.csareader`` (the field's maintained reader, imported only when a
 Siemens file needs it).  This module turns the parsed tags into the values the converter
@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from .scan import CSA_IMAGE, CSA_SERIES, ScannedHeader
+from .scan import CSA_IMAGE, ScannedHeader
 
-_TAGS = {CSA_IMAGE: (0x0029, 0x1010), CSA_SERIES: (0x0029, 0x1020)}
+#: only the image header is read: the series header (the whole protocol, ~100 kB a file)
+#: would cost memory and time on every file for nothing the converter uses
+_TAGS = {CSA_IMAGE: (0x0029, 0x1010)}
 
 
 def csa_bytes(header, which: str) -> bytes | None:
-    """Raw CSA block (``CSA_IMAGE`` or ``CSA_SERIES``) from a scanned or pydicom header."""
+    """Raw CSA image block from a scanned or pydicom header."""
     if isinstance(header, ScannedHeader):
         return header.get(which)
     tag = _TAGS[which]

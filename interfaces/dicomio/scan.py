@@ -49,7 +49,6 @@ GE_IMAGE_TYPE = "GEComplexImageComponent"  # (0043,102F): 0 magnitude, 1 phase, 
 GE_ECHO_SPACING = "GEEffectiveEchoSpacing"  # (0043,102C): microseconds
 GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleration
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
-CSA_SERIES = "SiemensCSASeriesHeader"  # (0029,1020)
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
 #: strings), int (integer string), us / ss (binary unsigned / signed short), bytes (raw).  Grouping,
@@ -74,7 +73,6 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x1314): ("FlipAngle", "ds"),
     (0x0018, 0x5100): ("PatientPosition", "str"),
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
-    (0x0029, 0x1020): (CSA_SERIES, "bytes"),
     (0x0043, 0x102C): (GE_ECHO_SPACING, "ss"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
     (0x0043, 0x1083): (GE_ASSET, "ds"),
