@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import ge
 from .csa import CsaImage
 from .diffusion import gradient_files
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
-from .scan import GE_ASSET, GE_ECHO_SPACING
+from .scan import GE_ASSET, GE_ECHO_SPACING, GE_PROTOCOL
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
 from .sidecar import phase_encoding_fields, slice_timing_fields
 from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
@@ -266,12 +267,28 @@ class ClassicSeries:
         if spacing_us:
             asset = h.get(GE_ASSET)
             factor = float(asset[0] if isinstance(asset, tuple | list) else asset or 1) or 1.0
-            return None, None, float(spacing_us) * 1e-6 / factor
+            return ge.phase_positive(h), None, float(spacing_us) * 1e-6 / factor
         return None, None, None
 
     def slice_times(self) -> list[float] | None:
-        """Acquisition time of each slice of a volume (s, NIfTI slice order), if known."""
-        return None
+        """Acquisition time of each slice of a volume (s, NIfTI slice order), if known.
+
+        GE: from the protocol block's SLICEORDER, the prescription (InstanceNumber) order of
+        the first volume's slices and TR / slices.
+        """
+        h0 = self.headers[0]
+        block = ge.protocol_block(h0.get(GE_PROTOCOL))
+        order = block.get("SLICEORDER")
+        tr = h0.get("RepetitionTime")
+        if order not in ("0", "1") or not tr or self.n_slices < 2:
+            return None
+        instances = [h.get("InstanceNumber") for h in self.headers[: self.n_slices]]
+        if any(i is None for i in instances):
+            return None
+        position = {n: p for p, n in enumerate(sorted(instances))}
+        ranks = ge.acquisition_ranks(self.n_slices, interleaved=order == "1")
+        step = float(tr) / 1000.0 / self.n_slices
+        return [ranks[position[n]] * step for n in instances]
 
 
 def _resample_tilt(stack: np.ndarray, shifts: tuple[float, float]) -> None:

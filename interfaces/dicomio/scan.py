@@ -48,6 +48,7 @@ def is_encapsulated(syntax: str) -> bool:
 GE_IMAGE_TYPE = "GEComplexImageComponent"  # (0043,102F): 0 magnitude, 1 phase, 2 real, 3 imag
 GE_ECHO_SPACING = "GEEffectiveEchoSpacing"  # (0043,102C): microseconds
 GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleration
+GE_PROTOCOL = "GEProtocolDataBlock"  # (0025,101B): gzipped 'KEY "value"' lines
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
@@ -73,6 +74,8 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x1314): ("FlipAngle", "ds"),
     (0x0018, 0x5100): ("PatientPosition", "str"),
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
+    (0x0018, 0x9034): ("RectilinearPhaseEncodeReordering", "str"),
+    (0x0025, 0x101B): (GE_PROTOCOL, "bytes"),
     (0x0043, 0x102C): (GE_ECHO_SPACING, "ss"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
     (0x0043, 0x1083): (GE_ASSET, "ds"),
