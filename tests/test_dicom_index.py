@@ -89,3 +89,12 @@ def test_spacing_checks():
         check_uniform_spacing([0.0, 1.0, 4.0, 5.0])
     with pytest.raises(SeriesGeometryError, match="share one position"):
         check_uniform_spacing([0.0, 0.0])
+
+
+def test_symlinked_folders_are_followed_once(tmp_path):
+    write_series(np.ones((8, 8, 4)), AXIAL, tmp_path / "real" / "s")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "subj").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "real" / "loop").symlink_to(tmp_path / "real", target_is_directory=True)
+    (entry,) = index_tree(tmp_path / "in")["series"]
+    assert entry["n_slices"] == 4

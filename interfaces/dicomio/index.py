@@ -32,8 +32,18 @@ from .series import (
 
 
 def iter_files(root: Path) -> Iterator[Path]:
-    """Every regular file below ``root`` in sorted order (hidden entries skipped)."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Every regular file below ``root`` in sorted order (hidden entries skipped).
+
+    Symbolic links to folders are followed (studies are often assembled from links), each
+    real folder once, so a link loop cannot recurse.
+    """
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
