@@ -1,5 +1,10 @@
 """DICOM reading and conversion helpers used by the DICOM interfaces.
 
-``headers``: header-only reading of one file; ``series``: grouping and slice order;
-``classic``: single-frame series to NIfTI; ``sidecar``: the BIDS JSON sidecar.
+``scan``: fast header scanner; ``headers``: one file's header (scanner or pydicom);
+``series``: grouping and slice order; ``index``: the series table of a tree;
+``classic`` / ``mosaic`` / ``enhanced``: one reader per DICOM flavour; ``pixels``: voxel
+reading and decoding; ``volume`` / ``nifti1``: NIfTI layout and header; ``sidecar``, ``csa``,
+``ge``, ``diffusion``: BIDS sidecar values; ``geometry``: outcomes for irregular series;
+``reference``: dcm2niix for ``verify`` and the optional backend; ``conversion``: one series to
+NIfTI + JSON.
 """

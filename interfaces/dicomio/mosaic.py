@@ -22,7 +22,7 @@ import numpy as np
 from .classic import ClassicSeries
 from .csa import CsaImage
 from .series import SeriesGeometryError
-from .volume import NiftiVolume
+from .volume import NiftiVolume, lps_affine
 
 
 class MosaicSeries(ClassicSeries):
@@ -94,15 +94,10 @@ class MosaicSeries(ClassicSeries):
             + row_cos * dc * (int(h.Columns) - tile_cols) / 2.0
             + col_cos * dr * (int(h.Rows) - tile_rows) / 2.0
         )
-        normal = np.cross(row_cos, col_cos)
         if self.descending:  # the last tile is the first NIfTI slice
+            normal = np.cross(row_cos, col_cos)
             corner = corner - normal * self.slice_spacing * (self.n_slices - 1)
-        aff = np.eye(4)
-        aff[:3, 0] = row_cos * dc
-        aff[:3, 1] = col_cos * dr
-        aff[:3, 2] = normal * self.slice_spacing
-        aff[:3, 3] = corner
-        return aff
+        return lps_affine(iop, (dr, dc), self.slice_spacing, corner)
 
     def sidecar_extra(self, volume: NiftiVolume) -> dict:
         extra = super().sidecar_extra(volume)
