@@ -19,7 +19,7 @@ from .diffusion import gradient_files
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
-from .scan import GE_ASSET, GE_ECHO_SPACING, GE_PROTOCOL
+from .scan import GE_ASSET, GE_ECHO_SPACING, GE_PROTOCOL, GE_USER_DATA, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
 from .sidecar import phase_encoding_fields, slice_timing_fields
 from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
@@ -249,6 +249,10 @@ class ClassicSeries:
             positive, bandwidth, spacing = self.phase_info()
             direction = self.headers[0].get("InPlanePhaseEncodingDirection")
             extra.update(phase_encoding_fields(direction, positive, bandwidth, rows, cols, spacing))
+            if str(self.headers[0].get("Manufacturer") or "").upper().startswith("GE"):
+                polarity = ge.polarity_name(positive)
+                if polarity:
+                    extra["PhaseEncodingPolarityGE"] = polarity
             extra.update(slice_timing_fields(self.slice_times()))
         return extra
 
@@ -256,18 +260,19 @@ class ClassicSeries:
         """(phase direction positive flag, BandwidthPerPixelPhaseEncode, effective echo
         spacing in s) of the series; what the headers do not carry is None.
 
-        Siemens: CSA header.  GE: (0043,102C) echo spacing over the ASSET in-plane factor
-        (its phase polarity tag is not read: PhaseEncodingDirection stays unwritten).
+        Siemens: CSA header.  GE: (0043,102C) echo spacing over the ASSET in-plane factor;
+        polarity from (0018,9034) or the UserDefineData block (see :mod:`.ge`).
         """
         h = self.headers[0]
         csa = CsaImage.from_header(h)
         if csa is not None:
             return csa.phase_positive, csa.bandwidth_per_pixel_phase, None
-        spacing_us = h.get(GE_ECHO_SPACING)
+        spacing_us = private_field(h, GE_ECHO_SPACING)
         if spacing_us:
-            asset = h.get(GE_ASSET)
+            asset = private_field(h, GE_ASSET)
             factor = float(asset[0] if isinstance(asset, tuple | list) else asset or 1) or 1.0
-            return ge.phase_positive(h), None, float(spacing_us) * 1e-6 / factor
+            positive = ge.phase_positive(h, private_field(h, GE_USER_DATA))
+            return positive, None, float(spacing_us) * 1e-6 / factor
         return None, None, None
 
     def slice_times(self) -> list[float] | None:
@@ -277,7 +282,7 @@ class ClassicSeries:
         the first volume's slices and TR / slices.
         """
         h0 = self.headers[0]
-        block = ge.protocol_block(h0.get(GE_PROTOCOL))
+        block = ge.protocol_block(private_field(h0, GE_PROTOCOL))
         order = block.get("SLICEORDER")
         tr = h0.get("RepetitionTime")
         if order not in ("0", "1") or not tr or self.n_slices < 2:

@@ -12,19 +12,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from .scan import CSA_IMAGE, ScannedHeader
+from .scan import CSA_IMAGE, private_field
 
-#: only the image header is read: the series header (the whole protocol, ~100 kB a file)
-#: would cost memory and time on every file for nothing the converter uses
-_TAGS = {CSA_IMAGE: (0x0029, 0x1010)}
-
-
-def csa_bytes(header, which: str) -> bytes | None:
-    """Raw CSA image block from a scanned or pydicom header."""
-    if isinstance(header, ScannedHeader):
-        return header.get(which)
-    tag = _TAGS[which]
-    return header[tag].value if tag in header else None
+# only the image header is read: the series header (the whole protocol, ~100 kB a file)
+# would cost memory and time on every file for nothing the converter uses
 
 
 @dataclass
@@ -35,7 +26,7 @@ class CsaImage:
 
     @classmethod
     def from_header(cls, header) -> CsaImage | None:
-        raw = csa_bytes(header, CSA_IMAGE)
+        raw = private_field(header, CSA_IMAGE)
         if not raw:
             return None
         with warnings.catch_warnings():  # nicom warns about its *other* readers on import

@@ -10,6 +10,10 @@ Geometry from the CSA image header (what dcm2niix and nibabel use):
   vector runs against row x column (descending acquisitions), the slices and their times are
   reversed so the NIfTI slice axis ascends along row x column, as dcm2niix does;
 * ``MosaicRefAcqTimes`` gives each slice's acquisition time: the BIDS ``SliceTiming``.
+  The first volume's times are used unless they look wrong: all equal, beyond TR, or
+  spanning a different range than the second volume's (the first volume of some runs is
+  timed differently); then the second volume's times are used, when they are plausible.
+  This is dcm2niix's rule (its ``checkSliceTiming``), so both write the same SliceTiming.
 """
 
 from __future__ import annotations
@@ -105,5 +109,31 @@ class MosaicSeries(ClassicSeries):
         return extra
 
     def slice_times(self) -> list[float] | None:
-        times = self.csa.slice_times_ms[:: -1 if self.descending else 1]
+        times = self.csa.slice_times_ms
+        if self.n_volumes > 1:
+            second = CsaImage.from_header(self.headers[1])
+            tr = float(self.headers[0].get("RepetitionTime") or 0.0)
+            if second is not None:
+                times = checked_slice_times(times, second.slice_times_ms, tr)
+        times = times[:: -1 if self.descending else 1]
         return [t / 1000.0 for t in times] if len(times) == self.n_slices else None
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-5 * max(abs(a), abs(b), 1.0)
+
+
+def checked_slice_times(first: list[float], second: list[float], tr_ms: float) -> list[float]:
+    """The first volume's slice times (ms), or the second's when the first look wrong
+    (see the module docstring); the second's are shifted to start at 0."""
+    n = min(len(first), len(second))
+    if n < 2 or tr_ms <= 0:
+        return first
+    lo0, hi0 = min(first[:n]), max(first[:n])
+    lo1, hi1 = min(second[:n]), max(second[:n])
+    if lo0 != hi0 and hi0 <= tr_ms and _same(hi0 - lo0, hi1 - lo1):
+        return first
+    if lo1 >= hi1 or hi1 >= tr_ms:
+        return first
+    shift = max(lo1, 0.0)
+    return [t - shift for t in second[:n]]

@@ -49,6 +49,7 @@ GE_IMAGE_TYPE = "GEComplexImageComponent"  # (0043,102F): 0 magnitude, 1 phase, 
 GE_ECHO_SPACING = "GEEffectiveEchoSpacing"  # (0043,102C): microseconds
 GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleration
 GE_PROTOCOL = "GEProtocolDataBlock"  # (0025,101B): gzipped 'KEY "value"' lines
+GE_USER_DATA = "GEUserDefineData"  # (0043,102A): binary block with EPI phase polarity
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
@@ -76,6 +77,7 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
     (0x0018, 0x9034): ("RectilinearPhaseEncodeReordering", "str"),
     (0x0025, 0x101B): (GE_PROTOCOL, "bytes"),
+    (0x0043, 0x102A): (GE_USER_DATA, "bytes"),
     (0x0043, 0x102C): (GE_ECHO_SPACING, "ss"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
     (0x0043, 0x1083): (GE_ASSET, "ds"),
@@ -111,6 +113,35 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0028, 0x1052): ("RescaleIntercept", "ds"),
     (0x0028, 0x1053): ("RescaleSlope", "ds"),
 }
+
+
+#: private fields (odd groups) by the name they are stored under
+PRIVATE_TAGS: dict[str, tuple[int, int]] = {
+    name: tag for tag, (name, _kind) in FIELDS.items() if tag[0] % 2
+}
+
+
+def private_field(header, name: str) -> Any:
+    """A private field of a scanned header or a pydicom dataset, decoded the same way for
+    both (pydicom leaves unknown private elements as raw bytes); ``None`` when absent."""
+    if isinstance(header, ScannedHeader):
+        return header.get(name)
+    tag = PRIVATE_TAGS[name]
+    if tag not in header:
+        return None
+    value = header[tag].value
+    kind = FIELDS[tag][1]
+    if isinstance(value, bytes):
+        return _decode(value, kind, None)
+    if kind in ("us", "ss"):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+    if kind == "ds":
+        items = [value] if isinstance(value, str | int | float) else list(value)
+        return _decode("\\".join(str(v) for v in items).encode("latin-1"), kind, None)
+    return value
 
 
 class ScanUnsupported(Exception):
