@@ -19,9 +19,11 @@ $(STAMP): $(SOURCES)
 demo: $(STAMP)
 	$(BIN)/anatprep demo $(DEMO_DIR)
 
-## test: the whole test suite (real-data tests use ANATPREP_TEST_DATA, default ../shared/data)
+## test: the whole test suite (real-data tests use ANATPREP_TEST_DATA, default ../shared/data;
+##       a single-node SLURM on localhost is installed and started for the SLURM tests)
 test: $(STAMP)
 	$(BIN)/ruff check .
+	@bash tests/slurm/up.sh || echo "make test: no local SLURM (needs root and apt); its tests skip" >&2
 	PATH="$(CURDIR)/$(BIN):$$PATH" ANATPREP_TEST_DATA=$${ANATPREP_TEST_DATA:-$(abspath ../shared/data)} \
 		$(BIN)/python -m pytest -q tests
 

@@ -16,9 +16,14 @@ from .atomic import copy_file, write_json
 
 
 class _BidsSinkInputSpec(BaseInterfaceInputSpec):
-    in_files = traits.List(File(exists=True), mandatory=True, desc="files to place")
+    in_files = traits.List(
+        traits.Str, mandatory=True, desc="files to place; '' = not produced this time, skipped"
+    )
     out_files = traits.List(traits.Str, mandatory=True, desc="absolute final paths, same order")
     sidecars = traits.List(traits.Dict, desc="JSON written beside each output ({} for none)")
+    sidecar_notes = traits.List(
+        traits.Dict, desc="values known at run time, merged over ``sidecars`` (same order)"
+    )
     base_dir = traits.Str(mandatory=True, desc="every output must lie inside this folder")
     companions = traits.List(
         traits.Str,
@@ -35,7 +40,8 @@ class _BidsSinkOutputSpec(TraitedSpec):
 class BidsSink(SimpleInterface):
     """Copy each input to its final path (write to a temporary name, then rename).
 
-    Inputs: ``in_files``, ``out_files``, ``sidecars`` (optional), ``base_dir``.
+    Inputs: ``in_files`` (``''`` entries are skipped), ``out_files``, ``sidecars`` and
+    ``sidecar_notes`` (optional), ``base_dir``.
     Outputs: ``out_files``.  Refuses any destination outside ``base_dir``.
     """
 
@@ -46,10 +52,17 @@ class BidsSink(SimpleInterface):
         ins, outs = self.inputs.in_files, self.inputs.out_files
         if len(ins) != len(outs):
             raise ValueError(f"{len(ins)} inputs but {len(outs)} destinations")
-        sidecars = self.inputs.sidecars if self.inputs.sidecars else [{}] * len(outs)
+        sidecars = list(self.inputs.sidecars) if self.inputs.sidecars else [{}] * len(outs)
+        for k, notes in enumerate(self.inputs.sidecar_notes or []):
+            if notes and k < len(sidecars) and sidecars[k]:
+                sidecars[k] = {**sidecars[k], **notes}
         base = Path(self.inputs.base_dir).resolve()
         written = []
         for src, dst, meta in zip(ins, outs, sidecars, strict=True):
+            if not src:  # an optional output this run did not produce
+                continue
+            if not Path(src).is_file():
+                raise FileNotFoundError(f"BidsSink: input file {src} does not exist")
             dst_path = Path(dst).resolve()
             if base not in dst_path.parents:
                 raise ValueError(f"refusing to write {dst_path} outside {base}")

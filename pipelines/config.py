@@ -165,16 +165,21 @@ class ReorientConfig(_Strict):
 
 
 class BrainExtractionConfig(_Strict):
+    """ANTs brain extraction: a ``quality`` preset, optional per-parameter overrides
+    (``parameters``: any field of ``interfaces.brainextract.params.BrainExtractionParams``),
+    the template, and the run's seed, threads and plausibility range."""
+
     enabled: bool = True
-    template: Literal["robex", "custom"] = "robex"
+    quality: Literal["fast", "default", "precise"] = "default"
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the preset's parameters"
+    )
+    template: str = Field(
+        "robex", description="robex (offline default), custom, or a TemplateFlow name"
+    )
     template_head: str | None = None
     template_mask: str | None = None
-    n4_spacing_mm: float = Field(6.0, gt=0, le=20)
-    n4_iterations: list[int] = Field(default_factory=lambda: [50, 50, 50], min_length=1)
-    registration_spacing_mm: float = Field(3.0, gt=0, le=10)
-    syn_iterations: list[int] = Field(default_factory=lambda: [60, 40, 20], min_length=1)
-    mask_sigma_mm: float = Field(1.0, ge=0, le=10)
-    threshold: float = Field(0.5, gt=0, lt=1)
+    template_resolution: int = Field(1, ge=1, le=9, description="TemplateFlow res- label")
     random_seed: int = Field(42, ge=0)
     num_threads: int = Field(
         1, ge=1, le=256, description="ITK threads per subject (1 = deterministic)"
@@ -184,18 +189,47 @@ class BrainExtractionConfig(_Strict):
 
     @model_validator(mode="after")
     def _template_files(self):
+        from interfaces.brainextract.params import preset
+
         if self.template == "custom" and not (self.template_head and self.template_mask):
             raise ValueError("template 'custom' needs template_head and template_mask")
         if self.volume_range_ml[0] >= self.volume_range_ml[1]:
             raise ValueError("volume_range_ml must be [low, high] with low < high")
+        reserved = {"random_seed", "num_threads", "volume_range_ml"} & set(self.parameters)
+        if reserved:
+            raise ValueError(
+                f"parameters: set {', '.join(sorted(reserved))} at brain_extraction level"
+            )
+        try:
+            preset(self.quality, self.parameters)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"parameters: {exc}") from None
         return self
 
 
+class SlurmConfig(_Strict):
+    """Per-subject job arrays (``execution.plugin: SLURMArray``): one ``sbatch --array`` for
+    the batch; each task runs one subject's graph with MultiProc on ``cpus_per_task``."""
+
+    cpus_per_task: int = Field(2, ge=1, le=256)
+    mem_gb: float = Field(6.0, gt=0)
+    time: str = Field("04:00:00", description="sbatch --time of each task")
+    partition: str | None = None
+    account: str | None = None
+    throttle: int | None = Field(None, ge=1, description="at most this many tasks at once (%)")
+    extra_args: list[str] = Field(default_factory=list, description="more sbatch arguments")
+    poll_seconds: float = Field(5.0, gt=0, le=600)
+    outage_seconds: float = Field(
+        300.0, gt=0, description="how long a silent controller is waited for, with retries"
+    )
+
+
 class ExecutionConfig(_Strict):
-    plugin: Literal["MultiProc", "Linear"] = "MultiProc"
+    plugin: Literal["MultiProc", "Linear", "SLURMArray"] = "MultiProc"
     n_procs: int | None = Field(None, ge=1, description="parallel processes (default: all cores)")
     memory_gb: float | None = Field(None, gt=0, description="memory budget (default: 90% of RAM)")
     work_dir: str | None = Field(None, description="default: <OUTPUT>.work beside OUTPUT")
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
 class Config(_Strict):

@@ -210,6 +210,8 @@ def run_study(
     n_files = {s["id"]: len(s.get("files") or []) for s in table["series"]}
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_files(output_dir, plans)
+    if cfg.execution.plugin == "SLURMArray":
+        return _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
     wf = init_anatprep_wf(plans, table_file, output_dir.resolve(), work_dir, cfg, n_files)
     wf.config["execution"].update(
         {
@@ -237,4 +239,46 @@ def run_study(
         summary.failures = _crash_failures(log_dir, started, key_by_wf)
         if not summary.failures:
             raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
+    return summary
+
+
+def _run_slurm_array(
+    plans: list[SubjectPlan],
+    input_dir: Path,
+    output_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    table: dict[str, Any],
+) -> RunSummary:
+    """One job array, a subject per task; each subject's failures from its task's crash
+    files, or from SLURM's account of a task that did not end by itself."""
+    from .slurm.array import run_array
+    from .workflows.anat import node_name
+
+    labels = sorted({p.subject for p in plans})
+    summary = RunSummary(
+        subjects=[p.key for p in plans], unusable_files=len(table.get("unusable", []))
+    )
+    started = time.time()
+    outcomes = run_array(labels, input_dir, output_dir, work_dir, cfg)
+    log_dir = work_dir / "logs"
+    for label, outcome in sorted(outcomes.items()):
+        state, code = outcome["state"], outcome["exit_code"]
+        if state == "COMPLETED":
+            continue
+        keys = {node_name(f"{p.key}_wf"): p.key for p in plans if p.subject == label}
+        crashes = _crash_failures(Path(outcome["work_dir"]) / "logs", started, keys)
+        if state == "FAILED" and code.startswith(f"{EXIT_PARTIAL}:") and crashes:
+            summary.failures += crashes
+            continue
+        report = log_dir / f"crash-slurm-sub-{label}.txt"
+        text = (
+            f"Node: slurm job {outcome['job']} (subject sub-{label})\n"
+            f"SLURM job id: {outcome['job']}\nState: {state}\nReason: {outcome['reason']}\n"
+            f"ExitCode: {code}\nTask log: {outcome['log']}\n"
+        )
+        atomic_write_bytes(report, text.encode())
+        message = f"SLURM job {outcome['job']} ended {state} ({outcome['reason']}, exit {code})"
+        summary.failures.append(Failure(f"sub-{label}", f"slurm job {outcome['job']}", message,
+                                        str(report)))  # fmt: skip
     return summary

@@ -43,7 +43,11 @@ def test_dump_round_trips(tmp_path):
             r"execution\.plugin: must be one of 'MultiProc' or 'Linear'",
         ),
         ("reorient:\n  orientation: RRS\n", r"reorient\.orientation: .*each axis once"),
-        ("brain_extraction:\n  threshold: 1.5\n", r"brain_extraction\.threshold: .*less than 1"),
+        ("brain_extraction:\n  quality: best\n", r"brain_extraction\.quality: .*'fast'"),
+        (
+            "brain_extraction:\n  parameters:\n    prior_threshold: high\n",
+            r"brain_extraction: .*prior_threshold must be like 0\.5",
+        ),
         ("brain_extraction:\n  template: custom\n", r"needs template_head and template_mask"),
         (
             "series:\n  rules:\n    T1w:\n      description: ['(unclosed']\n",

@@ -72,14 +72,27 @@ def test_demo_completes_with_accurate_masks(demo_runs):
     assert "2 of 2 subject(s) complete" in res.stdout
     dice = json.loads((folder / "demo_dice.json").read_text())
     assert set(dice) == {"01", "02"}
-    assert min(dice.values()) >= 0.95, dice
+    # the demo's truth is the template's own mask (ROBEX's definition, no outer CSF); ours
+    # follows antsBrainExtraction's (CSF up to the dura, like the curated MNI152 mask that
+    # is the accuracy reference, test_brain_extraction_real.py), hence ~0.94, not ~0.99
+    assert min(dice.values()) >= 0.93, dice
     bids = folder / "bids"
     for sub in ("01", "02"):
         assert (bids / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz").is_file()
         deriv = bids / "derivatives" / "anatprep" / f"sub-{sub}"
-        for name in ("desc-preproc_T1w.nii.gz", "desc-brain_mask.nii.gz", "desc-brain_T1w.nii.gz"):
+        for name in (
+            "desc-preproc_T1w.nii.gz",
+            "desc-brain_mask.nii.gz",
+            "desc-brain_T1w.nii.gz",
+            "label-CSF_probseg.nii.gz",
+            "label-GM_probseg.nii.gz",
+            "label-WM_probseg.nii.gz",
+        ):
             img = nb.load(deriv / "anat" / f"sub-{sub}_{name}")
             assert nb.aff2axcodes(img.affine) == ("R", "A", "S")
+        xfm = deriv / "anat" / f"sub-{sub}_from-ROBEX_to-T1w_mode-image_desc-"
+        assert nb.load(f"{xfm}warp_xfm.nii.gz").shape[3:] == (1, 3)
+        assert Path(f"{xfm}affine_xfm.mat").stat().st_size > 0
         assert (deriv / "figures" / f"sub-{sub}_desc-brain_mask.svg").stat().st_size > 10_000
         volume, components = _mask_checks(deriv / "anat" / f"sub-{sub}_desc-brain_mask.nii.gz")
         assert 900 <= volume <= 2000 and components == 1

@@ -27,32 +27,44 @@ def node_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
+def template_label(name: str) -> str:
+    """The template's BIDS label (letters and digits), e.g. ``ROBEX``, ``OASIS30ANTs``."""
+    label = re.sub(r"[^A-Za-z0-9]", "", name)
+    return label.upper() if label.lower() in ("robex", "custom") else label
+
+
 def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
     """Reorient a converted T1w, extract the brain with ANTs and draw the QC figure.
 
     Inputs (``inputnode``): ``t1w`` (NIfTI from the converter), ``title`` (figure title).
     Outputs (``outputnode``): ``t1w_preproc`` (reoriented, bias corrected), ``brain_mask``,
-    ``t1w_brain``, ``report`` (SVG), ``stats`` (JSON).
+    ``t1w_brain``, ``probsegs`` (CSF, GM, WM), ``transforms`` (template to T1w: affine
+    ``.mat`` and warp field; ``''`` each when the input was already skull-stripped),
+    ``report`` (SVG), ``stats`` (JSON), ``sidecar_notes`` (per-output sidecar values known
+    only after the run).
     """
     bex_cfg = cfg.brain_extraction
-    template = resolve_template(bex_cfg.template, bex_cfg.template_head, bex_cfg.template_mask)
+    template = resolve_template(
+        bex_cfg.template, bex_cfg.template_head, bex_cfg.template_mask,
+        bex_cfg.template_resolution,
+    )  # fmt: skip
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w", "title"]), name="inputnode")
     outputnode = pe.Node(
-        niu.IdentityInterface(fields=["t1w_preproc", "brain_mask", "t1w_brain", "report", "stats"]),
+        niu.IdentityInterface(
+            fields=["t1w_preproc", "brain_mask", "t1w_brain", "probsegs", "transforms",
+                    "report", "stats", "sidecar_notes"]
+        ),
         name="outputnode",
-    )
+    )  # fmt: skip
     reorient = pe.Node(Reorient(orientation=cfg.reorient.orientation), name="reorient", mem_gb=1.0)
     bex = pe.Node(
         AntsBrainExtraction(
             template_head=str(template.head),
             template_mask=str(template.mask),
-            n4_spacing_mm=bex_cfg.n4_spacing_mm,
-            n4_iterations=bex_cfg.n4_iterations,
-            registration_spacing_mm=bex_cfg.registration_spacing_mm,
-            syn_iterations=bex_cfg.syn_iterations,
-            mask_sigma_mm=bex_cfg.mask_sigma_mm,
-            threshold=bex_cfg.threshold,
+            template_name=template.name,
+            quality=bex_cfg.quality,
+            parameters=dict(bex_cfg.parameters),
             random_seed=bex_cfg.random_seed,
             num_threads=bex_cfg.num_threads,
             volume_range_ml=tuple(bex_cfg.volume_range_ml),
@@ -68,7 +80,9 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
         (bex, report, [("bias_corrected", "in_file"), ("out_mask", "mask_file")]),
         (inputnode, report, [("title", "title")]),
         (bex, outputnode, [("bias_corrected", "t1w_preproc"), ("out_mask", "brain_mask"),
-                           ("out_brain", "t1w_brain"), ("out_stats", "stats")]),
+                           ("out_brain", "t1w_brain"), ("out_probsegs", "probsegs"),
+                           ("out_transforms", "transforms"), ("out_stats", "stats"),
+                           ("sidecar_notes", "sidecar_notes")]),
         (report, outputnode, [("out_report", "report")]),
     ])  # fmt: skip
     return wf
@@ -144,29 +158,39 @@ def _add_series(
     deriv_dir = output_dir / DERIVATIVES / plan.rel_dir
     base = series.stem.removesuffix("_T1w")
     raw_rel = f"{plan.rel_dir}/anat/{series.stem}.nii.gz"
+    tpl = template_label(cfg.brain_extraction.template)
+    anat = deriv_dir / "anat"
     names = [
-        deriv_dir / "anat" / f"{base}_desc-preproc_T1w.nii.gz",
-        deriv_dir / "anat" / f"{base}_desc-brain_mask.nii.gz",
-        deriv_dir / "anat" / f"{base}_desc-brain_T1w.nii.gz",
+        anat / f"{base}_desc-preproc_T1w.nii.gz",
+        anat / f"{base}_desc-brain_mask.nii.gz",
+        anat / f"{base}_desc-brain_T1w.nii.gz",
+        anat / f"{base}_label-CSF_probseg.nii.gz",
+        anat / f"{base}_label-GM_probseg.nii.gz",
+        anat / f"{base}_label-WM_probseg.nii.gz",
+        anat / f"{base}_from-{tpl}_to-T1w_mode-image_desc-affine_xfm.mat",
+        anat / f"{base}_from-{tpl}_to-T1w_mode-image_desc-warp_xfm.nii.gz",
         deriv_dir / "figures" / f"{base}_desc-brain_mask.svg",
     ]
+    source = {"Sources": [f"bids:raw:{raw_rel}"]}
     sidecars = [
-        {
-            "SkullStripped": False,
-            "Sources": [f"bids:raw:{raw_rel}"],
-            "Description": f"reoriented to {cfg.reorient.orientation}, N4 bias corrected",
-        },
-        {"Type": "Brain", "Sources": [f"bids:raw:{raw_rel}"]},
-        {"SkullStripped": True, "Sources": [f"bids:raw:{raw_rel}"]},
+        {**source, "Description": f"reoriented to {cfg.reorient.orientation}, N4 bias corrected"},
+        {"Type": "Brain", **source},
+        {"SkullStripped": True, **source},
+        *({"Description": f"Atropos posterior probability of {t}", **source}
+          for t in ("CSF", "GM", "WM")),
         {},
-    ]
+        {},
+        {},
+    ]  # fmt: skip
     deriv_sink = _sink(f"sink_deriv_{tag}", output_dir, names, sidecars)
-    merge_d = pe.Node(niu.Merge(4), name=f"merge_deriv_{tag}", run_without_submitting=True)
+    merge_d = pe.Node(niu.Merge(6), name=f"merge_deriv_{tag}", run_without_submitting=True)
     wf.connect([
         (convert, anat_wf, [("out_file", "inputnode.t1w")]),
         (anat_wf, merge_d, [("outputnode.t1w_preproc", "in1"), ("outputnode.brain_mask", "in2"),
-                            ("outputnode.t1w_brain", "in3"), ("outputnode.report", "in4")]),
+                            ("outputnode.t1w_brain", "in3"), ("outputnode.probsegs", "in4"),
+                            ("outputnode.transforms", "in5"), ("outputnode.report", "in6")]),
         (merge_d, deriv_sink, [("out", "in_files")]),
+        (anat_wf, deriv_sink, [("outputnode.sidecar_notes", "sidecar_notes")]),
     ])  # fmt: skip
 
 

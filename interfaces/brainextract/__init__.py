@@ -1,0 +1,7 @@
+"""ANTs brain extraction, in the steps of antsBrainExtraction.sh, on the ANTs library.
+
+Modules: ``params`` (parameters and the ``quality`` presets), ``runtime`` (importing ANTs
+with a fixed thread count and seed), ``bias`` (N4), ``registration`` (template to subject),
+``segmentation`` (Atropos and the mask refinement), ``stripped`` (detecting input that is
+already skull-stripped), ``extract`` (the whole run and its outputs).
+"""

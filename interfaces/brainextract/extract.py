@@ -1,0 +1,215 @@
+"""One brain extraction: input checks, N4, registration, Atropos, refinement, outputs.
+
+Every output is written atomically on the input's own header (data go through numpy, so
+ANTs' LPS reading never changes the geometry), and a JSON of the run's measurements and
+settings sits beside them.  Anything that would give an untrustworthy mask raises
+:class:`BrainExtractionError` with the file and the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import nibabel as nb
+import numpy as np
+
+from ..atomic import write_json, write_nifti
+from . import bias, registration, segmentation
+from .params import BrainExtractionParams
+from .runtime import import_ants
+from .stripped import stripped_mask
+
+
+class BrainExtractionError(RuntimeError):
+    """Brain extraction could not produce a trustworthy mask; the message says why."""
+
+
+def check_t1w_input(path: str) -> nb.Nifti1Image:
+    """A 3D image with some contrast; raise :class:`BrainExtractionError` otherwise."""
+    img = nb.load(path)
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3 or min(shape) < 8:
+        raise BrainExtractionError(
+            f"{path}: brain extraction needs a 3D volume, got shape {img.shape}"
+        )
+    data = np.asanyarray(img.dataobj)
+    if not np.isfinite(data).all() or float(np.ptp(data)) == 0.0:
+        raise BrainExtractionError(f"{path}: image is constant or holds non-finite values")
+    return img
+
+
+def load_prior(ants, head_path: Path, mask_path: Path, sigma_mm: float = 1.0):
+    """Template brain probability (0..1) on the head's grid; binary masks are smoothed.
+
+    Raises :class:`BrainExtractionError` when the mask is empty or misses the head."""
+    head = ants.image_read(str(head_path))
+    mask = ants.image_read(str(mask_path))
+    arr = mask.numpy()
+    if arr.max() <= 0:
+        raise BrainExtractionError(f"template mask {mask_path} is empty")
+    if mask.shape != head.shape or not np.allclose(mask.origin, head.origin, atol=1e-2):
+        mask = ants.resample_image_to_target(mask, head, interp_type="linear")
+        arr = mask.numpy()
+    head_arr = head.numpy()
+    inside = arr > 0.5 * arr.max()
+    if inside.sum() == 0 or np.mean(head_arr[inside] > np.percentile(head_arr, 50)) < 0.5:
+        raise BrainExtractionError(
+            f"template mask {mask_path} does not overlap the bright part of its head "
+            f"{head_path}: wrong pair of files?"
+        )
+    prob = mask / float(arr.max())
+    if np.unique(arr).size <= 2:
+        prob = ants.smooth_image(prob, sigma_mm, sigma_in_physical_coordinates=True)
+    return head, prob
+
+
+def _read_3d(ants, path: str):
+    img = ants.image_read(path)
+    if img.dimension == 4:
+        img = ants.slice_image(img, axis=3, idx=0)
+    return img.clone("float")
+
+
+def _components(mask: np.ndarray) -> int:
+    from scipy import ndimage
+
+    return int(ndimage.label(mask)[1])
+
+
+def extract_brain(
+    t1w: str,
+    template_head: Path,
+    template_mask: Path,
+    out_dir: Path,
+    params: BrainExtractionParams | None = None,
+    template_name: str = "template",
+) -> dict[str, Any]:
+    """Run the extraction of ``t1w`` into ``out_dir``; return output paths and stats."""
+    p = params or BrainExtractionParams()
+    ref = check_t1w_input(t1w)
+    ants = import_ants(p.num_threads)
+    times: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        times[name] = round(now - clock, 2)
+        clock = now
+
+    img = _read_3d(ants, t1w)
+    voxel_ml = float(np.prod(img.spacing)) / 1000.0
+    stats: dict[str, Any] = {"template": template_name, "parameters": p.as_dict()}
+    posteriors = None
+    transforms: tuple[Path, Path] | None = None
+
+    pre_stripped = stripped_mask(img.numpy(), voxel_ml)
+    if pre_stripped is not None:
+        stats["skull_stripped_input"] = True
+        mask_img = img.new_image_like(pre_stripped.astype(np.float32))
+        corrected = bias.n4(
+            ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm, weight=mask_img
+        )
+        mask = pre_stripped.astype(np.uint8)
+        lap("n4")
+        if p.atropos:  # tissue maps inside the given brain; the mask itself is kept
+            _labels, posteriors = segmentation.atropos(ants, corrected, mask_img, p)
+            lap("atropos")
+    else:
+        stats["skull_stripped_input"] = False
+        head, prior = load_prior(ants, template_head, template_mask)
+        corrected = bias.n4(ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm)
+        lap("n4")
+        transforms = registration.register_template(ants, corrected, head, prior, out_dir, p)
+        warped = registration.warp_prior(ants, img, prior, transforms)
+        lap("registration")
+        prior_mask = ants.threshold_image(warped, p.prior_threshold, 1e9, 1, 0)
+        prior_ml = float(prior_mask.numpy().sum()) * voxel_ml
+        stats["warped_prior_volume_ml"] = round(prior_ml, 3)
+        _check_volume(t1w, prior_ml, p, "warped template brain mask")
+        prior_mask = ants.iMath(prior_mask, "GetLargestComponent")
+        if p.n4_second_pass:
+            weight = ants.iMath(prior_mask, "MD", segmentation._vox(img, 2.0))
+            corrected = bias.n4(
+                ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm, weight=weight
+            )
+            lap("n4_brain")
+        if p.atropos:
+            region = ants.iMath(prior_mask, "MD", segmentation._vox(img, p.atropos_margin_mm))
+            labels, posteriors = segmentation.atropos(ants, corrected, region, p)
+            mask = segmentation.refine_mask(ants, labels, region, p).numpy() > 0
+            lap("atropos")
+        else:
+            mask = ants.iMath(prior_mask, "FillHoles").numpy() > 0
+        mask = mask.astype(np.uint8)
+
+    volume_ml = float(mask.sum()) * voxel_ml
+    stats["mask_volume_ml"] = round(volume_ml, 3)
+    stats["mask_components"] = _components(mask)
+    _check_volume(t1w, volume_ml, p, "brain mask")
+    stats["seconds"] = times
+    return _write_outputs(ref, out_dir, corrected.numpy(), mask, posteriors, transforms, stats)
+
+
+def _check_volume(t1w: str, volume_ml: float, p: BrainExtractionParams, what: str) -> None:
+    low, high = p.volume_range_ml
+    if not low <= volume_ml <= high:
+        raise BrainExtractionError(
+            f"{t1w}: {what} volume {volume_ml:.0f} mL is outside the plausible range "
+            f"{low:.0f}-{high:.0f} mL (registration diverged, or not a head T1w)"
+        )
+
+
+def _write_outputs(
+    ref: nb.Nifti1Image,
+    out_dir: Path,
+    corrected: np.ndarray,
+    mask: np.ndarray,
+    posteriors,
+    transforms: tuple[Path, Path] | None,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
+    def save(arr: np.ndarray, name: str, dtype) -> str:
+        img = nb.Nifti1Image(arr.astype(dtype), ref.affine, ref.header)
+        img.header.set_data_dtype(dtype)
+        img.header.set_slope_inter(1.0, 0.0)
+        img.header["descrip"] = b"anatprep"
+        img.header["intent_name"] = b""
+        path = out_dir / name
+        write_nifti(img, path)
+        return str(path)
+
+    bc = corrected.astype(np.float32)
+    out: dict[str, Any] = {
+        "bias_corrected": save(bc, "bias_corrected.nii.gz", np.float32),
+        "mask": save(mask, "brain_mask.nii.gz", np.uint8),
+        "brain": save(bc * mask, "brain.nii.gz", np.float32),
+        "probsegs": [],
+        "transforms": None,
+    }
+    if posteriors is not None:
+        for name, post in zip(("CSF", "GM", "WM"), posteriors, strict=True):
+            prob = np.clip(post.numpy(), 0.0, 1.0) * mask
+            out["probsegs"].append(save(prob, f"probseg_{name}.nii.gz", np.float32))
+    if transforms is not None:  # (warp field, affine): the order ANTs applies them in
+        finals = []
+        for src, name in zip(
+            transforms, ("template_to_t1w_warp.nii.gz", "template_to_t1w_affine.mat"), strict=True
+        ):
+            final = out_dir / name
+            tmp = final.with_name(final.name + ".part")
+            shutil.copyfile(src, tmp)
+            tmp.replace(final)
+            finals.append(str(final))
+        out["transforms"] = finals
+    stats_file = out_dir / "brain_extraction.json"
+    write_json(stats, stats_file)
+    out["stats"] = str(stats_file)
+    out["mask_volume_ml"] = stats["mask_volume_ml"]
+    out["skull_stripped_input"] = stats["skull_stripped_input"]
+    return out

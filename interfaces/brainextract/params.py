@@ -1,0 +1,107 @@
+"""Brain-extraction parameters and the ``quality`` presets that fill them.
+
+A preset is a complete, concrete parameter set; any field can be overridden one by one in the
+config.  Spacings are in mm; iteration lists run coarse to fine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BrainExtractionParams:
+    # N4: estimated on a grid of ``n4_spacing_mm`` voxels (the shrink factor in mm), field
+    # applied at full resolution; a second pass is weighted by the first brain mask
+    n4_spacing_mm: float = 4.0
+    n4_iterations: tuple[int, ...] = (50, 50, 50)
+    n4_spline_mm: float = 200.0
+    n4_second_pass: bool = True
+    # registration: all stages on an image resampled to ``registration_spacing_mm``
+    registration_spacing_mm: float = 3.0
+    init_search_degrees: float = 15.0  # antsAI-like rotation search step (0 = centre of mass)
+    init_search_arc: float = 0.12  # fraction of pi searched either side of each axis
+    rigid_iterations: tuple[int, ...] = (500, 250)
+    affine_iterations: tuple[int, ...] = (500, 250, 100)
+    syn_iterations: tuple[int, ...] = (50, 30, 10)
+    syn_shrink_factors: tuple[int, ...] = (4, 2, 1)
+    syn_cc_radius: int = 2
+    syn_gradient_step: float = 0.1
+    syn_registration_mask: bool = True  # SyN only within the template's dilated brain
+    winsorize: tuple[float, ...] = (0.005, 0.995)  # intensity quantiles kept for registration
+    # the warped template mask and its refinement
+    prior_threshold: float = 0.5
+    atropos: bool = True
+    atropos_margin_mm: float = 3.0  # segmentation region: prior dilated by this much
+    atropos_iterations: int = 3
+    atropos_mrf: float = 0.1
+    csf_margin_mm: float = 2.0  # CSF within this distance of the tissue mask is kept
+    # runtime
+    random_seed: int = 42
+    num_threads: int = 1
+    volume_range_ml: tuple[float, float] = (700.0, 2600.0)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> BrainExtractionParams:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown brain-extraction parameter(s): {', '.join(unknown)}")
+        clean = {name: _checked(name, getattr(self, name), v) for name, v in overrides.items()}
+        return replace(self, **clean)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _checked(name: str, default: Any, value: Any) -> Any:
+    """``value`` in the type of ``default``; ValueError naming the parameter otherwise."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, tuple) and isinstance(value, list | tuple) and value:
+        kind = type(default[0])
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            return tuple(kind(v) for v in value)
+    raise ValueError(
+        f"{name} must be like {list(default) if isinstance(default, tuple) else default!r}, "
+        f"got {value!r}"
+    )
+
+
+PRESETS: dict[str, BrainExtractionParams] = {
+    "fast": BrainExtractionParams(
+        n4_spacing_mm=6.0,
+        n4_iterations=(50, 50),
+        registration_spacing_mm=4.0,
+        rigid_iterations=(300, 100),
+        affine_iterations=(300, 100),
+        syn_iterations=(40, 20),
+        syn_shrink_factors=(2, 1),
+        atropos_iterations=2,
+    ),
+    "default": BrainExtractionParams(),
+    "precise": BrainExtractionParams(
+        n4_spacing_mm=3.0,
+        n4_iterations=(50, 50, 50, 50),
+        registration_spacing_mm=2.0,
+        init_search_degrees=10.0,
+        rigid_iterations=(1000, 500, 250),
+        affine_iterations=(1000, 500, 250, 100),
+        syn_iterations=(100, 70, 40, 10),
+        syn_shrink_factors=(6, 4, 2, 1),
+        atropos_iterations=5,
+    ),
+}
+
+
+def preset(name: str, overrides: dict[str, Any] | None = None) -> BrainExtractionParams:
+    if name not in PRESETS:
+        raise ValueError(f"unknown quality preset {name!r}: use one of {', '.join(PRESETS)}")
+    return PRESETS[name].with_overrides(overrides or {})

@@ -1,0 +1,148 @@
+"""Per-subject job arrays: the batch is one ``sbatch --array``; task *k* runs subject *k*'s
+whole graph with MultiProc inside (``anatprep run ... --participant-label``) in its own work
+dir, and this process waits for the array, then reports each subject's outcome.
+
+* A subject whose task ends COMPLETED is done.  A task that exits 4 failed some nodes: their
+  crash files are in the task's work dir.  Any other end (cancelled, time limit, out of
+  memory, node failure, another exit code) is a failure of that subject whose crash report
+  names the job id, SLURM's state and reason, and the task's log file.
+* Finished subjects are remembered (``<work>/slurm/<label>/done`` holding the config hash):
+  a re-run submits only the subjects that did not finish.
+* If this process is interrupted or fails while waiting, it cancels its array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from interfaces.atomic import atomic_write_bytes
+
+from ..config import Config, dump_config
+from .client import SlurmClient
+
+LOG = logging.getLogger("anatprep.slurm")
+
+TASK_SCRIPT = """#!/bin/bash
+# anatprep job array: task k processes the k-th subject of labels.txt
+set -u
+label="$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {labels})"
+echo "anatprep: subject $label, job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+exec {python} -m pipelines.cli run {input} {output} --config {config} \\
+    --participant-label "$label" --work-dir {work}/"$label" --n-procs {cpus}
+"""
+
+
+def _sbatch_args(cfg: Config, n: int, log_dir: Path, job_name: str) -> list[str]:
+    s = cfg.execution.slurm
+    array = f"0-{n - 1}" + (f"%{s.throttle}" if s.throttle else "")
+    args = [
+        f"--array={array}",
+        f"--job-name={job_name}",
+        f"--cpus-per-task={s.cpus_per_task}",
+        f"--mem={int(s.mem_gb * 1024)}M",
+        f"--time={s.time}",
+        f"--output={log_dir}/anatprep-%A_%a.out",
+    ]
+    if s.partition:
+        args.append(f"--partition={s.partition}")
+    if s.account:
+        args.append(f"--account={s.account}")
+    return args + list(s.extra_args)
+
+
+def _task_config(cfg: Config) -> str:
+    data = cfg.model_copy(deep=True)
+    data.execution.plugin = "MultiProc"
+    data.execution.work_dir = None
+    return dump_config(data)
+
+
+def prepare(
+    labels: list[str], input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config
+) -> tuple[Path, list[str], str]:
+    """Write the task script, config and label list; return (script, labels to run, hash)."""
+    root = work_dir / "slurm"
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    config_text = _task_config(cfg)
+    digest = hashlib.sha256(
+        (config_text + str(input_dir.resolve()) + str(output_dir.resolve())).encode()
+    ).hexdigest()[:16]
+    todo = [
+        label
+        for label in labels
+        if not ((root / label / "done").is_file() and (root / label / "done").read_text() == digest)
+    ]
+    atomic_write_bytes(root / "config.yaml", config_text.encode())
+    atomic_write_bytes(root / "labels.txt", "".join(f"{x}\n" for x in todo).encode())
+    script = root / "task.sh"
+    text = TASK_SCRIPT.format(
+        labels=shlex.quote(str(root / "labels.txt")),
+        python=shlex.quote(sys.executable),
+        input=shlex.quote(str(input_dir.resolve())),
+        output=shlex.quote(str(output_dir.resolve())),
+        config=shlex.quote(str(root / "config.yaml")),
+        work=shlex.quote(str(root)),
+        cpus=cfg.execution.slurm.cpus_per_task,
+    )
+    atomic_write_bytes(script, text.encode())
+    os.chmod(script, 0o755)
+    return script, todo, digest
+
+
+def run_array(
+    labels: list[str],
+    input_dir: Path,
+    output_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    client: SlurmClient | None = None,
+) -> dict[str, dict]:
+    """Submit and wait; ``{label: outcome}`` with ``state``, ``exit_code``, ``reason``,
+    ``job``, ``log`` and ``work_dir`` of each subject that ran (finished ones are skipped)."""
+    client = client or SlurmClient(outage_s=cfg.execution.slurm.outage_seconds)
+    root = work_dir / "slurm"
+    script, todo, digest = prepare(labels, input_dir, output_dir, work_dir, cfg)
+    skipped = sorted(set(labels) - set(todo))
+    if skipped:
+        LOG.info("already finished, not resubmitted: %s", ", ".join(skipped))
+    if not todo:
+        return {}
+    job_name = f"anatprep-{output_dir.name}"[:64]
+    args = _sbatch_args(cfg, len(todo), root / "logs", job_name)
+    started = time.monotonic()
+    job = client.sbatch(args, str(script))
+    LOG.info(
+        "submitted array %s (%d subject(s)) in %.1f s", job, len(todo), time.monotonic() - started
+    )
+    try:
+        while True:
+            if not client.states([job]):
+                break  # no task queued or running any more
+            time.sleep(cfg.execution.slurm.poll_seconds)
+    except BaseException:
+        LOG.error("interrupted: cancelling job array %s", job)
+        client.cancel([job])
+        raise
+    finals = client.final_states(job)
+    outcomes: dict[str, dict] = {}
+    for k, label in enumerate(todo):
+        key = f"{job}_{k}"
+        state = finals.get(key) or (finals.get(job) if len(todo) == 1 else None)
+        outcome = {
+            "job": key,
+            "state": state.state if state else "UNKNOWN",
+            "exit_code": state.exit_code if state else "",
+            "reason": state.reason if state else "job not found in scontrol or sacct",
+            "log": str(root / "logs" / f"anatprep-{job}_{k}.out"),
+            "work_dir": str(root / label),
+        }
+        if outcome["state"] == "COMPLETED":
+            atomic_write_bytes(root / label / "done", digest.encode())
+        outcomes[label] = outcome
+    return outcomes
