@@ -225,7 +225,11 @@ class SlurmConfig(_Strict):
 
 
 class ExecutionConfig(_Strict):
-    plugin: Literal["MultiProc", "Linear", "SLURMArray"] = "MultiProc"
+    plugin: Literal["MultiProc", "Linear", "SLURM", "SLURMGraph", "SLURMArray"] = "MultiProc"
+    plugin_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="passed to the nipype plugin (e.g. sbatch_args for SLURM / SLURMGraph)",
+    )
     n_procs: int | None = Field(None, ge=1, description="parallel processes (default: all cores)")
     memory_gb: float | None = Field(None, gt=0, description="memory budget (default: 90% of RAM)")
     work_dir: str | None = Field(None, description="default: <OUTPUT>.work beside OUTPUT")

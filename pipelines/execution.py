@@ -232,8 +232,26 @@ def run_study(
     summary = RunSummary(
         subjects=[p.key for p in plans], unusable_files=len(table.get("unusable", []))
     )
+    plugin: Any = cfg.execution.plugin
+    if plugin in ("SLURM", "SLURMGraph"):
+        from .slurm.plugins import SlurmGraphSubmitPlugin, SlurmNodesPlugin
+
+        slurm_logs = log_dir / "slurm"
+        slurm_logs.mkdir(parents=True, exist_ok=True)
+        args = {
+            **cfg.execution.plugin_args,
+            "log_dir": str(slurm_logs),
+            "outage_seconds": cfg.execution.slurm.outage_seconds,
+            "poll_seconds": cfg.execution.slurm.poll_seconds,
+        }
+        kind = SlurmNodesPlugin if plugin == "SLURM" else SlurmGraphSubmitPlugin
+        plugin = kind(plugin_args=args)
+        wf.config["execution"]["poll_sleep_duration"] = cfg.execution.slurm.poll_seconds
+        plugin_args = {}
+    else:
+        plugin_args.update(cfg.execution.plugin_args)
     try:
-        wf.run(plugin=cfg.execution.plugin, plugin_args=plugin_args)
+        wf.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError as exc:
         key_by_wf = {node_name(f"{p.key}_wf"): p.key for p in plans}
         summary.failures = _crash_failures(log_dir, started, key_by_wf)

@@ -7,6 +7,8 @@ cannot start, except under CI, where that is a failure.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -42,12 +44,12 @@ def demo_dicom(tmp_path_factory) -> Path:
     return root / "dicom"
 
 
-def _config(path: Path, plugin: str, extra: str = "") -> Path:
+def _config(path: Path, plugin: str, brain_extraction: str = "quality: fast") -> Path:
     path.write_text(
-        "brain_extraction:\n  quality: fast\n"
+        f"brain_extraction:\n  {brain_extraction}\n"
         f"execution:\n  plugin: {plugin}\n  n_procs: 2\n"
         "  slurm:\n    cpus_per_task: 1\n    mem_gb: 3\n    poll_seconds: 1\n"
-        "    outage_seconds: 240\n" + extra
+        "    outage_seconds: 240\n"
     )
     return path
 
@@ -59,26 +61,60 @@ def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def _start(src: Path, out: Path, cfg: Path) -> subprocess.Popen:
+    """``anatprep run`` in the background (the waiting head process)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", str(src), str(out), "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file()}  # fmt: skip
 
 
-def test_array_outputs_equal_multiproc(slurm, demo_dicom, tmp_path):
-    """Same input and config: the job array's BIDS tree is byte-identical to MultiProc's;
-    a re-run resubmits nothing."""
-    multi = _run([demo_dicom, tmp_path / "multi", "--config",
-                  _config(tmp_path / "m.yaml", "MultiProc")])  # fmt: skip
-    assert multi.returncode == 0, multi.stderr
-    cfg = _config(tmp_path / "a.yaml", "SLURMArray")
-    array = _run([demo_dicom, tmp_path / "array", "--config", cfg])
-    assert array.returncode == 0, array.stderr
-    assert "submitted array" in array.stderr
-    assert _tree(tmp_path / "array") == _tree(tmp_path / "multi")
-    logs = sorted((tmp_path / "array.work" / "slurm" / "logs").glob("anatprep-*_*.out"))
-    assert len(logs) == 2 and "anatprep: subject 01" in logs[0].read_text()
-    again = _run([demo_dicom, tmp_path / "array", "--config", cfg])
-    assert again.returncode == 0 and "not resubmitted: 01, 02" in again.stderr
+@pytest.fixture(scope="module")
+def multiproc_run(demo_dicom, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("multiproc") / "out"
+    res = _run([demo_dicom, out, "--config",
+                _config(out.parent / "m.yaml", "MultiProc")])  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.parametrize("mode", ["SLURM", "SLURMGraph", "SLURMArray"])
+def test_outputs_equal_multiproc(slurm, demo_dicom, multiproc_run, tmp_path, mode):
+    """Same input and config, LOGNAME unset (as under CI): each SLURM mode's BIDS tree is
+    byte-identical to MultiProc's; job logs are kept under the run's log folder."""
+    env = {k: v for k, v in os.environ.items() if k != "LOGNAME"}
+    cfg = _config(tmp_path / "c.yaml", mode)
+    res = _run([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _tree(tmp_path / "out") == _tree(multiproc_run)
+    logs = tmp_path / "out.work" / ("slurm/logs" if mode == "SLURMArray" else "logs/slurm")
+    names = sorted(p.name for p in logs.iterdir())
+    if mode == "SLURMArray":
+        assert len(names) == 2
+        again = _run([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
+        assert again.returncode == 0 and "not resubmitted: 01, 02" in again.stderr
+    else:  # one log per job, named by subject and node
+        assert any(n.startswith("anatprep-sub-02-brain_extraction-") for n in names), names
+
+
+def test_graph_mode_failing_subject(slurm, demo_dicom, tmp_path):
+    """A truncated file in sub-02: under SLURMGraph its conversion job fails, its dependents
+    never run, sub-01 completes; exit 4 with the crash file named."""
+    src = tmp_path / "dicom"
+    shutil.copytree(demo_dicom, src)
+    victim = sorted((src / "02").rglob("*.dcm"))[10]
+    victim.write_bytes(victim.read_bytes()[:-2000])
+    cfg = _config(tmp_path / "c.yaml", "SLURMGraph", brain_extraction="enabled: false")
+    res = _run([src, tmp_path / "out", "--config", cfg])
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "1 of 2 subject(s) complete" in res.stdout
+    assert "sub-02" in res.stdout and victim.name in res.stdout
+    assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_T1w.nii.gz").is_file()
 
 
 def _wait_running(client: SlurmClient, n: int, timeout: float = 120) -> list[str]:
@@ -92,16 +128,34 @@ def _wait_running(client: SlurmClient, n: int, timeout: float = 120) -> list[str
     raise AssertionError(f"{n} running task(s) expected within {timeout} s")
 
 
+def test_killed_node_job_fails_its_subject_only(slurm, demo_dicom, tmp_path):
+    """Per-node jobs: scancel of sub-02's brain-extraction job mid-run ends that subject
+    with a crash report naming the job and SLURM's state; sub-01 completes; exit 4."""
+    cfg = _config(tmp_path / "c.yaml", "SLURM")
+    head = _start(demo_dicom, tmp_path / "out", cfg)
+    end, victim = time.monotonic() + 300, None
+    while victim is None and time.monotonic() < end:
+        jobs = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %j"],
+                              capture_output=True, text=True).stdout.split("\n")  # fmt: skip
+        victim = next((j.split()[0] for j in jobs if "sub-02-brain_extraction" in j), None)
+        time.sleep(1)
+    assert victim, "sub-02's brain-extraction job never ran"
+    time.sleep(3)
+    subprocess.run(["scancel", victim], check=True)
+    stdout, stderr = head.communicate(timeout=1800)
+    assert head.returncode == 4, stdout + stderr
+    assert "1 of 2 subject(s) complete" in stdout
+    assert f"SLURM job {victim} ended CANCELLED" in stdout + stderr
+    crashes = list((tmp_path / "out.work" / "logs").glob("crash-*brain_extraction*"))
+    assert crashes and f"SLURM job {victim} ended CANCELLED" in crashes[0].read_text()
+
+
 def test_killed_task_fails_its_subject_only_and_rerun_resumes(slurm, demo_dicom, tmp_path):
     """scancel of one task mid-run: that subject fails with the job id and SLURM's state in
     its crash report, the other completes, exit 4; the re-run submits only the killed one."""
     cfg = _config(tmp_path / "a.yaml", "SLURMArray")
     out = tmp_path / "out"
-    head = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", str(demo_dicom), str(out),
-         "--config", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
+    head = _start(demo_dicom, out, cfg)
     running = _wait_running(slurm, 2)
     victim = running[-1]  # task 1: sub-02
     time.sleep(5)
@@ -121,11 +175,7 @@ def test_killed_task_fails_its_subject_only_and_rerun_resumes(slurm, demo_dicom,
 def test_controller_outage_during_run(slurm, demo_dicom, tmp_path):
     """slurmctld stopped for 60 s while the array runs: the head retries and finishes."""
     cfg = _config(tmp_path / "a.yaml", "SLURMArray")
-    head = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", str(demo_dicom), str(tmp_path / "out"),
-         "--config", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
+    head = _start(demo_dicom, tmp_path / "out", cfg)
     _wait_running(slurm, 1)
     subprocess.run(["pkill", "-x", "slurmctld"], check=True)
     restart = threading.Timer(60, lambda: subprocess.run(["/usr/sbin/slurmctld"]))
@@ -137,3 +187,18 @@ def test_controller_outage_during_run(slurm, demo_dicom, tmp_path):
     assert head.returncode == 0, stdout + stderr
     assert "retrying" in stderr
     assert "2 of 2 subject(s) complete" in stdout
+
+
+def test_interrupted_run_cancels_its_jobs(slurm, demo_dicom, tmp_path):
+    """Ctrl-C on the waiting process: it cancels its own job array before exiting."""
+    cfg = _config(tmp_path / "a.yaml", "SLURMArray")
+    head = _start(demo_dicom, tmp_path / "out", cfg)
+    running = _wait_running(slurm, 2)
+    head.send_signal(signal.SIGINT)
+    _, stderr = head.communicate(timeout=120)
+    assert head.returncode != 0
+    assert "cancelling job array" in stderr
+    end = time.monotonic() + 30
+    while time.monotonic() < end and slurm.states(running):
+        time.sleep(1)
+    assert not slurm.states(running), "jobs still queued after the interrupt"

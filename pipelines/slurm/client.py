@@ -102,9 +102,14 @@ class SlurmClient:
         if not job_ids:
             return found
         self.polls += 1
-        out = self._run(
-            ["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%r"], query=True
-        )
+        try:
+            out = self._run(
+                ["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%r"], query=True
+            )
+        except SlurmError as exc:
+            if "invalid job id" not in str(exc).lower():
+                raise
+            out = ""  # every job has left the controller's memory (older than MinJobAge)
         for line in out.splitlines():
             parts = line.strip().split("|")
             if len(parts) == 3:
