@@ -7,6 +7,7 @@ cannot start, except under CI, where that is a failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,13 +108,14 @@ def test_graph_mode_failing_subject(slurm, demo_dicom, tmp_path):
     never run, sub-01 completes; exit 4 with the crash file named."""
     src = tmp_path / "dicom"
     shutil.copytree(demo_dicom, src)
-    victim = sorted((src / "02").rglob("*.dcm"))[10]
+    victim = sorted((src / "sub-02").rglob("*.dcm"))[10]
     victim.write_bytes(victim.read_bytes()[:-2000])
     cfg = _config(tmp_path / "c.yaml", "SLURMGraph", brain_extraction="enabled: false")
     res = _run([src, tmp_path / "out", "--config", cfg])
     assert res.returncode == 4, res.stdout + res.stderr
     assert "1 of 2 subject(s) complete" in res.stdout
     assert "sub-02" in res.stdout and victim.name in res.stdout
+    assert re.search(r"SLURM job \d+ \(anatprep-sub-02-\w+\) ended FAILED", res.stderr)
     assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_T1w.nii.gz").is_file()
 
 
@@ -130,7 +132,8 @@ def _wait_running(client: SlurmClient, n: int, timeout: float = 120) -> list[str
 
 def test_killed_node_job_fails_its_subject_only(slurm, demo_dicom, tmp_path):
     """Per-node jobs: scancel of sub-02's brain-extraction job mid-run ends that subject
-    with a crash report naming the job and SLURM's state; sub-01 completes; exit 4."""
+    with a crash report naming the job and SLURM's state; sub-01 completes; exit 4. The
+    re-run submits jobs for sub-02's unfinished nodes only."""
     cfg = _config(tmp_path / "c.yaml", "SLURM")
     head = _start(demo_dicom, tmp_path / "out", cfg)
     end, victim = time.monotonic() + 300, None
@@ -148,6 +151,14 @@ def test_killed_node_job_fails_its_subject_only(slurm, demo_dicom, tmp_path):
     assert f"SLURM job {victim} ended CANCELLED" in stdout + stderr
     crashes = list((tmp_path / "out.work" / "logs").glob("crash-*brain_extraction*"))
     assert crashes and f"SLURM job {victim} ended CANCELLED" in crashes[0].read_text()
+    # the re-run submits only what did not finish: sub-02's brain extraction and after
+    logs = tmp_path / "out.work" / "logs" / "slurm"
+    before = {p.name for p in logs.iterdir()}
+    again = _run([demo_dicom, tmp_path / "out", "--config", cfg])
+    assert again.returncode == 0, again.stdout + again.stderr
+    new = sorted({p.name for p in logs.iterdir()} - before)
+    assert new and all(n.startswith("anatprep-sub-02-") for n in new), new
+    assert any("brain_extraction" in n for n in new), new
 
 
 def test_killed_task_fails_its_subject_only_and_rerun_resumes(slurm, demo_dicom, tmp_path):

@@ -107,7 +107,8 @@ class SlurmNodesPlugin(SLURMPlugin):
         message = (
             f"SLURM job {taskid} ended {what} without a result (log: {self._log_dir or node_dir})\n"
         )
-        return {"result": None, "traceback": message, "hostname": "unknown"}
+        # a list: nipype's report_crash appends lines to it
+        return {"result": None, "traceback": [message], "hostname": "unknown"}
 
     def run(self, graph, config, updatehash=False):
         try:
@@ -181,6 +182,10 @@ class SlurmGraphSubmitPlugin(SLURMGraphPlugin):
                 continue  # not run: an upstream node failed
             failed += 1
             node = nodes[idx]
+            LOG.error(
+                "SLURM job %s (%s) ended %s (%s, exit %s)",
+                job, job_name(self._prefix, node), state.state, state.reason, state.exit_code,
+            )  # fmt: skip
             crash_dir = self._config["execution"].get("crashdump_dir") or os.getcwd()
             wrote_own = any(node._id in p for p in glob(os.path.join(crash_dir, "crash-*")))
             if not wrote_own:
