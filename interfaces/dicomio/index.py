@@ -59,14 +59,14 @@ _CHUNK = 200
 Rejected = tuple[str, str, SliceHeader | None]
 
 
-def _read_one(path: Path) -> list[SliceHeader] | Rejected:
+def _read_one(path: str) -> list[SliceHeader] | Rejected:
     try:
         return read_slice_headers(path)
     except UnusableFile as exc:
         return (str(path), exc.reason, exc.header)
 
 
-def _read_chunk(paths: Sequence[Path]) -> list[list[SliceHeader] | Rejected]:
+def _read_chunk(paths: Sequence[str]) -> list[list[SliceHeader] | Rejected]:
     return [_read_one(p) for p in paths]
 
 
@@ -77,20 +77,46 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+#: header fields that repeat across a series' files: each distinct value is kept once
+_SHARED_FIELDS = (
+    "series_uid", "image_type", "orientation", "pixel_spacing", "series_description",
+    "protocol_name", "sequence_name", "mr_acquisition_type", "flavour",
+)  # fmt: skip
+
+
+def _share(item: list[SliceHeader] | Rejected, seen: dict) -> list[SliceHeader] | Rejected:
+    """Point repeated field values of ``item``'s headers at one shared copy (a header from
+    another process arrives with its own copies; for 10,000 files this halves the memory)."""
+    if isinstance(item, list):
+        for header in item:
+            for name in _SHARED_FIELDS:
+                value = getattr(header, name)
+                object.__setattr__(header, name, seen.setdefault(value, value))
+    return item
+
+
 def read_headers(
-    paths: Sequence[Path], n_procs: int | None = None
-) -> list[list[SliceHeader] | Rejected]:
-    """Slice headers of each path (in order), in parallel for large trees."""
+    paths: Sequence[str], n_procs: int | None = None
+) -> Iterator[list[SliceHeader] | Rejected]:
+    """Slice headers of each path (in order), in parallel for large trees; yielded as they
+    arrive, repeated values shared."""
     n_procs = available_cores() if n_procs is None else max(1, n_procs)
-    if n_procs == 1 or len(paths) < PARALLEL_MIN_FILES:
-        return _read_chunk(paths)
+    seen: dict = {}
+    pool = None
+    if n_procs > 1 and len(paths) >= PARALLEL_MIN_FILES:
+        try:
+            pool = ProcessPoolExecutor(n_procs, mp_context=multiprocessing.get_context("fork"))
+        except (OSError, ValueError):  # no fork here: read serially
+            pool = None
+    if pool is None:
+        for path in paths:
+            yield _share(_read_one(path), seen)
+        return
     chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-    try:
-        pool = ProcessPoolExecutor(n_procs, mp_context=multiprocessing.get_context("fork"))
-    except (OSError, ValueError):  # no fork here: read serially
-        return _read_chunk(paths)
     with pool:
-        return [item for chunk in pool.map(_read_chunk, chunks) for item in chunk]
+        for chunk in pool.map(_read_chunk, chunks):
+            for item in chunk:
+                yield _share(item, seen)
 
 
 def complex_part(image_type: tuple[str, ...]) -> str:
@@ -125,7 +151,7 @@ def index_tree(
     root = Path(root).resolve()
     headers: list[SliceHeader] = []
     rejected: list[tuple[dict[str, Any], SliceHeader | None]] = []
-    for item in read_headers(list(iter_files(root)), n_procs):
+    for item in read_headers([str(p) for p in iter_files(root)], n_procs):
         if isinstance(item, list):
             headers.extend(item)
         else:
