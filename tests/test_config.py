@@ -40,7 +40,8 @@ def test_dump_round_trips(tmp_path):
         ("execution:\n  n_procs: 0\n", r"execution\.n_procs: .*greater than or equal to 1"),
         (
             "execution:\n  plugin: Condor\n",
-            r"execution\.plugin: must be one of 'MultiProc', 'Linear' or 'SLURMArray'",
+            r"execution\.plugin: must be one of 'MultiProc', 'Linear', 'SLURM', 'SLURMGraph' "
+            r"or 'SLURMArray'",
         ),
         ("reorient:\n  orientation: RRS\n", r"reorient\.orientation: .*each axis once"),
         ("brain_extraction:\n  quality: best\n", r"brain_extraction\.quality: .*'fast'"),
