@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .bias import resample_to
 from .params import BrainExtractionParams
+from .runtime import native_output_to
 
 
 def _levels(iterations, shrinks) -> tuple[str, str, str]:
@@ -58,16 +59,18 @@ def register_template(
     init_path = work / "init.mat"
     init_fixed = resample_to(ants, fixed, 4.0)
     init_moving = resample_to(ants, moving, 4.0)
+    ants_log = work / "ants_registration.log"
     if p.init_search_degrees > 0:
-        ants.affine_initializer(
-            init_fixed,
-            init_moving,
-            search_factor=float(p.init_search_degrees),
-            radian_fraction=float(p.init_search_arc),
-            use_principal_axis=False,
-            local_search_iterations=10,
-            txfn=str(init_path),
-        )
+        with native_output_to(ants_log):
+            ants.affine_initializer(
+                init_fixed,
+                init_moving,
+                search_factor=float(p.init_search_degrees),
+                radian_fraction=float(p.init_search_arc),
+                use_principal_axis=False,
+                local_search_iterations=10,
+                txfn=str(init_path),
+            )
         initial = str(init_path)
     else:
         initial = f"[{fixed_path},{moving_path},1]"  # centres of mass
@@ -97,7 +100,8 @@ def register_template(
     ]  # fmt: skip
     if p.syn_registration_mask:
         argv += ["--masks", f"[NULL,{mask_path}]"]
-    ants.registration(argv, None)
+    with native_output_to(ants_log):
+        ants.registration(argv, None)
     warp, affine = Path(f"{prefix}1Warp.nii.gz"), Path(f"{prefix}0GenericAffine.mat")
     for path in (warp, affine):
         if not path.is_file():
