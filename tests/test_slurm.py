@@ -119,13 +119,22 @@ def test_graph_mode_failing_subject(slurm, demo_dicom, tmp_path):
     assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_T1w.nii.gz").is_file()
 
 
-def _wait_running(client: SlurmClient, n: int, timeout: float = 120) -> list[str]:
+def _job_ids() -> set[str]:
+    """Every job the controller knows (any state, array tasks expanded)."""
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return set(out.split())
+
+
+def _wait_running(n: int, ignore: set[str], timeout: float = 120) -> list[str]:
+    """The ids of ``n`` running jobs not in ``ignore`` (those there before this test's run)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         out = subprocess.run(["squeue", "-h", "-r", "-t", "RUNNING", "-o", "%i"],
                              capture_output=True, text=True).stdout.split()  # fmt: skip
-        if len(out) >= n:
-            return sorted(out)
+        mine = sorted(set(out) - ignore)
+        if len(mine) >= n:
+            return mine
         time.sleep(1)
     raise AssertionError(f"{n} running task(s) expected within {timeout} s")
 
@@ -135,12 +144,14 @@ def test_killed_node_job_fails_its_subject_only(slurm, demo_dicom, tmp_path):
     with a crash report naming the job and SLURM's state; sub-01 completes; exit 4. The
     re-run submits jobs for sub-02's unfinished nodes only."""
     cfg = _config(tmp_path / "c.yaml", "SLURM")
+    before = _job_ids()
     head = _start(demo_dicom, tmp_path / "out", cfg)
     end, victim = time.monotonic() + 300, None
     while victim is None and time.monotonic() < end:
         jobs = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %j"],
                               capture_output=True, text=True).stdout.split("\n")  # fmt: skip
-        victim = next((j.split()[0] for j in jobs if "sub-02-brain_extraction" in j), None)
+        victim = next((j.split()[0] for j in jobs if "sub-02-brain_extraction" in j
+                       and j.split()[0] not in before), None)  # fmt: skip
         time.sleep(1)
     assert victim, "sub-02's brain-extraction job never ran"
     time.sleep(3)
@@ -166,8 +177,9 @@ def test_killed_task_fails_its_subject_only_and_rerun_resumes(slurm, demo_dicom,
     its crash report, the other completes, exit 4; the re-run submits only the killed one."""
     cfg = _config(tmp_path / "a.yaml", "SLURMArray")
     out = tmp_path / "out"
+    before = _job_ids()
     head = _start(demo_dicom, out, cfg)
-    running = _wait_running(slurm, 2)
+    running = _wait_running(2, before)
     victim = running[-1]  # task 1: sub-02
     time.sleep(5)
     subprocess.run(["scancel", victim], check=True)
@@ -186,8 +198,9 @@ def test_killed_task_fails_its_subject_only_and_rerun_resumes(slurm, demo_dicom,
 def test_controller_outage_during_run(slurm, demo_dicom, tmp_path):
     """slurmctld stopped for 60 s while the array runs: the head retries and finishes."""
     cfg = _config(tmp_path / "a.yaml", "SLURMArray")
+    before = _job_ids()
     head = _start(demo_dicom, tmp_path / "out", cfg)
-    _wait_running(slurm, 1)
+    _wait_running(1, before)
     subprocess.run(["pkill", "-x", "slurmctld"], check=True)
     restart = threading.Timer(60, lambda: subprocess.run(["/usr/sbin/slurmctld"]))
     restart.start()
@@ -203,8 +216,9 @@ def test_controller_outage_during_run(slurm, demo_dicom, tmp_path):
 def test_interrupted_run_cancels_its_jobs(slurm, demo_dicom, tmp_path):
     """Ctrl-C on the waiting process: it cancels its own job array before exiting."""
     cfg = _config(tmp_path / "a.yaml", "SLURMArray")
+    before = _job_ids()
     head = _start(demo_dicom, tmp_path / "out", cfg)
-    running = _wait_running(slurm, 2)
+    running = _wait_running(2, before)
     head.send_signal(signal.SIGINT)
     _, stderr = head.communicate(timeout=120)
     assert head.returncode != 0

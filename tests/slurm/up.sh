@@ -35,6 +35,9 @@ if ! pgrep -x munged >/dev/null; then
   su -s /bin/sh munge -c "/usr/sbin/munged --force" || { log "munged failed"; exit 1; }
 fi
 
+# a test cluster starts empty: jobs saved by an earlier controller (a run cut off mid-way)
+# would come back as ghosts holding CPUs, and their ids would collide with new jobs in sacct
+rm -rf "$STATE/ctld" "$STATE/d" /var/log/slurm/jobcomp.log
 mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d" /var/log/slurm
 cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=anatprep
