@@ -57,17 +57,38 @@ def _sbatch_list(*parts: str | None) -> list[str]:
     return [item for part in parts if part for item in shlex.split(part)]
 
 
-class SlurmNodesPlugin(SLURMPlugin):
-    """One SLURM job per node (nipype's ``SLURM`` plugin with the fixes above)."""
+def _ended(job: str, state) -> str:
+    """The crash-report line of a job that ended without a result."""
+    what = f"{state.state} ({state.reason}, exit {state.exit_code})" if state else "unknown"
+    return f"SLURM job {job} ended {what} without a result"
 
-    def __init__(self, **kwargs):
-        own, args = _split_args(kwargs.get("plugin_args"))
+
+class _OwnJobs:
+    """What both plugins share: our plugin_args, the SLURM client, job names and logs."""
+
+    def _take_own_args(self, plugin_args: dict | None) -> dict:
+        """Set up from our plugin_args; the rest, for nipype's plugin."""
+        own, args = _split_args(plugin_args)
         self._client = SlurmClient(outage_s=float(own.get("outage_seconds", 300)))
         self._log_dir = own.get("log_dir")
         self._prefix = own.get("job_prefix", "anatprep")
+        self._poll_s = float(own.get("poll_seconds", 2.0))
+        return args
+
+    def _job_args(self, node, script_dir: str, *sbatch_args: str | None) -> list[str]:
+        """sbatch arguments: the user's, then the job name and its log file."""
+        name = job_name(self._prefix, node)
+        log = os.path.join(self._log_dir or script_dir, f"{name}-%j.out")
+        return [*_sbatch_list(*sbatch_args), "-J", name, "-o", log]
+
+
+class SlurmNodesPlugin(_OwnJobs, SLURMPlugin):
+    """One SLURM job per node (nipype's ``SLURM`` plugin with the fixes above)."""
+
+    def __init__(self, **kwargs):
+        kwargs["plugin_args"] = self._take_own_args(kwargs.get("plugin_args"))
         self._snapshot: dict = {}
         self._snapshot_at = -1e9
-        kwargs["plugin_args"] = args
         super().__init__(**kwargs)
 
     def _queued(self) -> dict:
@@ -84,14 +105,16 @@ class SlurmNodesPlugin(SLURMPlugin):
         return state is not None and not state.final
 
     def _submit_batchtask(self, scriptfile, node):
-        name = job_name(self._prefix, node)
-        log_dir = self._log_dir or os.path.dirname(scriptfile)
-        args = _sbatch_list(self._sbatch_args, node.plugin_args.get("sbatch_args"))
-        args += ["-J", name, "-o", os.path.join(log_dir, f"{name}-%j.out")]
+        args = self._job_args(
+            node,
+            os.path.dirname(scriptfile),
+            self._sbatch_args,
+            node.plugin_args.get("sbatch_args"),
+        )
         taskid = int(self._client.sbatch(args, scriptfile))
         self._pending[taskid] = node.output_dir()
         self._snapshot_at = -1e9  # the next poll includes the new job
-        LOG.debug("submitted %s as job %s", name, taskid)
+        LOG.debug("submitted %s as job %s", job_name(self._prefix, node), taskid)
         return taskid
 
     def _get_result(self, taskid):
@@ -103,10 +126,7 @@ class SlurmNodesPlugin(SLURMPlugin):
                 return super()._get_result(taskid)
             time.sleep(1)
         state = self._client.final_states(str(taskid)).get(str(taskid))
-        what = f"{state.state} ({state.reason}, exit {state.exit_code})" if state else "unknown"
-        message = (
-            f"SLURM job {taskid} ended {what} without a result (log: {self._log_dir or node_dir})\n"
-        )
+        message = f"{_ended(str(taskid), state)} (log: {self._log_dir or node_dir})\n"
         # a list: nipype's report_crash appends lines to it
         return {"result": None, "traceback": [message], "hostname": "unknown"}
 
@@ -121,16 +141,12 @@ class SlurmNodesPlugin(SLURMPlugin):
             raise
 
 
-class SlurmGraphSubmitPlugin(SLURMGraphPlugin):
+class SlurmGraphSubmitPlugin(_OwnJobs, SLURMGraphPlugin):
     """The whole graph submitted at once with ``afterok`` dependencies, then waited for
     (nipype's ``SLURMGraph`` plugin with the fixes above)."""
 
     def __init__(self, **kwargs):
-        own, args = _split_args(kwargs.get("plugin_args"))
-        self._client = SlurmClient(outage_s=float(own.get("outage_seconds", 300)))
-        self._log_dir = own.get("log_dir")
-        self._prefix = own.get("job_prefix", "anatprep")
-        self._poll_s = float(own.get("poll_seconds", 2.0))
+        args = self._take_own_args(kwargs.get("plugin_args"))
         resubmit = args.pop("dont_resubmit_completed_jobs", True)
         super().__init__(plugin_args=args)
         self._dont_resubmit_completed_jobs = bool(resubmit)
@@ -162,10 +178,7 @@ class SlurmGraphSubmitPlugin(SLURMGraphPlugin):
         template, sbatch_args = self._get_args(node, ["template", "sbatch_args"])
         script = Path(pyscript).with_suffix(".sh")
         script.write_text(f"{template}\n{shlex.join([sys.executable, pyscript])}\n")
-        name = job_name(self._prefix, node)
-        log_dir = self._log_dir or str(script.parent)
-        args = _sbatch_list(sbatch_args)
-        args += ["-J", name, "-o", os.path.join(log_dir, f"{name}-%j.out")]
+        args = self._job_args(node, str(script.parent), sbatch_args)
         if after:
             args += [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"]
         return self._client.sbatch(args, str(script))
@@ -189,11 +202,5 @@ class SlurmGraphSubmitPlugin(SLURMGraphPlugin):
             crash_dir = self._config["execution"].get("crashdump_dir") or os.getcwd()
             wrote_own = any(node._id in p for p in glob(os.path.join(crash_dir, "crash-*")))
             if not wrote_own:
-                report_crash(
-                    node,
-                    traceback=[
-                        f"SLURM job {job} ended {state.state} ({state.reason}, "
-                        f"exit {state.exit_code}) without a result\n"
-                    ],
-                )
+                report_crash(node, traceback=[f"{_ended(job, state)}\n"])
         return failed
