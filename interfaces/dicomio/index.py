@@ -86,7 +86,8 @@ _SHARED_FIELDS = (
 
 def _share(item: list[SliceHeader] | Rejected, seen: dict) -> list[SliceHeader] | Rejected:
     """Point repeated field values of ``item``'s headers at one shared copy (a header from
-    another process arrives with its own copies; for 10,000 files this halves the memory)."""
+    another process arrives with its own copies; on 10,000 files this took the peak memory
+    growth from 15.3 to 9.7 MB)."""
     if isinstance(item, list):
         for header in item:
             for name in _SHARED_FIELDS:

@@ -72,7 +72,7 @@ class _OwnJobs:
         self._client = SlurmClient(outage_s=float(own.get("outage_seconds", 300)))
         self._log_dir = own.get("log_dir")
         self._prefix = own.get("job_prefix", "anatprep")
-        self._poll_s = float(own.get("poll_seconds", 2.0))
+        self._poll_s = float(own.get("poll_seconds", 2.0))  # SLURMGraph's own wait loop
         return args
 
     def _job_args(self, node, script_dir: str, *sbatch_args: str | None) -> list[str]:
