@@ -181,7 +181,8 @@ def compare(set_name: str, ours: Output, ref: Output) -> Row:
         if y is None and x is None:
             continue
         if x is None or y is None:
-            row.problems.append(f".{name}: {'missing' if x is None else 'written, dcm2niix has none'}")
+            what = "missing" if x is None else "written, dcm2niix has none"
+            row.problems.append(f".{name}: {what}")
         elif x.shape != y.shape or not np.allclose(x, y, atol=1e-4, rtol=1e-4):
             row.problems.append(f".{name} differs ({x.shape} vs {y.shape})")
     keys = sorted((ALLOWED_KEYS & ref.sidecar.keys()) - _IGNORED)
