@@ -10,7 +10,7 @@ from conftest import grep_outputs
 
 from interfaces.dicomio.conversion import convert_entry
 from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.reference import compare, run_on_series
+from interfaces.dicomio.reference import ConverterOutput, compare, run_on_series
 from interfaces.dicomio.sidecar import FORBIDDEN_KEYS
 from pipelines.cli import main
 from pipelines.synthetic import FAKE_PHI, write_series
@@ -45,10 +45,11 @@ def test_verify_flags_a_difference(tmp_path):
     sidecar = json.loads(js.read_text())
     sidecar["EchoTime"] = 1.0
     with run_on_series(entry["files"]) as outputs:
-        report = compare(tampered, sidecar, outputs[0])
-    assert report["Agrees"] is False
-    assert report["VoxelsIdentical"] is False
-    assert report["KeysDiffering"] == ["EchoTime"]
+        parity = compare(ConverterOutput(tampered, sidecar), outputs[0])
+    assert not parity.agrees
+    assert not parity.voxels_identical
+    assert parity.keys_differing == ("EchoTime",)
+    assert any(d.startswith("EchoTime: ours 1.0") for d in parity.differences)
 
 
 def test_convert_command_verify_prints_verdict(tmp_path, capsys):

@@ -2,10 +2,11 @@
 
 Used by ``tests/test_dcm_qa.py`` (and runnable alone: ``python tests/walk_dcm2niix.py SET...``
 prints the table).  For each image dcm2niix writes, the output of ours with the same
-SeriesNumber that agrees best is compared: stored values and dtype, scaling, affine (RAS,
-0.05 mm), ``.bval``/``.bvec``, and every key of our sidecar allow-list that dcm2niix also
-writes (numbers within 1e-5 relative).  Our outputs that dcm2niix has no image for, and
-series that dcm2niix converts but we do not, are rows of their own.
+SeriesNumber that agrees best is compared by ``reference.compare`` (the rule of ``verify``):
+stored values and dtype, scaling, affine (RAS, 0.05 mm), ``.bval``/``.bvec``, and every key
+of our sidecar allow-list that dcm2niix also writes (numbers within 1e-5 relative).  Our
+outputs that dcm2niix has no image for, series that dcm2niix converts but we do not, and image
+files nobody could use, are rows of their own.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nb
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -31,50 +32,13 @@ from interfaces.dicomio.conversion import (  # noqa: E402
     convert_entry,
 )
 from interfaces.dicomio.index import index_tree  # noqa: E402
-from interfaces.dicomio.sidecar import ALLOWED_KEYS  # noqa: E402
-
-AFFINE_TOL_MM = 0.05
-REL_TOL = 1e-5
-_IGNORED = {"ConversionSoftware", "ConversionSoftwareVersion"}
-
-
-def dcm2niix_exe() -> str:
-    local = Path(sys.executable).parent / "dcm2niix"
-    exe = str(local) if local.is_file() else shutil.which("dcm2niix")
-    if exe is None:
-        raise RuntimeError("dcm2niix is not installed (pip install '.[test]')")
-    return exe
-
-
-def equal(a, b, rel: float = REL_TOL) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(equal(x, y, rel) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
-@dataclass
-class Output:
-    nifti: Path
-    sidecar: dict
-    bval: Path | None = None
-    bvec: Path | None = None
-    series_id: str = ""
-
-    @classmethod
-    def at(cls, nifti: Path, sidecar: Path, series_id: str = "") -> Output:
-        stem = nifti.name.removesuffix(".gz").removesuffix(".nii")
-        bval, bvec = nifti.with_name(stem + ".bval"), nifti.with_name(stem + ".bvec")
-        return cls(
-            nifti,
-            json.loads(sidecar.read_text()),
-            bval if bval.exists() else None,
-            bvec if bvec.exists() else None,
-            series_id,
-        )
+from interfaces.dicomio.reference import (  # noqa: E402
+    ConverterOutput,
+    best_match,
+    compare,
+    executable,
+    read_outputs,
+)
 
 
 @dataclass
@@ -84,12 +48,10 @@ class Row:
     series_number: int | None = None
     status: str = "ok"  # ok | differs | not converted | extra output
     shape: tuple = ()
-    voxels: bool = False
-    scaling: bool = False
-    affine_err: float = float("nan")
-    keys_matched: int = 0
-    keys_total: int = 0
+    keys_compared: int = 0
     problems: list[str] = field(default_factory=list)
+    #: the file of ours compared (ok / differs rows)
+    ours: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,7 +59,7 @@ class Row:
 
 
 def ungzipped_copy(src: Path, dst: Path) -> Path:
-    """``src`` as dcm2niix can read it: ``.dcm.gz`` files decompressed into a copy."""
+    """``src`` as the dcm2niix wheel can read it: ``.dcm.gz`` files decompressed into a copy."""
     if not any(p.suffix == ".gz" for p in src.rglob("*")):
         return src
     for path in src.rglob("*"):
@@ -111,18 +73,18 @@ def ungzipped_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def run_dcm2niix(src: Path, out: Path) -> list[Output]:
+#: unusable files that are not images (reports, DICOMDIRs, notes): not series of anyone's
+NOT_IMAGES = ("not a DICOM file", "DICOM without an image")
+
+
+def run_dcm2niix(src: Path, out: Path) -> list[ConverterOutput]:
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [dcm2niix_exe(), "-b", "y", "-ba", "y", "-z", "n", "-f", "%s_%p", "-o", str(out)]
+    cmd = [executable(), "-b", "y", "-ba", "y", "-z", "n", "-f", "%s_%p", "-o", str(out)]
     subprocess.run([*cmd, str(src)], check=True, capture_output=True)
-    return [
-        Output.at(j.with_suffix(".nii"), j)
-        for j in sorted(out.glob("*.json"))
-        if j.with_suffix(".nii").exists()
-    ]
+    return read_outputs(out)
 
 
-def run_ours(src: Path, out: Path) -> tuple[list[Output], list[tuple[dict, str]]]:
+def run_ours(src: Path, out: Path) -> tuple[list[ConverterOutput], list[tuple[dict, str]]]:
     table = index_tree(src)
     outputs, failed = [], []
     for entry in table["series"]:
@@ -134,73 +96,15 @@ def run_ours(src: Path, out: Path) -> tuple[list[Output], list[tuple[dict, str]]
         except SeriesConversionError as exc:
             failed.append((entry, str(exc)))
             continue
-        outputs.append(Output.at(nii, js, entry["id"]))
+        outputs.append(ConverterOutput.beside(nii, json.loads(js.read_text())))
+    images = Counter(
+        item["reason"]
+        for item in table["unusable"]
+        if item.get("series") is None and not item["reason"].startswith(NOT_IMAGES)
+    )
+    for reason, count in sorted(images.items()):
+        failed.append(({"id": f"{count} image file(s)", "series_number": None}, reason))
     return outputs, failed
-
-
-def _score(ours: Output, ref: Output, ref_shape: tuple) -> tuple:
-    keys = (ours.sidecar.keys() & ref.sidecar.keys()) - _IGNORED
-    same_shape = nb.load(ours.nifti).shape == ref_shape
-    return (same_shape, sum(equal(ours.sidecar[k], ref.sidecar[k]) for k in keys))
-
-
-def _text_table(path: Path | None) -> np.ndarray | None:
-    return None if path is None else np.atleast_1d(np.loadtxt(path))
-
-
-def compare(set_name: str, ours: Output, ref: Output) -> Row:
-    row = Row(set_name, ref.nifti.stem, ref.sidecar.get("SeriesNumber"))
-    mine, theirs = nb.load(ours.nifti), nb.load(ref.nifti)
-    row.shape = theirs.shape
-    a = np.asanyarray(mine.dataobj.get_unscaled())
-    b = np.asanyarray(theirs.dataobj.get_unscaled())
-    row.voxels = a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
-    if not row.voxels:
-        detail = f"ours {a.shape} {a.dtype}, dcm2niix {b.shape} {b.dtype}"
-        if a.shape == b.shape:
-            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-            detail += f", {int((diff > 0).sum())} voxels differ (max {diff.max():g})"
-        row.problems.append(f"stored voxels: {detail}")
-    sa, sb = mine.header.get_slope_inter(), theirs.header.get_slope_inter()
-    sa = tuple(1.0 if v is None and k == 0 else 0.0 if v is None else v for k, v in enumerate(sa))
-    sb = tuple(1.0 if v is None and k == 0 else 0.0 if v is None else v for k, v in enumerate(sb))
-    row.scaling = bool(np.allclose(sa, sb, rtol=REL_TOL, atol=1e-9))
-    if not row.scaling:
-        row.problems.append(f"scaling: ours {sa}, dcm2niix {sb}")
-    if mine.shape[:3] == theirs.shape[:3]:
-        row.affine_err = float(np.abs(mine.affine - theirs.affine).max())
-        if row.affine_err > AFFINE_TOL_MM:
-            row.problems.append(f"affine differs by {row.affine_err:.3g} mm")
-    else:
-        row.problems.append("affine: shapes differ")
-    for name, mine_t, ref_t in (
-        ("bval", ours.bval, ref.bval),
-        ("bvec", ours.bvec, ref.bvec),
-    ):
-        x, y = _text_table(mine_t), _text_table(ref_t)
-        if y is None and x is None:
-            continue
-        if x is None or y is None:
-            what = "missing" if x is None else "written, dcm2niix has none"
-            row.problems.append(f".{name}: {what}")
-        elif x.shape != y.shape or not np.allclose(x, y, atol=1e-4, rtol=1e-4):
-            row.problems.append(f".{name} differs ({x.shape} vs {y.shape})")
-    keys = sorted((ALLOWED_KEYS & ref.sidecar.keys()) - _IGNORED)
-    row.keys_total = len(keys)
-    for key in keys:
-        if key in ours.sidecar and equal(ours.sidecar[key], ref.sidecar[key]):
-            row.keys_matched += 1
-        else:
-            got = ours.sidecar.get(key, "<missing>")
-            row.problems.append(f"{key}: ours {_short(got)} dcm2niix {_short(ref.sidecar[key])}")
-    if row.problems:
-        row.status = "differs"
-    return row
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def walk_set(data_dir: Path, set_name: str, tmp: Path) -> list[Row]:
@@ -208,45 +112,50 @@ def walk_set(data_dir: Path, set_name: str, tmp: Path) -> list[Row]:
     ours, failed = run_ours(src, tmp / "ours")
     refs = run_dcm2niix(ungzipped_copy(src, tmp / "gunzipped"), tmp / "dcm2niix")
     rows: list[Row] = []
-    used: set[str] = set()
+    used: set[Path] = set()
     for ref in refs:
         number = ref.sidecar.get("SeriesNumber")
-        shape = nb.load(ref.nifti).shape
+        shape = tuple(nb.load(ref.nifti).shape)
         candidates = [o for o in ours if o.sidecar.get("SeriesNumber") == number]
         if not candidates:
             reasons = [r for e, r in failed if e.get("series_number") == number]
-            rows.append(
-                Row(set_name, ref.nifti.stem, number, "not converted", shape,
-                    problems=[reasons[0] if reasons else "no output with this SeriesNumber"])
-            )  # fmt: skip
+            reason = reasons[0] if reasons else "no output of ours with this SeriesNumber"
+            rows.append(Row(set_name, ref.nifti.stem, number, "not converted", shape, 0, [reason]))
             continue
-        best = max(candidates, key=lambda o: _score(o, ref, shape))
-        used.add(str(best.nifti))
-        rows.append(compare(set_name, best, ref))
+        by_name = {o.nifti: o for o in candidates}
+        mine = by_name[best_match(candidates, ref.sidecar, shape).nifti]
+        used.add(mine.nifti)
+        parity = compare(mine, ref, reference="dcm2niix")
+        rows.append(
+            Row(set_name, ref.nifti.stem, number, "ok" if parity.agrees else "differs", shape,
+                parity.keys_compared, list(parity.differences), mine.nifti)
+        )  # fmt: skip
     for o in ours:
-        if str(o.nifti) not in used:
+        if o.nifti not in used:
             rows.append(
                 Row(set_name, o.nifti.name, o.sidecar.get("SeriesNumber"), "extra output",
-                    nb.load(o.nifti).shape, problems=["dcm2niix writes no image matching this"])
+                    tuple(nb.load(o.nifti).shape), 0, ["dcm2niix writes no image like this"],
+                    o.nifti)
             )  # fmt: skip
+    numbers = {r.series_number for r in rows}
     for entry, reason in failed:
-        if not any(r.series_number == entry.get("series_number") for r in rows):
+        if entry.get("series_number") not in numbers or entry.get("series_number") is None:
             rows.append(
                 Row(set_name, entry["id"], entry.get("series_number"), "not converted",
-                    problems=[f"dcm2niix writes nothing either; ours: {reason}"])
+                    problems=[f"(dcm2niix writes nothing for it either) {reason}"])
             )  # fmt: skip
     return rows
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n{'set':15} {'output':44} {'shape':18} {'status':14} keys   problems")
+    print(f"\n{'set':15} {'output':44} {'shape':16} {'status':14} keys problems")
     for r in rows:
-        keys = f"{r.keys_matched}/{r.keys_total}"
         shape = "x".join(map(str, r.shape))
         status = "ok" if r.ok else r.status
+        problems = " | ".join(r.problems)
         print(
-            f"{r.set_name:15} {r.name[:44]:44} {shape:18} {status:14} {keys:6} "
-            + " | ".join(r.problems)[:400]
+            f"{r.set_name:15} {r.name[:44]:44} {shape:16} {status:14} {r.keys_compared:4} "
+            + (problems if len(problems) < 600 else problems[:597] + "...")
         )
     by_set: dict[str, list[Row]] = {}
     for r in rows:

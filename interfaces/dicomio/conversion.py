@@ -20,7 +20,13 @@ from .classic import ClassicSeries
 from .enhanced import EnhancedSeries
 from .headers import UnusableFile
 from .mosaic import MosaicSeries
-from .reference import ReferenceUnavailable, best_match, dcm2niix_agreement, run_on_series
+from .reference import (
+    ConverterOutput,
+    ReferenceUnavailable,
+    best_match,
+    dcm2niix_agreement,
+    run_on_series,
+)
 from .series import SeriesGeometryError
 from .sidecar import FORBIDDEN_KEYS, build_sidecar
 
@@ -98,7 +104,7 @@ def convert_entry(
         atomic_write_bytes(_with_suffix(out_stem, ".bval"), gradients[0].encode())
         atomic_write_bytes(_with_suffix(out_stem, ".bvec"), gradients[1].encode())
     if verify:
-        report = dcm2niix_agreement(entry["files"], nii, sidecar)
+        report = dcm2niix_agreement(entry["files"], ConverterOutput.beside(nii, sidecar))
         sidecar["ConversionVerification"] = report
         if report.get("Agrees") is not True:
             LOG.warning(
