@@ -18,13 +18,13 @@ from interfaces.dicomio.conversion import (
     SeriesConversionError,
     SeriesSkipped,
     convert_entry,
-    describe,
 )
 from interfaces.dicomio.geometry import GeometryPolicy
 from interfaces.dicomio.index import index_tree
 
 from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from .labels import sanitize_label
+from .report import SeriesOutcome, format_outcomes, printable, unusable_images
 
 
 def output_stems(series: list[dict]) -> dict[str, str]:
@@ -61,34 +61,63 @@ def convert_tree(
     converter: str = "anatprep",
     geometry: GeometryPolicy | None = None,
 ) -> int:
-    """Convert every series below ``input_dir`` into ``output_dir``; return the exit code."""
+    """Convert every series below ``input_dir`` into ``output_dir``; return the exit code.
+
+    Ends with the per-series account (converted / skipped by which option / failed and why)
+    and, with ``verify``, the parity table against dcm2niix.  Exit 4 when any series or
+    image file failed.
+    """
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     table = index_tree(input_dir, geometry=geometry)
     for item in table["unusable"]:
         if item["series"] is None:
-            print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
-    if not table["series"]:
+            print(printable(f"skipped {item['path']}: {item['reason']}"), file=sys.stderr)
+    if not table["series"] and not unusable_images(table["unusable"]):
         print(f"anatprep convert: no DICOM series in {input_dir}", file=sys.stderr)
         return EXIT_NO_DATA
     stems = output_stems(table["series"])
-    failed = 0
+    outcomes: list[SeriesOutcome] = []
+    parity: list[tuple[str, Path, dict]] = []
     for entry in table["series"]:
+        sid, desc = entry["id"], entry.get("series_description") or ""
         try:
-            nii, js = convert_entry(
-                entry, output_dir / stems[entry["id"]], compression, verify, converter
-            )
+            nii, js = convert_entry(entry, output_dir / stems[sid], compression, verify, converter)
         except SeriesSkipped as exc:
-            print(f"SKIPPED {exc}", file=sys.stderr)
+            outcomes.append(SeriesOutcome(sid, desc, "skipped", str(entry.get("skipped") or exc)))
             continue
         except SeriesConversionError as exc:
-            failed += 1
-            print(f"FAILED {exc}", file=sys.stderr)
+            print(printable(f"FAILED {exc}"), file=sys.stderr)
+            outcomes.append(SeriesOutcome(sid, desc, "failed", str(exc)))
             continue
-        print(f"{describe(entry)} -> {nii}")
+        outcomes.append(SeriesOutcome(sid, desc, "converted", str(nii)))
         if verify:
-            report = json.loads(js.read_text()).get("ConversionVerification", {})
-            verdict = "agrees with" if report.get("Agrees") else "DIFFERS FROM"
-            print(f"  verify: {verdict} dcm2niix: {report}")
-    return EXIT_PARTIAL if failed else EXIT_OK
+            parity.append((sid, nii, json.loads(js.read_text()).get("ConversionVerification", {})))
+    outcomes += unusable_images(table["unusable"])
+    print(format_outcomes(outcomes))
+    if verify:
+        print(format_parity(parity))
+    return EXIT_PARTIAL if any(o.status == "failed" for o in outcomes) else EXIT_OK
+
+
+def format_parity(rows: list[tuple[str, Path, dict]]) -> str:
+    """One line per converted series: equal to dcm2niix, or which fields differ."""
+    lines = []
+    counts = Counter()
+    for sid, nii, report in rows:
+        if report.get("Agrees") is True:
+            verdict, detail = "equal", ""
+        elif report.get("Agrees") is False:
+            fields = [d.split(":")[0] for d in report.get("Differences", [])]
+            verdict, detail = "DIFFERS", ": " + ", ".join(fields)
+        else:
+            verdict, detail = "unchecked", f": {report.get('Error', 'no report')}"
+        counts[verdict] += 1
+        lines.append(printable(f"  {verdict:9} {sid} {nii.name}{detail}"))
+    reference = next((r.get("Reference") for _, _, r in rows if r.get("Agrees") is not None), "")
+    head = (
+        f"verify against {reference or 'dcm2niix'}: {counts['equal']} equal, "
+        f"{counts['DIFFERS']} differ, {counts['unchecked']} unchecked"
+    )
+    return "\n".join([head, *lines])

@@ -55,7 +55,8 @@ def test_verify_flags_a_difference(tmp_path):
 def test_convert_command_verify_prints_verdict(tmp_path, capsys):
     _series(tmp_path)
     assert main(["convert", "--verify", str(tmp_path / "dcm"), str(tmp_path / "out")]) == 0
-    assert "agrees with dcm2niix" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "verify against dcm2niix v1." in out and ": 1 equal, 0 differ, 0 unchecked" in out
 
 
 def test_dcm2niix_backend_same_layout_no_identifiers(tmp_path):

@@ -1,0 +1,63 @@
+"""The end-of-run account: every series converted, skipped (by which option) or failed (why).
+
+``anatprep convert`` and ``anatprep run`` both end with this list, so no series can vanish
+without a line saying what became of it.  Text from headers (descriptions) is printed with
+control characters escaped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["converted", "skipped", "failed"]
+
+#: unusable files that are not images (reports, DICOMDIRs, notes): nobody's series
+NOT_IMAGE_REASONS = ("not a DICOM file", "DICOM without an image")
+
+
+@dataclass(frozen=True)
+class SeriesOutcome:
+    """What became of one series (or of one image file no series could take)."""
+
+    series_id: str
+    description: str
+    status: Status
+    #: the output path (converted), the option that left it out (skipped) or the reason
+    detail: str
+    subject: str = ""
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, ESC, NUL) shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def unusable_images(unusable: Iterable[dict]) -> list[SeriesOutcome]:
+    """Image files that could not be used and belong to no series: failures of their own."""
+    return [
+        SeriesOutcome(item["path"], "", "failed", item["reason"])
+        for item in unusable
+        if item.get("series") is None and not str(item["reason"]).startswith(NOT_IMAGE_REASONS)
+    ]
+
+
+def format_outcomes(outcomes: list[SeriesOutcome], verbose_ok: bool = True) -> str:
+    """A header line with the counts, then one line per series (failures last)."""
+    counts = Counter(o.status for o in outcomes)
+    head = (
+        f"series: {counts['converted']} converted, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed"
+    )
+    order = {"converted": 0, "skipped": 1, "failed": 2}
+    lines = [head]
+    for o in sorted(outcomes, key=lambda o: order[o.status]):
+        if o.status == "converted" and not verbose_ok:
+            continue
+        who = f"{o.subject} " if o.subject else ""
+        desc = f" '{o.description}'" if o.description else ""
+        word = "FAILED" if o.status == "failed" else o.status
+        lines.append(printable(f"  {word:9} {who}{o.series_id}{desc}: {o.detail}"))
+    return "\n".join(lines)
