@@ -131,6 +131,8 @@ def _prepare_environment(cfg: Config) -> None:
 
 
 def _report(summary: RunSummary, output: Path) -> None:
+    from .report import format_outcomes
+
     ok = [s for s in summary.subjects if s not in summary.failed_subjects]
     print(f"anatprep: {len(ok)} of {len(summary.subjects)} subject(s) complete -> {output}")
     figures = sorted((output / "derivatives" / "anatprep").glob("sub-*/**/figures/*.svg"))
@@ -138,6 +140,8 @@ def _report(summary: RunSummary, output: Path) -> None:
         print(f"  QC figure: {fig}")
     if summary.unusable_files:
         print(f"  {summary.unusable_files} file(s) were not usable DICOM (see the log above)")
+    if summary.series:
+        print(format_outcomes(summary.series))
     for f in summary.failures:
         print(f"FAILED {f.subject}: {f.node}\n  {f.message}\n  crash file: {f.crash_file}")
 

@@ -20,7 +20,9 @@ from interfaces.dicom_index import DicomIndex
 
 from .config import Config
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
-from .rules import SubjectPlan, plan_subjects
+from .labels import sanitize_label
+from .report import SeriesOutcome, unusable_images
+from .rules import SubjectPlan, plan_subjects, subject_session
 
 LOG = logging.getLogger("anatprep")
 
@@ -46,6 +48,8 @@ class RunSummary:
     subjects: list[str]
     failures: list[Failure] = field(default_factory=list)
     unusable_files: int = 0
+    #: what became of every series of the table (and of unusable image files)
+    series: list[SeriesOutcome] = field(default_factory=list)
 
     @property
     def failed_subjects(self) -> list[str]:
@@ -53,7 +57,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PARTIAL if self.failures else EXIT_OK
+        failed = self.failures or any(o.status == "failed" for o in self.series)
+        return EXIT_PARTIAL if failed else EXIT_OK
 
 
 def check_paths(input_dir: Path, output_dir: Path, work_dir: Path) -> None:
@@ -134,7 +139,8 @@ def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
             b"BIDS dataset converted from DICOM by anatprep.\n"
             b"Series no rule classified are kept under sub-*/extra/.\n",
         )
-    atomic_write_bytes(output_dir / ".bidsignore", b"**/extra/\nextra/\n")
+    # a pattern with a trailing slash leaves the folder itself NOT_INCLUDED (validator 2.x)
+    atomic_write_bytes(output_dir / ".bidsignore", b"**/extra\n")
     tsv = output_dir / "participants.tsv"
     ids = {f"sub-{p.subject}" for p in plans}
     if tsv.exists():
@@ -165,12 +171,55 @@ def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) ->
     return failures
 
 
+def series_outcomes(
+    table: dict[str, Any],
+    plans: list[SubjectPlan],
+    output_dir: Path,
+    failures: list[Failure],
+    cfg: Config,
+    participant_labels: list[str] | None,
+) -> list[SeriesOutcome]:
+    """What became of each series of ``table`` in a finished run (see :mod:`.report`)."""
+    from .workflows.anat import series_tag
+
+    planned = {s.series_id: (p, s) for p in plans for s in p.series}
+    wanted = {sanitize_label(p.removeprefix("sub-")) for p in participant_labels or []}
+    root_name = Path(str(table.get("root", "input"))).name
+    outcomes = []
+    for entry in table["series"]:
+        sid, desc = entry["id"], entry.get("series_description") or ""
+        if entry.get("skipped"):
+            outcomes.append(SeriesOutcome(sid, desc, "skipped", entry["skipped"]))
+            continue
+        if sid not in planned:
+            subject = subject_session(entry, cfg, root_name)[0]
+            reason = (
+                "its subject is not among --participant-label"
+                if wanted and subject not in wanted
+                else "matched no series rule (series.convert_other: false)"
+            )
+            outcomes.append(SeriesOutcome(sid, desc, "skipped", reason))
+            continue
+        plan, series = planned[sid]
+        node = f"convert_{series_tag(plan, series)}"
+        crash = next(
+            (f for f in failures if f.subject == plan.key and f.node.endswith(f".{node}")), None
+        )
+        final = output_dir / plan.rel_dir / series.datatype / f"{series.stem}.nii.gz"
+        if crash is not None:
+            outcome = SeriesOutcome(sid, desc, "failed", crash.message, plan.key)
+        elif final.is_file():
+            outcome = SeriesOutcome(sid, desc, "converted", str(final), plan.key)
+        else:
+            outcome = SeriesOutcome(sid, desc, "failed", "no output (see the failures)", plan.key)
+        outcomes.append(outcome)
+    return outcomes + unusable_images(table.get("unusable", []))
+
+
 def run_study(
     input_dir: Path, output_dir: Path, cfg: Config, participant_labels: list[str] | None = None
 ) -> RunSummary:
     """Index INPUT, plan subjects, run the workflow, and summarise the outcome."""
-    from .workflows import init_anatprep_wf
-    from .workflows.anat import node_name
 
     work_dir = (
         Path(cfg.execution.work_dir) if cfg.execution.work_dir else default_work_dir(output_dir)
@@ -207,11 +256,32 @@ def run_study(
         if not plan.t1w:
             LOG.warning("%s: no series matched the T1w rules; nothing to skull-strip", plan.key)
 
-    n_files = {s["id"]: len(s.get("files") or []) for s in table["series"]}
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_files(output_dir, plans)
     if cfg.execution.plugin == "SLURMArray":
-        return _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
+        summary = _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
+    else:
+        summary = _run_workflow(plans, table_file, output_dir, work_dir, cfg, table)
+    summary.series = series_outcomes(
+        table, plans, output_dir, summary.failures, cfg, participant_labels
+    )
+    return summary
+
+
+def _run_workflow(
+    plans: list[SubjectPlan],
+    table_file: str,
+    output_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    table: dict[str, Any],
+) -> RunSummary:
+    """MultiProc, Linear, SLURM or SLURMGraph: one nipype workflow over all subjects."""
+    from .workflows import init_anatprep_wf
+    from .workflows.anat import node_name
+
+    log_dir = work_dir / "logs"
+    n_files = {s["id"]: len(s.get("files") or []) for s in table["series"]}
     wf = init_anatprep_wf(plans, table_file, output_dir.resolve(), work_dir, cfg, n_files)
     wf.config["execution"].update(
         {

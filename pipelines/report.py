@@ -36,12 +36,19 @@ def printable(text: str) -> str:
 
 
 def unusable_images(unusable: Iterable[dict]) -> list[SeriesOutcome]:
-    """Image files that could not be used and belong to no series: failures of their own."""
-    return [
-        SeriesOutcome(item["path"], "", "failed", item["reason"])
-        for item in unusable
-        if item.get("series") is None and not str(item["reason"]).startswith(NOT_IMAGE_REASONS)
-    ]
+    """Image files that could not be used and belong to no series: failures of their own,
+    one line per folder and reason (``<folder>/ (17 image files)``)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for item in unusable:
+        reason = str(item["reason"])
+        if item.get("series") is None and not reason.startswith(NOT_IMAGE_REASONS):
+            folder, _, name = str(item["path"]).rpartition("/")
+            groups.setdefault((folder, reason), []).append(name)
+    outcomes = []
+    for (folder, reason), names in sorted(groups.items()):
+        where = f"{folder}/{names[0]}" if len(names) == 1 else f"{folder}/ ({len(names)} files)"
+        outcomes.append(SeriesOutcome(where, "", "failed", reason))
+    return outcomes
 
 
 def format_outcomes(outcomes: list[SeriesOutcome], verbose_ok: bool = True) -> str:

@@ -78,7 +78,7 @@ def classify(entry: dict[str, Any], cfg: Config) -> str:
     return ""
 
 
-def _subject_session(
+def subject_session(
     entry: dict[str, Any], cfg: Config, root_name: str
 ) -> tuple[str, str | None, str]:
     folders = entry.get("folders") or []
@@ -104,7 +104,7 @@ def plan_subjects(
     for entry in table["series"]:
         if entry.get("skipped"):  # left out by the geometry policy; reported by the caller
             continue
-        subject, session, folder = _subject_session(entry, cfg, root_name)
+        subject, session, folder = subject_session(entry, cfg, root_name)
         groups[(subject, session)].append(entry)
         folders.setdefault((subject, session), folder)
     wanted = {sanitize_label(p.removeprefix("sub-")) for p in participant_labels or []}

@@ -33,6 +33,11 @@ def template_label(name: str) -> str:
     return label.upper() if label.lower() in ("robex", "custom") else label
 
 
+def series_tag(plan: SubjectPlan, series: PlannedSeries) -> str:
+    """The node-name part of one series' nodes (``convert_<tag>``, ``sink_raw_<tag>``...)."""
+    return node_name(series.stem.removeprefix(plan.key).strip("_")) or "series"
+
+
 def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
     """Reorient a converted T1w, extract the brain with ANTs and draw the QC figure.
 
@@ -126,7 +131,7 @@ def _add_series(
     cfg: Config,
     n_files: int,
 ) -> None:
-    tag = node_name(series.stem.removeprefix(plan.key).strip("_")) or "series"
+    tag = series_tag(plan, series)
     convert = pe.Node(
         DicomToNifti(
             series_table=series_table,
