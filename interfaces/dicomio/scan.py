@@ -109,6 +109,7 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0028, 0x0030): ("PixelSpacing", "ds"),
     (0x0028, 0x0100): ("BitsAllocated", "us"),
     (0x0028, 0x0101): ("BitsStored", "us"),
+    (0x0028, 0x0102): ("HighBit", "us"),
     (0x0028, 0x0103): ("PixelRepresentation", "us"),
     (0x0028, 0x1052): ("RescaleIntercept", "ds"),
     (0x0028, 0x1053): ("RescaleSlope", "ds"),
