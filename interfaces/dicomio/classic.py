@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import ge
+from . import ge, siemens
 from .csa import CsaImage
 from .diffusion import gradient_files
 from .geometry import is_tilted, lateral_drift, tilt_degrees
@@ -279,9 +279,14 @@ class ClassicSeries:
         """Acquisition time of each slice of a volume (s, NIfTI slice order), if known.
 
         GE: from the protocol block's SLICEORDER, the prescription (InstanceNumber) order of
-        the first volume's slices and TR / slices.
+        the first volume's slices and TR / slices.  Siemens 2D: see :mod:`.siemens`.
         """
         h0 = self.headers[0]
+        if siemens.is_siemens(h0):
+            if str(h0.get("MRAcquisitionType") or "").strip().upper() == "3D":
+                return None
+            first = self.headers[: self.n_slices]
+            return siemens.acquisition_time_slice_times(first, h0.get("RepetitionTime"))
         block = ge.protocol_block(private_field(h0, GE_PROTOCOL))
         order = block.get("SLICEORDER")
         tr = h0.get("RepetitionTime")

@@ -1,0 +1,136 @@
+"""Siemens slice timing without MosaicRefAcqTimes: old mosaics (protocol slice order) and
+classic 2D series (AcquisitionTime per file)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from interfaces.dicomio.conversion import convert_entry
+from interfaces.dicomio.index import index_tree
+from interfaces.dicomio.siemens import (
+    acquisition_time_slice_times,
+    parse_ascconv,
+    protocol_slice_times,
+)
+from pipelines.synthetic import write_series
+
+ASCCONV = b"""junk before
+### ASCCONV BEGIN ###
+alTR[0]                                  = 2200000
+sSliceArray.lSize                        = 35
+sSliceArray.ucMode                       = 0x4
+lDelayTimeInTR                           = 10000
+tProtocolName                            = "fMRI  # not a comment"
+### ASCCONV END ###
+sSliceArray.ucMode = 0x1
+"""
+
+
+def test_parse_ascconv_reads_the_first_block_only():
+    protocol = parse_ascconv(ASCCONV)
+    assert protocol["sSliceArray.ucMode"] == "0x4"
+    assert protocol["lDelayTimeInTR"] == "10000"
+    assert protocol["alTR[0]"] == "2200000"
+    assert parse_ascconv(b"no protocol here") == {}
+
+
+@pytest.mark.parametrize(
+    ("mode", "n", "ranks"),
+    [
+        ("0x1", 4, [0, 1, 2, 3]),  # ascending
+        ("0x2", 4, [3, 2, 1, 0]),  # descending
+        ("0x4", 5, [0, 3, 1, 4, 2]),  # interleaved, odd: first slice first
+        ("0x4", 4, [2, 0, 3, 1]),  # interleaved, even: second slice first
+        ("1", 3, [0, 1, 2]),  # VD/VE protocols write decimal
+    ],
+)
+def test_protocol_slice_times(mode, n, ranks):
+    protocol = {"sSliceArray.ucMode": mode, "lDelayTimeInTR": "100000"}
+    times = protocol_slice_times(protocol, n, 2100.0)
+    step = (2100.0 - 100.0) / n
+    assert times == pytest.approx([r * step for r in ranks])
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"sSliceArray.ucMode": "0x3"},  # no known order
+        {"sSliceArray.ucImageNumb": "0x1"},  # reversed image numbering
+        {"sSliceAcceleration.lMultiBandFactor": "3"},  # multiband pattern unknown
+    ],
+)
+def test_protocol_slice_times_refused(extra):
+    protocol = {"sSliceArray.ucMode": "0x1", **extra}
+    assert protocol_slice_times(protocol, 10, 2000.0) is None
+    assert protocol_slice_times({}, 10, 2000.0) is None
+
+
+def test_old_mosaic_slice_timing_from_protocol(data_dir, tmp_path):
+    """VB12 and VB13 mosaics carry no MosaicRefAcqTimes: ascending over TR - DelayTimeInTR
+    (2200 - 10 ms), as dcm2niix writes them."""
+    for folder, n in (("B12", 35), ("B13", 36)):
+        table = index_tree(data_dir / "dicom" / "dcm_qa_stc" / "In" / "Siemens" / folder)
+        (entry,) = table["series"]
+        _, js = convert_entry(entry, tmp_path / folder)
+        sidecar = json.loads(js.read_text())
+        assert sidecar["SliceTiming"] == pytest.approx([k * 2.19 / n for k in range(n)], rel=1e-5)
+        assert "MultibandAccelerationFactor" not in sidecar
+
+
+def _series_2d(folder, times, tr=400, acquisition="2D"):
+    vol = np.random.default_rng(0).integers(0, 1000, (8, 6, len(times))).astype(float)
+    paths = write_series(
+        vol,
+        np.diag([2.0, 2.0, 3.0, 1.0]),
+        folder,
+        meta={"MRAcquisitionType": acquisition, "RepetitionTime": tr},
+    )
+    for path, time in zip(paths, times, strict=True):
+        ds = pydicom.dcmread(path)
+        ds.AcquisitionTime = time
+        ds.save_as(path)
+    return paths
+
+
+def _sidecar(folder, out):
+    (entry,) = index_tree(folder)["series"]
+    _, js = convert_entry(entry, out / "s")
+    return json.loads(js.read_text())
+
+
+def test_classic_2d_slice_timing_from_acquisition_time(tmp_path):
+    """Exact differences of AcquisitionTime (E11 2D, e.g. a field map: interleaved)."""
+    times = ["140136.320000", "140136.120000", "140136.332500", "140136.132500"]
+    _series_2d(tmp_path / "dcm", times)
+    sidecar = _sidecar(tmp_path / "dcm", tmp_path)
+    assert sidecar["SliceTiming"] == pytest.approx([0.2, 0.0, 0.2125, 0.0125])
+    assert "MultibandAccelerationFactor" not in sidecar
+
+
+def test_classic_2d_simultaneous_slices_give_multiband(tmp_path):
+    times = ["120000.000000", "120000.500000", "120000.000000", "120000.500000"]
+    _series_2d(tmp_path / "dcm", times, tr=1000)
+    sidecar = _sidecar(tmp_path / "dcm", tmp_path)
+    assert sidecar["SliceTiming"] == [0, 0.5, 0, 0.5]
+    assert sidecar["MultibandAccelerationFactor"] == 2
+
+
+@pytest.mark.parametrize(
+    ("times", "tr", "acquisition"),
+    [
+        (["120000.000000"] * 4, 400, "2D"),  # all equal: no timing
+        (["120000.000000", "120000.100000", "120000.200000", "120001.000000"], 400, "2D"),
+        (["120000.000000", "120000.100000", "120000.200000", "120000.300000"], 400, "3D"),
+    ],
+)
+def test_classic_slice_timing_left_out(tmp_path, times, tr, acquisition):
+    _series_2d(tmp_path / "dcm", times, tr=tr, acquisition=acquisition)
+    assert "SliceTiming" not in _sidecar(tmp_path / "dcm", tmp_path)
+
+
+def test_acquisition_time_needs_every_time():
+    assert acquisition_time_slice_times([{"AcquisitionTime": "120000"}, {}], 1000) is None
