@@ -134,3 +134,61 @@ def test_classic_slice_timing_left_out(tmp_path, times, tr, acquisition):
 
 def test_acquisition_time_needs_every_time():
     assert acquisition_time_slice_times([{"AcquisitionTime": "120000"}, {}], 1000) is None
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [
+        ("dcm_qa_fmap/In/Siemens/4_gre_field_ph", (0.00519, 0.00765)),  # E11: CSA series header
+        ("dcm_qa_xa30/In/9_gre_field_mapping", (0.01, 0.01246)),  # XA30 enhanced: shared SDS
+    ],
+)
+def test_phase_difference_echo_times(data_dir, tmp_path, folder, expected):
+    table = index_tree(data_dir / "dicom" / folder)
+    phase = [e for e in table["series"] if e["part"] == "phase"]
+    assert phase
+    for entry in phase:
+        _, js = convert_entry(entry, tmp_path / entry["id"])
+        sidecar = json.loads(js.read_text())
+        assert (sidecar["EchoTime1"], sidecar["EchoTime2"]) == expected
+
+
+def _with_protocol(path, protocol: bytes, image_type, echo_time):
+    """Give a synthetic file an XA classic-style protocol: private block 'SIEMENS MR SDS 01'
+    at the top level, element xx19."""
+    ds = pydicom.dcmread(path)
+    block = ds.private_block(0x0021, "SIEMENS MR SDS 01", create=True)
+    block.add_new(0x19, "OB", protocol)
+    ds.ImageType = image_type
+    ds.EchoTime = echo_time
+    ds.save_as(path)
+
+
+FIELDMAP = b"""<XProtocol> ...
+### ASCCONV BEGIN object=MrProtDataImpl@MrProtocolData version=51130001 ###
+lContrasts                               = %d
+alTE[0]                                  = 4920
+alTE[1]                                  = 7380
+### ASCCONV END ###
+"""
+
+
+@pytest.mark.parametrize(
+    ("contrasts", "image_type", "echo_time", "written"),
+    [
+        (2, ["ORIGINAL", "PRIMARY", "P", "ND"], 7.38, True),
+        (2, ["ORIGINAL", "PRIMARY", "M", "ND"], 7.38, False),  # magnitude
+        (2, ["ORIGINAL", "PRIMARY", "P", "ND"], 4.92, False),  # phase of the first echo
+        (3, ["ORIGINAL", "PRIMARY", "P", "ND"], 7.38, False),  # multi-echo: not a phasediff
+    ],
+)
+def test_phase_difference_echo_times_synthetic(tmp_path, contrasts, image_type, echo_time, written):
+    vol = np.random.default_rng(1).integers(0, 4000, (8, 6, 3)).astype(float)
+    paths = write_series(vol, np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "dcm")
+    for path in paths:
+        _with_protocol(path, FIELDMAP % contrasts, image_type, echo_time)
+    sidecar = _sidecar(tmp_path / "dcm", tmp_path)
+    if written:
+        assert (sidecar["EchoTime1"], sidecar["EchoTime2"]) == (0.00492, 0.00738)
+    else:
+        assert "EchoTime1" not in sidecar and "EchoTime2" not in sidecar

@@ -254,6 +254,7 @@ class ClassicSeries:
                 if polarity:
                     extra["PhaseEncodingPolarityGE"] = polarity
             extra.update(slice_timing_fields(self.slice_times()))
+        extra.update(siemens.field_map_echo_times(self.first, self.files[0]))
         return extra
 
     def phase_info(self) -> tuple[int | None, float | None, float | None]:

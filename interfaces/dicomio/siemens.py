@@ -1,5 +1,5 @@
 """Siemens values that are not in one standard element: slice timing of old software and
-classic 2D series, the protocol (ASCCONV) of the CSA series header.
+classic 2D series, field-map echo times, the protocol (ASCCONV).
 
 Rules (dcm2niix's, so both write the same sidecar where the headers allow it):
 
@@ -14,17 +14,20 @@ Rules (dcm2niix's, so both write the same sidecar where the headers allow it):
   times are computed exactly (dcm2niix rounds HHMMSS to single precision first, which moves
   times by up to 8 ms and can make distinct times equal); when they span more than TR they
   are not a slice timing and are left out.
+* **Phase-difference field maps** (gre_field_mapping): the phase image carries only the second
+  echo time; EchoTime1 and EchoTime2 are the protocol's ``alTE[0]`` and ``alTE[1]``, written
+  when the protocol has exactly two contrasts and the image's EchoTime is the second.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 
 #: (0029,1020): CSA series header, which holds the protocol as ASCCONV text
 CSA_SERIES = (0x0029, 0x1020)
 _ASCCONV = re.compile(rb"### ASCCONV BEGIN[^\n]*\n(.*?)### ASCCONV END", re.S)
+_SDS_CREATOR = "SIEMENS MR SDS 01"
 _LINE = re.compile(r"^\s*([A-Za-z_][\w.\[\]]*)\s*=\s*(.*?)\s*$")
 
 
@@ -55,12 +58,23 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-@lru_cache(maxsize=32)
-def series_protocol(path: str) -> dict[str, str]:
-    """The ASCCONV protocol of one file's CSA series header ({} when it has none).
+def _private_value(item, group: int, creator: str, offset: int):
+    """Value of element ``offset`` of the private block reserved by ``creator`` in ``item``."""
+    for block in range(0x10, 0x100):
+        found = item.get((group, block))
+        if found is not None and str(found.value).strip() == creator:
+            element = item.get((group, (block << 8) | offset))
+            return None if element is None else element.value
+    return None
 
-    Read with pydicom for this one file only: the header scan skips the series header (the
-    whole protocol, ~100 kB a file) for every other file.
+
+def series_protocol(path: str) -> dict[str, str]:
+    """The ASCCONV protocol of one file ({} when it has none): in the CSA series header
+    (0029,1020) up to VE11, in the XA private block "SIEMENS MR SDS 01" (element xx19) at the
+    top level (XA classic export) or in the shared functional groups (XA enhanced).
+
+    Read with pydicom for this one file only: the header scan skips the protocol (~100 kB a
+    file) for every other file.
     """
     from .headers import UnusableFile, open_dicom
 
@@ -68,10 +82,42 @@ def series_protocol(path: str) -> dict[str, str]:
         ds, _ = open_dicom(path, stop_before_pixels=True)
     except UnusableFile:
         return {}
-    if CSA_SERIES not in ds:
+    candidates = [ds[CSA_SERIES].value if CSA_SERIES in ds else None]
+    candidates.append(_private_value(ds, 0x0021, _SDS_CREATOR, 0x19))
+    for shared in ds.get("SharedFunctionalGroupsSequence") or []:
+        for elem in shared:
+            if elem.tag.group == 0x0021 and elem.VR == "SQ" and elem.value:
+                candidates.append(_private_value(elem.value[0], 0x0021, _SDS_CREATOR, 0x19))
+    for raw in candidates:
+        if isinstance(raw, bytes):
+            protocol = parse_ascconv(raw)
+            if protocol:
+                return protocol
+    return {}
+
+
+def _is_phase(header) -> bool:
+    kinds = [str(v).upper() for v in (header.get("FrameType") or header.get("ImageType") or [])]
+    component = str(header.get("ComplexImageComponent") or "").upper()
+    return component == "PHASE" or "P" in kinds[2:] or "PHASE" in kinds
+
+
+def field_map_echo_times(header, path: str) -> dict[str, float | int]:
+    """EchoTime1 / EchoTime2 (s) of a Siemens phase-difference field map: the protocol's two
+    echo times (``alTE[0]``, ``alTE[1]``) when it has exactly two contrasts and the phase
+    image is labelled with the second; else nothing."""
+    if not is_siemens(header) or not _is_phase(header):
         return {}
-    value = ds[CSA_SERIES].value
-    return parse_ascconv(value) if isinstance(value, bytes) else {}
+    protocol = series_protocol(str(path))
+    te1, te2 = _number(protocol.get("alTE[0]")), _number(protocol.get("alTE[1]"))
+    if _number(protocol.get("lContrasts")) != 2 or not te1 or not te2 or te2 <= te1:
+        return {}
+    echo = header.get("EchoTime")
+    if echo is None or abs(float(echo) - te2 / 1000.0) > 1e-3:
+        return {}
+    from .sidecar import g_number
+
+    return {"EchoTime1": g_number(te1 / 1e6), "EchoTime2": g_number(te2 / 1e6)}
 
 
 def protocol_slice_times(
