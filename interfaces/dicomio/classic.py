@@ -261,13 +261,17 @@ class ClassicSeries:
         """(phase direction positive flag, BandwidthPerPixelPhaseEncode, effective echo
         spacing in s) of the series; what the headers do not carry is None.
 
-        Siemens: CSA header.  GE: (0043,102C) echo spacing over the ASSET in-plane factor;
+        Siemens: CSA header; XA classic export: its private "SIEMENS MR SDI 02" block.
+        GE: (0043,102C) echo spacing over the ASSET in-plane factor;
         polarity from (0018,9034) or the UserDefineData block (see :mod:`.ge`).
         """
         h = self.headers[0]
         csa = CsaImage.from_header(h)
         if csa is not None:
             return csa.phase_positive, csa.bandwidth_per_pixel_phase, None
+        positive, bandwidth = siemens.xa_phase_info(h)  # XA classic: no CSA, private block
+        if positive is not None or bandwidth is not None:
+            return positive, bandwidth, None
         spacing_us = private_field(h, GE_ECHO_SPACING)
         if spacing_us:
             asset = private_field(h, GE_ASSET)
@@ -286,6 +290,8 @@ class ClassicSeries:
         if siemens.is_siemens(h0):
             if str(h0.get("MRAcquisitionType") or "").strip().upper() == "3D":
                 return None
+            if siemens.has_xa_slice_times(h0):  # XA classic: per-file slice times
+                return siemens.xa_slice_times(self.headers, self.n_slices, self.n_volumes)
             first = self.headers[: self.n_slices]
             return siemens.acquisition_time_slice_times(first, h0.get("RepetitionTime"))
         block = ge.protocol_block(private_field(h0, GE_PROTOCOL))

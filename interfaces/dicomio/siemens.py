@@ -14,6 +14,16 @@ Rules (dcm2niix's, so both write the same sidecar where the headers allow it):
   times are computed exactly (dcm2niix rounds HHMMSS to single precision first, which moves
   times by up to 8 ms and can make distinct times equal); when they span more than TR they
   are not a slice timing and are left out.
+* **XA classic (interoperability) export** writes a 4D run as one file per slice, every volume
+  with its own SeriesNumber (16001, 16002, ...) but one SeriesInstanceUID.  As dcm2niix does for
+  XA10/XA11/XA20/XA30/XA31 software, such files (SeriesNumber > 1000, same thousand) form one
+  series: :func:`xa_series_stack` gives the shared number, and :mod:`.series` keeps every
+  other split (SeriesInstanceUID, orientation, matrix, pixel spacing, echo, image type).  Files
+  with different SeriesInstanceUIDs are never joined (neither does dcm2niix).  The per-file
+  values of the "SIEMENS MR SDI 02" block (0021,0011) give the phase direction sign (xx1C),
+  BandwidthPerPixelPhaseEncode (xx53) and the slice time (xx04, s after the run's start);
+  slice times are taken from the second volume (the first volume of a multiband run is timed
+  as single band, as in enhanced files) and not written for a single volume.
 * **Phase-difference field maps** (gre_field_mapping): the phase image carries only the second
   echo time; EchoTime1 and EchoTime2 are the protocol's ``alTE[0]`` and ``alTE[1]``, written
   when the protocol has exactly two contrasts and the image's EchoTime is the second.
@@ -23,6 +33,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+
+from .scan import (
+    SIEMENS_SDI_CREATOR,
+    SIEMENS_XA_BW_PHASE,
+    SIEMENS_XA_PE_POSITIVE,
+    SIEMENS_XA_SLICE_TIME,
+    private_field,
+)
 
 #: (0029,1020): CSA series header, which holds the protocol as ASCCONV text
 CSA_SERIES = (0x0029, 0x1020)
@@ -175,3 +193,56 @@ def acquisition_time_slice_times(headers: Sequence, tr_ms: float | None) -> list
     if span <= 0 or span >= float(tr_ms) / 1000.0:
         return None
     return relative
+
+
+#: software whose classic export numbers each volume as its own series (16001, 16002, ...)
+XA_CLASSIC_VERSIONS = ("XA10", "XA11", "XA20", "XA30", "XA31")
+_SDI_CREATOR = "SIEMENS MR SDI 02"
+
+
+def xa_series_stack(header, series_number: int | None) -> int | None:
+    """The number shared by the volumes of one XA classic run (SeriesNumber // 1000), or None
+    when the file is not such a volume."""
+    if series_number is None or series_number <= 1000 or not is_siemens(header):
+        return None
+    software = header.get("SoftwareVersions") or ""
+    text = software if isinstance(software, str) else "\\".join(map(str, software))
+    if not any(version in text for version in XA_CLASSIC_VERSIONS):
+        return None
+    return series_number // 1000
+
+
+def _sdi(header, name: str):
+    """A value of the top-level "SIEMENS MR SDI 02" block (XA classic files), else None."""
+    if str(private_field(header, SIEMENS_SDI_CREATOR) or "").strip() != _SDI_CREATOR:
+        return None
+    return private_field(header, name)
+
+
+def xa_phase_info(header) -> tuple[int | None, float | None]:
+    """(phase direction positive flag, BandwidthPerPixelPhaseEncode) of an XA classic file."""
+    positive, bandwidth = _sdi(header, SIEMENS_XA_PE_POSITIVE), _sdi(header, SIEMENS_XA_BW_PHASE)
+    try:
+        positive = int(positive) if positive is not None else None
+        bandwidth = float(bandwidth) if bandwidth else None
+    except (TypeError, ValueError):
+        return None, None
+    return positive, bandwidth
+
+
+def xa_slice_times(headers: Sequence, n_slices: int, n_volumes: int) -> list[float] | None:
+    """Slice times (s, NIfTI slice order) of an XA classic run from the second volume's
+    per-file slice times; None for one volume or when a file lacks the value."""
+    if n_volumes < 2 or n_slices < 2:
+        return None
+    second = headers[n_slices : 2 * n_slices]
+    times = [_sdi(h, SIEMENS_XA_SLICE_TIME) for h in second]
+    if any(t is None for t in times):
+        return None
+    values = [float(t) for t in times]  # type: ignore[arg-type]
+    start = min(values)
+    return [round(t - start, 6) for t in values]
+
+
+def has_xa_slice_times(header) -> bool:
+    return _sdi(header, SIEMENS_XA_SLICE_TIME) is not None
