@@ -192,3 +192,38 @@ def test_phase_difference_echo_times_synthetic(tmp_path, contrasts, image_type, 
         assert (sidecar["EchoTime1"], sidecar["EchoTime2"]) == (0.00492, 0.00738)
     else:
         assert "EchoTime1" not in sidecar and "EchoTime2" not in sidecar
+
+
+def test_field_map_slice_timing_exact_where_dcm2niix_rounds(data_dir, tmp_path):
+    """E11 gre_field_mapping: our SliceTiming is the exact AcquisitionTime differences.
+
+    dcm2niix holds HHMMSS.ffffff in single precision (steps of 1/128 s at 14:00), so its times
+    (relative to the earliest) are off by up to 16 ms and two distinct times can collapse into
+    one: it then reports a
+    MultibandAccelerationFactor of 2 for this single-band field map.  This test records that
+    known deviation: dcm2niix's values are exactly the single-precision rounding of ours.
+    """
+    from conftest import run_dcm2niix
+
+    folder = data_dir / "dicom" / "dcm_qa_fmap" / "In" / "Siemens" / "4_gre_field_ph"
+    (entry,) = index_tree(folder)["series"]
+    _, js = convert_entry(entry, tmp_path / "ours")
+    ours = json.loads(js.read_text())
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in entry["files"]]
+    seconds = [
+        int(t[:2]) * 3600 + int(t[2:4]) * 60 + float(t[4:])
+        for t in (str(h.AcquisitionTime) for h in headers)
+    ]
+    assert ours["SliceTiming"] == pytest.approx([s - min(seconds) for s in seconds], abs=1e-6)
+    assert "MultibandAccelerationFactor" not in ours
+
+    (ref_nii,) = run_dcm2niix(folder, tmp_path / "ref")
+    ref = json.loads(ref_nii.with_suffix(".json").read_text())
+    single = [np.float32(float(str(h.AcquisitionTime))) for h in headers]
+    text = [f"{float(v):+013.5f}" for v in single]  # dcm2niix's own rendering: +HHMMSS.fffff
+    as_seconds = [np.float32(int(t[:3]) * 3600 + int(t[3:5]) * 60 + float(t[5:])) for t in text]
+    rounded = [float(np.float32(v - min(as_seconds))) for v in as_seconds]
+    assert ref["SliceTiming"] == pytest.approx(rounded, abs=1e-5)
+    gap = np.abs(np.subtract(ours["SliceTiming"], ref["SliceTiming"]))
+    assert gap.max() < 1 / 64
+    assert ref.get("MultibandAccelerationFactor") == 2

@@ -12,7 +12,8 @@ Rules (dcm2niix's, so both write the same sidecar where the headers allow it):
 * **Classic 2D series** (one file per slice, e.g. E11 field maps): the times are the
   AcquisitionTime of the first volume's files, relative to the earliest.  Unlike dcm2niix, the
   times are computed exactly (dcm2niix rounds HHMMSS to single precision first, which moves
-  times by up to 8 ms and can make distinct times equal); when they span more than TR they
+  relative times by up to 16 ms and can make distinct times equal, e.g. a single-band field
+  map reported as multiband 2); when they span more than TR they
   are not a slice timing and are left out.
 * **XA classic (interoperability) export** writes a 4D run as one file per slice, every volume
   with its own SeriesNumber (16001, 16002, ...) but one SeriesInstanceUID.  As dcm2niix does for
