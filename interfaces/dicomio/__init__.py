@@ -4,7 +4,8 @@
 ``series``: grouping and slice order; ``index``: the series table of a tree;
 ``classic`` / ``mosaic`` / ``enhanced``: one reader per DICOM flavour; ``pixels``: voxel
 reading and decoding; ``volume`` / ``nifti1``: NIfTI layout and header; ``sidecar``, ``csa``,
-``ge``, ``diffusion``: BIDS sidecar values; ``geometry``: outcomes for irregular series;
+``ge``, ``siemens``, ``diffusion``: BIDS sidecar values (``siemens`` also: which XA classic
+files form one series); ``geometry``: outcomes for irregular series;
 ``reference``: dcm2niix for ``verify`` and the optional backend; ``conversion``: one series to
 NIfTI + JSON.
 """

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import ge
+from . import ge, siemens
 from .csa import CsaImage
 from .diffusion import gradient_files
 from .geometry import is_tilted, lateral_drift, tilt_degrees
@@ -254,19 +254,24 @@ class ClassicSeries:
                 if polarity:
                     extra["PhaseEncodingPolarityGE"] = polarity
             extra.update(slice_timing_fields(self.slice_times()))
+        extra.update(siemens.field_map_echo_times(self.first, self.files[0]))
         return extra
 
     def phase_info(self) -> tuple[int | None, float | None, float | None]:
         """(phase direction positive flag, BandwidthPerPixelPhaseEncode, effective echo
         spacing in s) of the series; what the headers do not carry is None.
 
-        Siemens: CSA header.  GE: (0043,102C) echo spacing over the ASSET in-plane factor;
+        Siemens: CSA header; XA classic export: its private "SIEMENS MR SDI 02" block.
+        GE: (0043,102C) echo spacing over the ASSET in-plane factor;
         polarity from (0018,9034) or the UserDefineData block (see :mod:`.ge`).
         """
         h = self.headers[0]
         csa = CsaImage.from_header(h)
         if csa is not None:
             return csa.phase_positive, csa.bandwidth_per_pixel_phase, None
+        positive, bandwidth = siemens.xa_phase_info(h)  # XA classic: no CSA, private block
+        if positive is not None or bandwidth is not None:
+            return positive, bandwidth, None
         spacing_us = private_field(h, GE_ECHO_SPACING)
         if spacing_us:
             asset = private_field(h, GE_ASSET)
@@ -279,9 +284,16 @@ class ClassicSeries:
         """Acquisition time of each slice of a volume (s, NIfTI slice order), if known.
 
         GE: from the protocol block's SLICEORDER, the prescription (InstanceNumber) order of
-        the first volume's slices and TR / slices.
+        the first volume's slices and TR / slices.  Siemens 2D: see :mod:`.siemens`.
         """
         h0 = self.headers[0]
+        if siemens.is_siemens(h0):
+            if str(h0.get("MRAcquisitionType") or "").strip().upper() == "3D":
+                return None
+            if siemens.has_xa_slice_times(h0):  # XA classic: per-file slice times
+                return siemens.xa_slice_times(self.headers, self.n_slices, self.n_volumes)
+            first = self.headers[: self.n_slices]
+            return siemens.acquisition_time_slice_times(first, h0.get("RepetitionTime"))
         block = ge.protocol_block(private_field(h0, GE_PROTOCOL))
         order = block.get("SLICEORDER")
         tr = h0.get("RepetitionTime")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .scan import ScannedHeader, ScanUnsupported, scan_file
+from .siemens import xa_series_stack
 
 if TYPE_CHECKING:  # pydicom is imported where a file needs it (its import is slow)
     import pydicom
@@ -76,6 +77,9 @@ class SliceHeader:
     #: frame index in an enhanced file; None for single-frame files
     frame: int | None = None
     echo_time: float | None = None
+    #: Siemens XA classic export: the number shared by a run's volumes, each written as its
+    #: own series (16001, 16002, ... -> 16); None otherwise (see :mod:`.siemens`)
+    series_stack: int | None = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -214,10 +218,11 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
         image_type = [image_type]
+    series_number = _int_or_none(ds.get("SeriesNumber"))
     return SliceHeader(
         path=path,
         series_uid=sys.intern(uid),
-        series_number=_int_or_none(ds.get("SeriesNumber")),
+        series_number=series_number,
         instance_number=_int_or_none(ds.get("InstanceNumber")),
         echo_number=_int_or_none(ds.get("EchoNumbers")),
         image_type=tuple(sys.intern(str(v).upper()) for v in image_type),
@@ -237,6 +242,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         flavour=flavour,
         frame=frame,
         echo_time=_float_or_none(ds.get("EchoTime")),
+        series_stack=xa_series_stack(ds, series_number),
     )
 
 

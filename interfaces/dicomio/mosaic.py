@@ -14,6 +14,8 @@ Geometry from the CSA image header (what dcm2niix and nibabel use):
   spanning a different range than the second volume's (the first volume of some runs is
   timed differently); then the second volume's times are used, when they are plausible.
   This is dcm2niix's rule (its ``checkSliceTiming``), so both write the same SliceTiming.
+  Old software (VB12/VB13) has no MosaicRefAcqTimes: the times then come from the protocol's
+  slice order and TA (:func:`.siemens.protocol_slice_times`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import siemens
 from .classic import ClassicSeries
 from .csa import CsaImage
 from .series import SeriesGeometryError
@@ -110,7 +113,15 @@ class MosaicSeries(ClassicSeries):
 
     def slice_times(self) -> list[float] | None:
         times = self.csa.slice_times_ms
-        if self.n_volumes > 1:
+        if not times:  # VB12/VB13: no MosaicRefAcqTimes; the protocol's slice order
+            tr = self.headers[0].get("RepetitionTime")
+            times = (
+                siemens.protocol_slice_times(
+                    siemens.series_protocol(self.files[0]), self.n_slices, tr
+                )
+                or []
+            )
+        elif self.n_volumes > 1:
             second = CsaImage.from_header(self.headers[1])
             tr = float(self.headers[0].get("RepetitionTime") or 0.0)
             if second is not None:

@@ -25,11 +25,36 @@ def _fast_path(header) -> bool:
         return False
     if int(header.get("SamplesPerPixel") or 1) != 1:
         return False
-    bits = int(header.get("BitsAllocated") or 0)
-    stored = int(header.get("BitsStored") or bits)
-    signed = int(header.get("PixelRepresentation") or 0) == 1
-    # signed samples narrower than their container need sign extension: pydicom does that
-    return bits in (8, 16, 32) and not (signed and stored < bits)
+    return int(header.get("BitsAllocated") or 0) in (8, 16, 32)
+
+
+def keep_stored_bits(arr: np.ndarray, header, path: str | os.PathLike) -> np.ndarray:
+    """``arr`` with only the BitsStored low bits of each integer sample: masked when unsigned,
+    sign-extended when signed (in place when ``arr`` is writeable); raises
+    :class:`UnusableFile` when HighBit puts the sample elsewhere."""
+    width = arr.dtype.itemsize * 8
+    stored = header.get("BitsStored")
+    if arr.dtype.kind not in "iu" or stored is None or not 0 < int(stored) < width:
+        return arr
+    stored = int(stored)
+    high = header.get("HighBit")
+    if high is not None and int(high) != stored - 1:
+        raise UnusableFile(
+            path,
+            f"HighBit {int(high)} with BitsStored {stored}: which bits hold the sample is "
+            "ambiguous (expected HighBit = BitsStored - 1)",
+        )
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    if int(header.get("PixelRepresentation") or 0) == 1:
+        view = arr.view(arr.dtype.str.replace("u", "i"))
+        shift = width - stored
+        np.left_shift(view, shift, out=view)
+        np.right_shift(view, shift, out=view)  # arithmetic shift: sign extension
+        return view
+    view = arr.view(arr.dtype.str.replace("i", "u"))
+    np.bitwise_and(view, (1 << stored) - 1, out=view)
+    return view
 
 
 def read_frames(path: str | os.PathLike, header) -> np.ndarray:
@@ -50,7 +75,7 @@ def read_frames(path: str | os.PathLike, header) -> np.ndarray:
         finally:
             if isinstance(buf, mmap.mmap):
                 buf.close()
-        return arr.reshape(frames, rows, cols)
+        return keep_stored_bits(arr.reshape(frames, rows, cols), header, path)
     import pydicom
 
     ds, _ = open_dicom(path, stop_before_pixels=False)
@@ -66,4 +91,4 @@ def read_frames(path: str | os.PathLike, header) -> np.ndarray:
         arr = arr[None]
     if arr.shape != expected:
         raise UnusableFile(path, f"pixel array shape {arr.shape} != {expected}")
-    return arr
+    return keep_stored_bits(arr, header, path)

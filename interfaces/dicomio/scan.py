@@ -24,6 +24,7 @@ from typing import Any
 _U16 = struct.Struct("<H")
 _S16 = struct.Struct("<h")
 _U32 = struct.Struct("<I")
+_F64 = struct.Struct("<d")
 _TAG = struct.Struct("<HH")
 _EXPLICIT_LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -51,9 +52,16 @@ GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleratio
 GE_PROTOCOL = "GEProtocolDataBlock"  # (0025,101B): gzipped 'KEY "value"' lines
 GE_USER_DATA = "GEUserDefineData"  # (0043,102A): binary block with EPI phase polarity
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
+#: Siemens XA classic (interoperability) export: per-file values of block (0021,0011), valid
+#: only when that block's creator is "SIEMENS MR SDI 02" (see :mod:`.siemens`)
+SIEMENS_SDI_CREATOR = "SiemensPrivateCreator002100011"  # (0021,0011)
+SIEMENS_XA_SLICE_TIME = "SiemensXASliceTime"  # (0021,1104): the slice's time after start, s
+SIEMENS_XA_PE_POSITIVE = "SiemensXAPhaseEncodingDirectionPositive"  # (0021,111C)
+SIEMENS_XA_BW_PHASE = "SiemensXABandwidthPerPixelPhaseEncode"  # (0021,1153), FD
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
-#: strings), int (integer string), us / ss (binary unsigned / signed short), bytes (raw).  Grouping,
+#: strings), int (integer string), us / ss (binary unsigned / signed short), fd (binary
+#: double), bytes (raw).  Grouping,
 #: geometry, pixel and sidecar fields: everything the converter reads.
 FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0008, 0x1090): ("ManufacturerModelName", "str"),
@@ -75,6 +83,10 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x1314): ("FlipAngle", "ds"),
     (0x0018, 0x5100): ("PatientPosition", "str"),
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
+    (0x0021, 0x0011): (SIEMENS_SDI_CREATOR, "str"),
+    (0x0021, 0x1104): (SIEMENS_XA_SLICE_TIME, "ds"),
+    (0x0021, 0x111C): (SIEMENS_XA_PE_POSITIVE, "int"),
+    (0x0021, 0x1153): (SIEMENS_XA_BW_PHASE, "fd"),
     (0x0018, 0x9034): ("RectilinearPhaseEncodeReordering", "str"),
     (0x0025, 0x101B): (GE_PROTOCOL, "bytes"),
     (0x0043, 0x102A): (GE_USER_DATA, "bytes"),
@@ -109,6 +121,7 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0028, 0x0030): ("PixelSpacing", "ds"),
     (0x0028, 0x0100): ("BitsAllocated", "us"),
     (0x0028, 0x0101): ("BitsStored", "us"),
+    (0x0028, 0x0102): ("HighBit", "us"),
     (0x0028, 0x0103): ("PixelRepresentation", "us"),
     (0x0028, 0x1052): ("RescaleIntercept", "ds"),
     (0x0028, 0x1053): ("RescaleSlope", "ds"),
@@ -133,9 +146,9 @@ def private_field(header, name: str) -> Any:
     kind = FIELDS[tag][1]
     if isinstance(value, bytes):
         return _decode(value, kind, None)
-    if kind in ("us", "ss"):
+    if kind in ("us", "ss", "fd"):
         try:
-            return int(value)
+            return int(value) if kind != "fd" else float(value)
         except (TypeError, ValueError):
             return None
     if kind == "ds":
@@ -176,6 +189,8 @@ def _decode(raw: bytes, kind: str, vr: bytes | None) -> Any:
         if len(raw) < 2:
             return None
         return (_U16 if kind == "us" else _S16).unpack_from(raw)[0]
+    if kind == "fd":
+        return _F64.unpack_from(raw)[0] if len(raw) >= 8 else None
     text = raw.decode("latin-1").strip(" \x00")
     if kind == "str":
         return text

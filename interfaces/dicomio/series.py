@@ -47,7 +47,7 @@ def _rounded_orientation(orientation: Sequence[float]) -> tuple[float, ...]:
 
 def split_key(h: SliceHeader) -> tuple:
     """What must be equal for two files of one series to share a volume."""
-    return (
+    key = (
         h.series_uid,
         h.echo_number,
         h.image_type,
@@ -57,12 +57,21 @@ def split_key(h: SliceHeader) -> tuple:
         h.flavour,
         None if h.echo_time is None else round(h.echo_time, 3),
     )
+    if h.series_stack is not None:  # volumes of different series: their grids must agree too
+        key += (tuple(round(v, 5) for v in h.pixel_spacing),)
+    return key
 
 
 def series_id(h: SliceHeader) -> str:
-    """A stable, non-identifying id: series number plus a short hash of the split key."""
+    """A stable, non-identifying id: series number plus a short hash of the split key.
+
+    Siemens XA classic volumes (each its own SeriesNumber, one SeriesInstanceUID: see
+    :mod:`.siemens`) share the id of their run, ``sn16xxx-...``, and so form one 4D series.
+    """
     digest = hashlib.sha1(repr(split_key(h)).encode()).hexdigest()[:8]
     number = f"{h.series_number:03d}" if h.series_number is not None else "none"
+    if h.series_stack is not None:
+        number = f"{h.series_stack}xxx"
     return f"sn{number}-{digest}"
 
 
@@ -108,6 +117,7 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
         h = headers[i]
         return (
             h.temporal_position if h.temporal_position is not None else 0,
+            h.series_number if h.series_number is not None else 0,  # XA classic: a volume each
             h.instance_number if h.instance_number is not None else 0,
             h.frame if h.frame is not None else 0,
             h.acquisition_time or "",
