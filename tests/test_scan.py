@@ -121,8 +121,13 @@ def test_real_files_equal_pydicom(data_dir):
     """Every real file of the dcm_qa sets: each field equal to pydicom's, pixels located."""
     n = 0
     for path in sorted((data_dir / "dicom").glob("*/In/**/*.dcm")):
-        scanned = scan_file(path)
         ds = pydicom.dcmread(path, stop_before_pixels=True)
+        try:
+            scanned = scan_file(path)
+        except ScanUnsupported:  # left to pydicom: only encodings the scanner does not walk
+            syntax = str(ds.file_meta.TransferSyntaxUID)
+            assert syntax in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"), (path, syntax)
+            continue
         for keyword, kind in FIELDS.values():
             if keyword == GE_IMAGE_TYPE:
                 if (0x0043, 0x102F) in ds:
