@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import ge
 from .scan import ScannedHeader, ScanUnsupported, scan_file
 
 if TYPE_CHECKING:  # pydicom is imported where a file needs it (its import is slow)
@@ -214,6 +215,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
         image_type = [image_type]
+    image_type = ge.grouping_image_type(ds, tuple(str(v).upper() for v in image_type))
     return SliceHeader(
         path=path,
         series_uid=sys.intern(uid),
