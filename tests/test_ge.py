@@ -441,3 +441,11 @@ def test_ge_series_equal_dcm2niix(data_dir, tmp_path, set_name):
     assert rows
     bad = [f"{r.name}: {r.status} {r.problems}" for r in rows if not r.ok]
     assert not bad, bad
+
+
+def test_volume_gradient_needs_the_prescription_direction():
+    header = _dwi(1000, (0.6, 0.8, 0.0))
+    assert ge.volume_gradient(header) is None  # GE's slice axis is the prescription's
+    b, up = ge.volume_gradient(header, 1)
+    _, down = ge.volume_gradient(_dwi(1000, (0.6, 0.8, 0.5)), -1)
+    assert b == 1000 and down[2] == pytest.approx(-0.5) and up[2] == 0

@@ -475,45 +475,53 @@ def lps_direction(
     return fsl[0] * row - fsl[1] * col + fsl[2] * normal
 
 
+def volume_gradient(
+    header, prescription_sign: int | None = None
+) -> tuple[float, np.ndarray] | None:
+    """(b, LPS direction) of the volume this GE header belongs to, as dcm2niix derives them.
+
+    ``prescription_sign`` is +1 when the series' slices were prescribed (InstanceNumber order)
+    along the slice normal, -1 against it: GE's slice axis follows the prescription, so
+    without it (None) no direction is exact and None is returned.  None also for a trace /
+    ADC volume, a position other than head first supine or unreadable values.
+    """
+    values = diffusion_values(header)
+    if prescription_sign is None or values is None:
+        return None
+    if str(header.get("PatientPosition") or "").strip().upper() != "HFS":
+        return None  # dcm2niix's GE rule is defined for head-first supine only
+    direction = str(header.get("InPlanePhaseEncodingDirection") or "").strip().upper()
+    orientation = header.get("ImageOrientationPatient")
+    if direction not in ("ROW", "COL", "COLUMN") or orientation is None:
+        return None
+    b, vec = values
+    if b > 0 and not np.any(np.abs(vec) > 1e-6):
+        if not _directions_counted(header):
+            return None  # a trace / ADC volume: dcm2niix drops it from the image
+        b = 0.0  # GE's b = 0 volume of a DTI series
+    length = float(np.linalg.norm(vec))
+    if b <= 0 or length <= 1e-7:
+        return b, np.zeros(3)
+    if 0.03 < length < 0.97:  # b scaled by |g|^2 (GE): round to 5 s/mm^2, |g| back to 1
+        scaled = b * length * length
+        new_b = 5.0 if 0 < scaled < 5 else float(int((scaled + 2.5) / 5) * 5)
+        vec = vec * (math.sqrt(b / new_b) if new_b else 0.0)
+        b = new_b
+    return b, lps_direction(vec, orientation, direction != "ROW", prescription_sign)
+
+
 def gradient_table(
     headers_per_volume: Sequence, prescription_sign: int
 ) -> list[tuple[float, np.ndarray]] | None:
-    """(b, LPS direction) per volume of a GE diffusion series, as dcm2niix derives them;
-    None when this is no diffusion series or the table cannot be exact (module docstring)."""
+    """(b, LPS direction) per volume of a GE diffusion series (:func:`volume_gradient`);
+    None when a volume has none or nothing varies (no diffusion table, as dcm2niix)."""
     if len(headers_per_volume) < 2:
         return None
-    first = headers_per_volume[0]
     raw = [diffusion_values(h) for h in headers_per_volume]
     if any(r is None for r in raw):
         return None
-    bvals = [r[0] for r in raw]
-    vecs = [r[1] for r in raw]
-    same_b = all(b == bvals[0] for b in bvals) and bvals[0] <= 50
-    if same_b and not np.any(vecs[0]) and all(np.array_equal(v, vecs[0]) for v in vecs):
+    b0, v0 = raw[0]
+    if b0 <= 50 and not np.any(v0) and all(b == b0 and np.array_equal(v, v0) for b, v in raw):
         return None  # nothing varies: not a diffusion table
-    if str(first.get("PatientPosition") or "").strip().upper() != "HFS":
-        return None  # dcm2niix's GE rule is defined for head-first supine only
-    direction = str(first.get("InPlanePhaseEncodingDirection") or "").strip().upper()
-    if direction not in ("ROW", "COL", "COLUMN"):
-        return None
-    counted = _directions_counted(first)
-    table = []
-    for b, vec in raw:
-        length = float(np.linalg.norm(vec))
-        if b > 0 and not np.any(np.abs(vec) > 1e-6):
-            if not counted:
-                return None  # a trace / ADC volume: dcm2niix drops it from the image
-            b = 0.0
-        if b <= 0 or length <= 1e-7:
-            table.append((b, np.zeros(3)))
-            continue
-        if 0.03 < length < 0.97:  # b scaled by |g|^2 (GE): round to 5 s/mm^2
-            scaled = b * length * length
-            new_b = 5.0 if 0 < scaled < 5 else float(int((scaled + 2.5) / 5) * 5)
-            vec = vec * (math.sqrt(b / new_b) if new_b else 0.0)
-            b = new_b
-        table.append(
-            (b, lps_direction(vec, first.ImageOrientationPatient, direction != "ROW",
-                              prescription_sign))
-        )  # fmt: skip
-    return table
+    table = [volume_gradient(h, prescription_sign) for h in headers_per_volume]
+    return None if any(t is None for t in table) else table
