@@ -39,6 +39,8 @@ def _reference(ds: pydicom.Dataset, keyword: str, kind: str):
         return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
     if kind in ("int", "us"):
         return int(value)
+    if kind == "uss":
+        return tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value]))
     return str(value).strip()
 
 

@@ -19,9 +19,9 @@ from .diffusion import gradient_files
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
-from .scan import GE_ASSET, GE_ECHO_SPACING, GE_PROTOCOL, GE_USER_DATA, private_field
+from .scan import GE_USER_DATA, ScannedHeader, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
-from .sidecar import phase_encoding_fields, slice_timing_fields
+from .sidecar import g_number, phase_encoding_fields, slice_timing_fields
 from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
 if TYPE_CHECKING:
@@ -221,9 +221,15 @@ class ClassicSeries:
         stack, slope, inter = self.read_stack()
         h0 = self.headers[0]
         is_3d = str(h0.get("MRAcquisitionType") or "").strip().upper() == "3D"
-        return frames_to_volume(
-            stack, self.affine_lps, h0.get("RepetitionTime"), slope, inter, acquisition_3d=is_3d
-        )
+        tr = h0.get("RepetitionTime")
+        if self._ge_timing is not None and self._ge_timing.repetition_time_ms:
+            tr = self._ge_timing.repetition_time_ms  # GE: group delays included, as dcm2niix
+        return frames_to_volume(stack, self.affine_lps, tr, slope, inter, acquisition_3d=is_3d)
+
+    @cached_property
+    def _ge_timing(self) -> ge.Timing | None:
+        h0 = self.headers[0]
+        return ge.timing(h0, self.n_slices, self.n_volumes) if ge.is_ge(h0) else None
 
     def gradient_files(self, volume: NiftiVolume) -> tuple[str, str] | None:
         """``.bval`` and ``.bvec`` text for a diffusion series, else None."""
@@ -231,7 +237,28 @@ class ClassicSeries:
             return None
         step = len(self.headers) // self.n_volumes  # headers per volume (1 for mosaics)
         firsts = [self.headers[v * step] for v in range(self.n_volumes)]
+        if ge.is_ge(firsts[0]):
+            return self._ge_gradient_files(firsts, volume)
         return gradient_files(firsts, volume.affine)
+
+    def _ge_gradient_files(self, firsts: list, volume: NiftiVolume) -> tuple[str, str] | None:
+        """GE: directions in GE's logical frame, resolved with the prescription direction."""
+        if self.n_slices < 2:
+            return None
+        ends = (
+            self.headers[0].get("InstanceNumber"),
+            self.headers[self.n_slices - 1].get("InstanceNumber"),
+        )
+        if None in ends or ends[0] == ends[1]:
+            return None
+        table = ge.gradient_table(firsts, 1 if int(ends[1]) > int(ends[0]) else -1)
+        if table is None:
+            return None
+        patient = [  # the standard diffusion fields, in patient LPS
+            ScannedHeader({"DiffusionBValue": b, "DiffusionGradientOrientation": tuple(d)})
+            for b, d in table
+        ]
+        return gradient_files(patient, volume.affine)
 
     def sidecar_extra(self, volume: NiftiVolume) -> dict:
         """Series-level sidecar values beyond the first header's fields."""
@@ -255,15 +282,32 @@ class ClassicSeries:
                     extra["PhaseEncodingPolarityGE"] = polarity
             extra.update(slice_timing_fields(self.slice_times()))
         extra.update(siemens.field_map_echo_times(self.first, self.files[0]))
+        if ge.is_ge(self.headers[0]):
+            extra.update(self._ge_sidecar())
         return extra
+
+    def _ge_sidecar(self) -> dict:
+        """GE values dcm2niix writes: SequenceName from the pulse sequence name, RepetitionTime
+        with group delays, the HyperBand factor, a B0 field map's two echo times."""
+        h0 = self.headers[0]
+        out: dict = {"SequenceName": ge.sequence_name(h0)}
+        timing = self._ge_timing
+        if timing is not None and timing.repetition_time_ms:
+            out["RepetitionTime"] = g_number(timing.repetition_time_ms / 1000.0)
+        mb = timing.multiband if timing is not None else 1
+        out["MultibandAccelerationFactor"] = mb if mb > 1 else None
+        echoes = ge.fieldmap_echo_times(h0)
+        if echoes is not None:
+            out.update(EchoTime=None, EchoTime1=g_number(echoes[0]), EchoTime2=g_number(echoes[1]))
+        return out
 
     def phase_info(self) -> tuple[int | None, float | None, float | None]:
         """(phase direction positive flag, BandwidthPerPixelPhaseEncode, effective echo
         spacing in s) of the series; what the headers do not carry is None.
 
         Siemens: CSA header; XA classic export: its private "SIEMENS MR SDI 02" block.
-        GE: (0043,102C) echo spacing over the ASSET in-plane factor;
-        polarity from (0018,9034) or the UserDefineData block (see :mod:`.ge`).
+        GE: (0043,102C) echo spacing with the ASSET factor and the acquired PE lines;
+        polarity from (0018,9034) or the UserDefineData block (:mod:`.ge`).
         """
         h = self.headers[0]
         csa = CsaImage.from_header(h)
@@ -272,19 +316,16 @@ class ClassicSeries:
         positive, bandwidth = siemens.xa_phase_info(h)  # XA classic: no CSA, private block
         if positive is not None or bandwidth is not None:
             return positive, bandwidth, None
-        spacing_us = private_field(h, GE_ECHO_SPACING)
-        if spacing_us:
-            asset = private_field(h, GE_ASSET)
-            factor = float(asset[0] if isinstance(asset, tuple | list) else asset or 1) or 1.0
+        if ge.is_ge(h):
             positive = ge.phase_positive(h, private_field(h, GE_USER_DATA))
-            return positive, None, float(spacing_us) * 1e-6 / factor
+            return positive, None, ge.effective_echo_spacing(h)
         return None, None, None
 
     def slice_times(self) -> list[float] | None:
         """Acquisition time of each slice of a volume (s, NIfTI slice order), if known.
 
-        GE: from the protocol block's SLICEORDER, the prescription (InstanceNumber) order of
-        the first volume's slices and TR / slices.  Siemens 2D: see :mod:`.siemens`.
+        GE: :func:`.ge.timing` gives the times in prescription order, which is the
+        InstanceNumber order of the first volume's slices.  Siemens 2D: see :mod:`.siemens`.
         """
         h0 = self.headers[0]
         if siemens.is_siemens(h0):
@@ -294,18 +335,14 @@ class ClassicSeries:
                 return siemens.xa_slice_times(self.headers, self.n_slices, self.n_volumes)
             first = self.headers[: self.n_slices]
             return siemens.acquisition_time_slice_times(first, h0.get("RepetitionTime"))
-        block = ge.protocol_block(private_field(h0, GE_PROTOCOL))
-        order = block.get("SLICEORDER")
-        tr = h0.get("RepetitionTime")
-        if order not in ("0", "1") or not tr or self.n_slices < 2:
+        timing = self._ge_timing
+        if timing is None or timing.slice_times is None:
             return None
         instances = [h.get("InstanceNumber") for h in self.headers[: self.n_slices]]
-        if any(i is None for i in instances):
+        if any(i is None for i in instances) or len(set(instances)) != len(instances):
             return None
-        position = {n: p for p, n in enumerate(sorted(instances))}
-        ranks = ge.acquisition_ranks(self.n_slices, interleaved=order == "1")
-        step = float(tr) / 1000.0 / self.n_slices
-        return [ranks[position[n]] * step for n in instances]
+        rank = {n: r for r, n in enumerate(sorted(instances))}
+        return [timing.slice_times[rank[n]] for n in instances]
 
 
 def _resample_tilt(stack: np.ndarray, shifts: tuple[float, float]) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import ge
 from .scan import ScannedHeader, ScanUnsupported, scan_file
 from .siemens import xa_series_stack
 
@@ -218,6 +219,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
         image_type = [image_type]
+    image_type = ge.grouping_image_type(ds, tuple(str(v).upper() for v in image_type))
     series_number = _int_or_none(ds.get("SeriesNumber"))
     return SliceHeader(
         path=path,

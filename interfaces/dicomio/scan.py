@@ -51,6 +51,21 @@ GE_ECHO_SPACING = "GEEffectiveEchoSpacing"  # (0043,102C): microseconds
 GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleration
 GE_PROTOCOL = "GEProtocolDataBlock"  # (0025,101B): gzipped 'KEY "value"' lines
 GE_USER_DATA = "GEUserDefineData"  # (0043,102A): binary block with EPI phase polarity
+GE_PULSE_SEQUENCE = "GEPulseSequenceName"  # (0019,109C): 'epiRT', 'epi2', 'B0rf', ...
+GE_INTERNAL_SEQUENCE = "GEInternalPulseSequenceName"  # (0019,109E): 'EPI', 'EPI2', 'B0map'
+GE_USER_DATA_12 = "GEUserData12"  # (0019,10B3): diffusion cycling mode / pepolar scheme
+GE_USER_DATA_15 = "GEUserData15"  # (0019,10B6): diffusion cycling 'special off' marker
+GE_DIFFUSION_X = "GEDiffusionDirectionX"  # (0019,10BB): gradient, GE logical frame
+GE_DIFFUSION_Y = "GEDiffusionDirectionY"  # (0019,10BC)
+GE_DIFFUSION_Z = "GEDiffusionDirectionZ"  # (0019,10BD)
+GE_DIFFUSION_DIRECTIONS = "GENumberOfDiffusionDirections"  # (0019,10E0)
+GE_VELOCITY_ENCODE_SCALE = "GEVelocityEncodeScale"  # (0019,10E2): B0 map delta TE
+GE_LOCATIONS = "GELocationsInAcquisition"  # (0021,104F): slices per volume
+GE_SERIES_DIFFUSION_TYPE = "GESeriesDiffusionType"  # (0021,105A): 16 = DTI
+GE_B_VALUE = "GEBValue"  # (0043,1039): b-value (+ 10^9 bias) and flags
+GE_VAS_COLLAPSE = "GEVasCollapseFlag"  # (0043,1030): 14 / 16 = diffusion T2 / DTI image
+GE_GROUP_DELAY = "GEGroupDelay"  # (0043,107C): epiRT delay after each volume, s
+GE_MULTIBAND = "GEMultibandParameters"  # (0043,10B6): HyperBand factor, shift, calibration
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
 #: Siemens XA classic (interoperability) export: per-file values of block (0021,0011), valid
 #: only when that block's creator is "SIEMENS MR SDI 02" (see :mod:`.siemens`)
@@ -60,9 +75,9 @@ SIEMENS_XA_PE_POSITIVE = "SiemensXAPhaseEncodingDirectionPositive"  # (0021,111C
 SIEMENS_XA_BW_PHASE = "SiemensXABandwidthPerPixelPhaseEncode"  # (0021,1153), FD
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
-#: strings), int (integer string), us / ss (binary unsigned / signed short), fd (binary
-#: double), bytes (raw).  Grouping,
-#: geometry, pixel and sidecar fields: everything the converter reads.
+#: strings), int (integer string), us / ss (binary unsigned / signed short), uss (unsigned
+#: shorts), sl (signed long), fl (float32), fd (float64), bytes (raw).  Grouping, geometry,
+#: pixel and sidecar fields: everything the converter reads.
 FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0008, 0x1090): ("ManufacturerModelName", "str"),
     (0x0018, 0x0015): ("BodyPartExamined", "str"),
@@ -93,6 +108,23 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0043, 0x102C): (GE_ECHO_SPACING, "ss"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
     (0x0043, 0x1083): (GE_ASSET, "ds"),
+    (0x0018, 0x1310): ("AcquisitionMatrix", "uss"),
+    (0x0019, 0x109C): (GE_PULSE_SEQUENCE, "str"),
+    (0x0019, 0x109E): (GE_INTERNAL_SEQUENCE, "str"),
+    (0x0019, 0x10B3): (GE_USER_DATA_12, "ds"),
+    (0x0019, 0x10B6): (GE_USER_DATA_15, "ds"),
+    (0x0019, 0x10BB): (GE_DIFFUSION_X, "ds"),
+    (0x0019, 0x10BC): (GE_DIFFUSION_Y, "ds"),
+    (0x0019, 0x10BD): (GE_DIFFUSION_Z, "ds"),
+    (0x0019, 0x10E0): (GE_DIFFUSION_DIRECTIONS, "ds"),
+    (0x0019, 0x10E2): (GE_VELOCITY_ENCODE_SCALE, "ds"),
+    (0x0020, 0x1002): ("ImagesInAcquisition", "int"),
+    (0x0021, 0x104F): (GE_LOCATIONS, "ss"),
+    (0x0021, 0x105A): (GE_SERIES_DIFFUSION_TYPE, "sl"),
+    (0x0043, 0x1030): (GE_VAS_COLLAPSE, "ss"),
+    (0x0043, 0x1039): (GE_B_VALUE, "ds"),
+    (0x0043, 0x107C): (GE_GROUP_DELAY, "fl"),
+    (0x0043, 0x10B6): (GE_MULTIBAND, "strs"),
     (0x0008, 0x0008): ("ImageType", "strs"),
     (0x0008, 0x0016): ("SOPClassUID", "str"),
     (0x0008, 0x0032): ("AcquisitionTime", "str"),
@@ -146,9 +178,9 @@ def private_field(header, name: str) -> Any:
     kind = FIELDS[tag][1]
     if isinstance(value, bytes):
         return _decode(value, kind, None)
-    if kind in ("us", "ss", "fd"):
+    if kind in ("us", "ss", "sl", "fl", "fd"):
         try:
-            return int(value) if kind != "fd" else float(value)
+            return float(value) if kind in ("fl", "fd") else int(value)
         except (TypeError, ValueError):
             return None
     if kind == "ds":
@@ -191,6 +223,10 @@ def _decode(raw: bytes, kind: str, vr: bytes | None) -> Any:
         return (_U16 if kind == "us" else _S16).unpack_from(raw)[0]
     if kind == "fd":
         return _F64.unpack_from(raw)[0] if len(raw) >= 8 else None
+    if kind in ("sl", "fl"):
+        return struct.unpack_from("<i" if kind == "sl" else "<f", raw)[0] if len(raw) >= 4 else None
+    if kind == "uss":
+        return struct.unpack_from(f"<{len(raw) // 2}H", raw) if len(raw) >= 2 else None
     text = raw.decode("latin-1").strip(" \x00")
     if kind == "str":
         return text
