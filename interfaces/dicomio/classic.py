@@ -261,7 +261,8 @@ class ClassicSeries:
         spacing in s) of the series; what the headers do not carry is None.
 
         Siemens: CSA header.  GE: (0043,102C) echo spacing over the ASSET in-plane factor;
-        polarity from (0018,9034) or the UserDefineData block (see :mod:`.ge`).
+        polarity from (0018,9034) or the UserDefineData block (see :mod:`.ge`).  UIH:
+        polarity from (0065,1058) (see :mod:`.uih`).
         """
         h = self.headers[0]
         csa = CsaImage.from_header(h)
@@ -273,7 +274,9 @@ class ClassicSeries:
             factor = float(asset[0] if isinstance(asset, tuple | list) else asset or 1) or 1.0
             positive = ge.phase_positive(h, private_field(h, GE_USER_DATA))
             return positive, None, float(spacing_us) * 1e-6 / factor
-        return None, None, None
+        from . import uih  # uih's reader subclasses this module's
+
+        return uih.phase_positive(h), None, None
 
     def slice_times(self) -> list[float] | None:
         """Acquisition time of each slice of a volume (s, NIfTI slice order), if known.

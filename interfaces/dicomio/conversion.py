@@ -23,6 +23,7 @@ from .mosaic import MosaicSeries
 from .reference import ReferenceUnavailable, best_match, dcm2niix_agreement, run_on_series
 from .series import SeriesGeometryError
 from .sidecar import FORBIDDEN_KEYS, build_sidecar
+from .uih import UihSeries
 
 LOG = logging.getLogger("anatprep")
 
@@ -31,6 +32,7 @@ READERS: dict[str, type[ClassicSeries]] = {
     "classic": ClassicSeries,
     "mosaic": MosaicSeries,
     "enhanced": EnhancedSeries,
+    "uih": UihSeries,
 }
 
 

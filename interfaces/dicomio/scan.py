@@ -51,6 +51,10 @@ GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleratio
 GE_PROTOCOL = "GEProtocolDataBlock"  # (0025,101B): gzipped 'KEY "value"' lines
 GE_USER_DATA = "GEUserDefineData"  # (0043,102A): binary block with EPI phase polarity
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
+UIH_GRID = "UIHNumberOfImagesInGrid"  # (0065,1050): slices tiled in one image (see uih)
+UIH_B_VALUE = "UIHDiffusionBValue"  # (0065,1009): FD
+UIH_GRADIENT = "UIHDiffusionGradientDirection"  # (0065,1037): 3 FD, image axes
+UIH_PHASE_POSITIVE = "UIHPhaseEncodingDirectionPositive"  # (0065,1058): IS
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
 #: strings), int (integer string), us / ss (binary unsigned / signed short), bytes (raw).  Grouping,
@@ -81,6 +85,10 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0043, 0x102C): (GE_ECHO_SPACING, "ss"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
     (0x0043, 0x1083): (GE_ASSET, "ds"),
+    (0x0065, 0x1009): (UIH_B_VALUE, "bytes"),
+    (0x0065, 0x1037): (UIH_GRADIENT, "bytes"),
+    (0x0065, 0x1050): (UIH_GRID, "ds"),
+    (0x0065, 0x1058): (UIH_PHASE_POSITIVE, "int"),
     (0x0008, 0x0008): ("ImageType", "strs"),
     (0x0008, 0x0016): ("SOPClassUID", "str"),
     (0x0008, 0x0032): ("AcquisitionTime", "str"),
