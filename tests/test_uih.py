@@ -275,3 +275,16 @@ def test_real_uih_grid_equals_dcm2niix(data_dir, tmp_path, name):
     for ext in ("bval", "bvec"):  # written byte for byte as dcm2niix writes them
         assert getattr(ours[0], ext).read_text() == getattr(refs[0], ext).read_text()
     assert "ImagingFrequency" not in ours[0].sidecar  # UIH writes Hz; dcm2niix leaves it out
+
+
+def test_real_private_fields_same_for_scanner_and_pydicom(data_dir):
+    paths = sorted((data_dir / "dicom").glob("dcm_qa_uih/In/**/*.dcm"))
+    assert paths
+    for path in paths:
+        scanned = read_header(path)
+        ds = uih.with_private_geometry(pydicom.dcmread(path, stop_before_pixels=True), path)
+        assert uih.volume_gradient(scanned)[0] == uih.volume_gradient(ds)[0]
+        np.testing.assert_array_equal(uih.volume_gradient(scanned)[1], uih.volume_gradient(ds)[1])
+        assert uih.grid_size(scanned) == uih.grid_size(ds) == 20
+        assert scanned.uih_grid == ds.uih_grid
+        np.testing.assert_allclose(scanned["ImagePositionPatient"], ds.ImagePositionPatient)

@@ -23,8 +23,9 @@ def volume_gradient(header) -> tuple[float, np.ndarray] | None:
     """(b-value, unit direction in LPS) of the volume this header's slice belongs to."""
     from . import uih  # uih's reader imports classic, which imports this module
 
-    if uih.is_uih(header):
-        return uih.volume_gradient(header)
+    found = uih.volume_gradient(header)
+    if found is not None:
+        return found
     b = header.get("DiffusionBValue")
     vec = header.get("DiffusionGradientOrientation")
     if b is None:
