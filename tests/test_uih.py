@@ -313,3 +313,19 @@ def test_real_uih_grid_stored_descending_equals_dcm2niix(data_dir, tmp_path):
     row = compare("descending", ours[0], refs[0])
     assert row.ok, row.problems
     assert ours[0].bvec.read_text() == refs[0].bvec.read_text()
+
+
+@pytest.mark.parametrize(("flag", "direction"), [("0", "j-"), ("1", "j")])
+def test_real_uih_phase_polarity_equals_dcm2niix(data_dir, tmp_path, flag, direction):
+    """(0065,1058) added to the shared series: PhaseEncodingDirection as dcm2niix writes it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for path in sorted((data_dir / "dicom" / UIH_SERIES["dcm_qa_uih"]).rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.add_new((0x0065, 0x1058), "IS", flag)
+        ds.save_as(src / path.name)
+    ours, failed = run_ours(src, tmp_path / "ours")
+    refs = run_dcm2niix(src, tmp_path / "ref")
+    assert not failed and compare("pe", ours[0], refs[0]).ok
+    assert ours[0].sidecar["PhaseEncodingDirection"] == direction
+    assert refs[0].sidecar["PhaseEncodingDirection"] == direction
