@@ -7,6 +7,9 @@ volume needs.  Derived values never raise; absent optional tags give ``None``.
 
 Headers are read by the fast scanner (:mod:`.scan`) and, for encodings it does not walk, by
 pydicom; both give a mapping by DICOM keyword, so everything downstream reads them alike.
+UIH files that keep their slice positions in a private group are completed from it
+(:mod:`.uih`).  A file rejected for its geometry still names its series (``header`` of the
+:class:`UnusableFile`), so that series fails loudly instead of vanishing.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ class UnusableFile(Exception):
     def __init__(self, path: str | os.PathLike, reason: str, header: SliceHeader | None = None):
         self.path = str(path)
         self.reason = reason
-        #: the file's header keys when they were readable (so the file's series is known)
+        #: the file's header keys when they were readable (so the file's series is known);
+        #: for a file rejected for its geometry, its identity only (geometry zeros)
         self.header = header
         super().__init__(f"{self.path}: {reason}")
 
