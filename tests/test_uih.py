@@ -329,3 +329,15 @@ def test_real_uih_phase_polarity_equals_dcm2niix(data_dir, tmp_path, flag, direc
     assert not failed and compare("pe", ours[0], refs[0]).ok
     assert ours[0].sidecar["PhaseEncodingDirection"] == direction
     assert refs[0].sidecar["PhaseEncodingDirection"] == direction
+
+
+def test_truncated_grid_file_fails_its_series(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    paths = _series(src)
+    paths[1].write_bytes(paths[1].read_bytes()[:-20])
+    table = index_tree(src)
+    assert len(table["series"]) == 1
+    entry = table["series"][0]
+    assert entry["flavour"] == "uih"
+    assert any("0001.dcm" in p and "truncated" in p for p in entry["problems"])

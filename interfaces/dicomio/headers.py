@@ -14,7 +14,6 @@ UIH files that keep their slice positions in a private group are completed from 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import io
@@ -294,10 +293,11 @@ def read_header(path: str | os.PathLike) -> Header:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
     problem = _scanned_pixel_problem(scanned)
     if problem:
-        header: Header = scanned
-        with contextlib.suppress(UnusableFile):
-            header = _vendor_geometry(scanned, path)
-        raise UnusableFile(path, problem, _identified(header, str(path)))
+        try:
+            identity = _identified(_vendor_geometry(scanned, path), str(path))
+        except UnusableFile as exc:
+            identity = exc.header
+        raise UnusableFile(path, problem, identity)
     return _vendor_geometry(scanned, path)
 
 
@@ -311,8 +311,8 @@ def _vendor_geometry(header: Header, path: str | os.PathLike) -> Header:
     except UnusableFile as exc:
         if exc.header is None:
             exc.header = _identified(header, str(path))
-            if exc.header is not None and uih.grid_size(header) > 1:  # fails the grid series
-                exc.header = dataclasses.replace(exc.header, flavour="uih")
+        if exc.header is not None and uih.grid_size(header) > 1:  # fails the grid series
+            exc.header = dataclasses.replace(exc.header, flavour="uih")
         raise
 
 
