@@ -2,10 +2,11 @@
 
 ``scan``: fast header scanner; ``headers``: one file's header (scanner or pydicom);
 ``series``: grouping and slice order; ``index``: the series table of a tree;
-``classic`` / ``mosaic`` / ``enhanced``: one reader per DICOM flavour; ``pixels``: voxel
-reading and decoding; ``volume`` / ``nifti1``: NIfTI layout and header; ``sidecar``, ``csa``,
-``ge``, ``siemens``, ``diffusion``: BIDS sidecar values (``siemens`` also: which XA classic
-files form one series); ``geometry``: outcomes for irregular series;
+``classic`` / ``mosaic`` / ``enhanced`` / ``uih``: one reader per DICOM flavour (``uih`` also
+completes UIH headers from their private geometry); ``pixels``: voxel reading and decoding;
+``volume`` / ``nifti1``: NIfTI layout and header; ``sidecar``, ``csa``, ``ge``, ``siemens``,
+``diffusion``: BIDS sidecar values (``siemens`` also: which XA classic files form one series);
+``geometry``: outcomes for irregular series;
 ``reference``: dcm2niix for ``verify`` and the optional backend; ``conversion``: one series to
 NIfTI + JSON.
 """

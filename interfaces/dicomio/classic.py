@@ -308,6 +308,7 @@ class ClassicSeries:
         Siemens: CSA header; XA classic export: its private "SIEMENS MR SDI 02" block.
         GE: (0043,102C) echo spacing with the ASSET factor and the acquired PE lines;
         polarity from (0018,9034) or the UserDefineData block (:mod:`.ge`).
+        UIH: polarity from (0065,1058) (see :mod:`.uih`).
         """
         h = self.headers[0]
         csa = CsaImage.from_header(h)
@@ -319,7 +320,9 @@ class ClassicSeries:
         if ge.is_ge(h):
             positive = ge.phase_positive(h, private_field(h, GE_USER_DATA))
             return positive, None, ge.effective_echo_spacing(h)
-        return None, None, None
+        from . import uih  # uih's reader subclasses this module's
+
+        return uih.phase_positive(h), None, None
 
     def slice_times(self) -> list[float] | None:
         """Acquisition time of each slice of a volume (s, NIfTI slice order), if known.

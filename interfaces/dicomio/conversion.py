@@ -29,6 +29,7 @@ from .reference import (
 )
 from .series import SeriesGeometryError
 from .sidecar import FORBIDDEN_KEYS, build_sidecar
+from .uih import UihSeries
 
 LOG = logging.getLogger("anatprep")
 
@@ -37,6 +38,7 @@ READERS: dict[str, type[ClassicSeries]] = {
     "classic": ClassicSeries,
     "mosaic": MosaicSeries,
     "enhanced": EnhancedSeries,
+    "uih": UihSeries,
 }
 
 

@@ -2,10 +2,11 @@
 
 Per volume, the b-value and the gradient direction (patient LPS) come from the enhanced
 MR diffusion macro (``DiffusionBValue``, ``DiffusionGradientOrientation``), the standard
-single-frame tags of the same names, or the Siemens CSA header (``B_value``,
-``DiffusionGradientDirection``).  FSL wants directions in the image's voxel axes, and for an
-image whose voxel axes form a right-handed (neurological) system the first component negated.
-b = 0 volumes get a zero vector.  A value the headers do not carry gives no table (None).
+single-frame tags of the same names, the Siemens CSA header (``B_value``,
+``DiffusionGradientDirection``) or UIH's private tags (see :mod:`.uih`).  FSL wants directions
+in the image's voxel axes, and for an image whose voxel axes form a right-handed
+(neurological) system the first component negated.  b = 0 volumes get a zero vector.  A
+value the headers do not carry gives no table (None).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from .volume import LPS_TO_RAS
 
 def volume_gradient(header) -> tuple[float, np.ndarray] | None:
     """(b-value, unit direction in LPS) of the volume this header's slice belongs to."""
+    from . import uih  # uih's reader imports classic, which imports this module
+
+    found = uih.volume_gradient(header)
+    if found is not None:
+        return found
     b = header.get("DiffusionBValue")
     vec = header.get("DiffusionGradientOrientation")
     if b is None:

@@ -7,11 +7,14 @@ volume needs.  Derived values never raise; absent optional tags give ``None``.
 
 Headers are read by the fast scanner (:mod:`.scan`) and, for encodings it does not walk, by
 pydicom; both give a mapping by DICOM keyword, so everything downstream reads them alike.
+UIH files that keep their slice positions in a private group are completed from it
+(:mod:`.uih`).  A file rejected for its geometry still names its series (``header`` of the
+:class:`UnusableFile`), so that series fails loudly instead of vanishing.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import gzip
 import io
 import os
@@ -46,7 +49,8 @@ class UnusableFile(Exception):
     def __init__(self, path: str | os.PathLike, reason: str, header: SliceHeader | None = None):
         self.path = str(path)
         self.reason = reason
-        #: the file's header keys when they were readable (so the file's series is known)
+        #: the file's header keys when they were readable (so the file's series is known);
+        #: for a file rejected for its geometry, its identity only (geometry zeros)
         self.header = header
         super().__init__(f"{self.path}: {reason}")
 
@@ -113,10 +117,7 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
             if stop_before_pixels:
                 problem = _pixel_length_problem(ds, size - stream.tell())
                 if problem:
-                    header = None
-                    with contextlib.suppress(UnusableFile):
-                        header = slice_header_from_dataset(ds, str(path))
-                    raise UnusableFile(path, problem, header)
+                    raise UnusableFile(path, problem, _identified(ds, str(path)))
         finally:
             stream.close()
     except UnusableFile:
@@ -183,10 +184,13 @@ def _int_or_none(value) -> int | None:
 
 
 def detect_flavour(ds: pydicom.Dataset) -> str:
-    """``enhanced`` (multi-frame functional groups), ``mosaic`` (Siemens CSA) or ``classic``."""
+    """``enhanced`` (multi-frame functional groups), ``uih`` (UIH grid), ``mosaic`` (Siemens
+    CSA) or ``classic``."""
     if "PerFrameFunctionalGroupsSequence" in ds or int(ds.get("NumberOfFrames", 1) or 1) > 1:
         return "enhanced"
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if getattr(ds, "uih_grid", None) is not None:
+        return "uih"  # UIH tiles, placed by the private group (see uih)
     if "MOSAIC" in image_type:
         return "mosaic"
     return "classic"
@@ -209,12 +213,46 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     where = path if frame is None else f"{path} (frame {frame + 1})"
     if flavour == "enhanced" and frame is None:
         raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
-    for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
-        if key not in ds:
-            raise UnusableFile(where, f"{key} is missing: cannot place the slice in space")
-    orientation = _float_tuple(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", where)
-    position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", where)
-    spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing", where)
+    try:
+        for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+            if key not in ds:
+                raise UnusableFile(where, f"{key} is missing: cannot place the slice in space")
+        orientation = _float_tuple(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", where)
+        position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", where)
+        spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing", where)
+    except UnusableFile as exc:
+        exc.header = _identity(ds, path, flavour, frame)
+        raise
+    return _slice_header(ds, path, flavour, frame, orientation, position, spacing)
+
+
+def _identity(ds, path: str, flavour: str, frame: int | None) -> SliceHeader | None:
+    """The keys that name a file's series when its geometry is unusable: the file can then
+    fail its series (never shape a volume).  Unreadable geometry is zeros; None when the
+    image keys themselves are unreadable."""
+    try:
+        orientation = _float_tuple(ds.ImageOrientationPatient, 6, "", path)
+    except (AttributeError, KeyError, UnusableFile):
+        orientation = (0.0,) * 6
+    try:
+        return _slice_header(ds, path, flavour, frame, orientation, (0.0,) * 3, (0.0, 0.0))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _identified(ds, path: str) -> SliceHeader | None:
+    """The file's :class:`SliceHeader`, or its identity when only the geometry is unusable;
+    None when not even the series can be named."""
+    try:
+        return slice_header_from_dataset(ds, path)
+    except UnusableFile as exc:
+        return exc.header
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _slice_header(ds, path, flavour, frame, orientation, position, spacing) -> SliceHeader:
+    uid = str(ds.get("SeriesInstanceUID", "") or "")
     # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
     image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
@@ -258,16 +296,32 @@ def read_header(path: str | os.PathLike) -> Header:
         scanned = scan_file(path)
     except ScanUnsupported:
         ds, _ = open_dicom(path, stop_before_pixels=True)
-        return ds
+        return _vendor_geometry(ds, path)
     except OSError as exc:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
     problem = _scanned_pixel_problem(scanned)
     if problem:
-        header = None
-        with contextlib.suppress(UnusableFile):
-            header = slice_header_from_dataset(scanned, str(path))
-        raise UnusableFile(path, problem, header)
-    return scanned
+        try:
+            identity = _identified(_vendor_geometry(scanned, path), str(path))
+        except UnusableFile as exc:
+            identity = exc.header
+        raise UnusableFile(path, problem, identity)
+    return _vendor_geometry(scanned, path)
+
+
+def _vendor_geometry(header: Header, path: str | os.PathLike) -> Header:
+    """UIH keeps slice positions in a private group (see :mod:`.uih`); a file whose private
+    geometry is unusable is rejected with its series named."""
+    from . import uih  # uih's reader subclasses classic, which imports this module
+
+    try:
+        return uih.with_private_geometry(header, path)
+    except UnusableFile as exc:
+        if exc.header is None:
+            exc.header = _identified(header, str(path))
+        if exc.header is not None and uih.grid_size(header) > 1:  # fails the grid series
+            exc.header = dataclasses.replace(exc.header, flavour="uih")
+        raise
 
 
 def _scanned_pixel_problem(h: ScannedHeader) -> str | None:

@@ -73,6 +73,10 @@ SIEMENS_SDI_CREATOR = "SiemensPrivateCreator002100011"  # (0021,0011)
 SIEMENS_XA_SLICE_TIME = "SiemensXASliceTime"  # (0021,1104): the slice's time after start, s
 SIEMENS_XA_PE_POSITIVE = "SiemensXAPhaseEncodingDirectionPositive"  # (0021,111C)
 SIEMENS_XA_BW_PHASE = "SiemensXABandwidthPerPixelPhaseEncode"  # (0021,1153), FD
+UIH_GRID = "UIHNumberOfImagesInGrid"  # (0065,1050): slices tiled in one image (see uih)
+UIH_B_VALUE = "UIHDiffusionBValue"  # (0065,1009): FD
+UIH_GRADIENT = "UIHDiffusionGradientDirection"  # (0065,1037): 3 FD, image axes
+UIH_PHASE_POSITIVE = "UIHPhaseEncodingDirectionPositive"  # (0065,1058): IS
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
 #: strings), int (integer string), us / ss (binary unsigned / signed short), uss (unsigned
@@ -125,6 +129,10 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0043, 0x1039): (GE_B_VALUE, "ds"),
     (0x0043, 0x107C): (GE_GROUP_DELAY, "fl"),
     (0x0043, 0x10B6): (GE_MULTIBAND, "strs"),
+    (0x0065, 0x1009): (UIH_B_VALUE, "bytes"),
+    (0x0065, 0x1037): (UIH_GRADIENT, "bytes"),
+    (0x0065, 0x1050): (UIH_GRID, "ds"),
+    (0x0065, 0x1058): (UIH_PHASE_POSITIVE, "int"),
     (0x0008, 0x0008): ("ImageType", "strs"),
     (0x0008, 0x0016): ("SOPClassUID", "str"),
     (0x0008, 0x0032): ("AcquisitionTime", "str"),
