@@ -220,7 +220,9 @@ def walk_set(data_dir: Path, set_name: str, tmp: Path) -> list[Row]:
                     problems=[reasons[0] if reasons else "no output with this SeriesNumber"])
             )  # fmt: skip
             continue
-        best = max(candidates, key=lambda o: _score(o, ref, shape))
+        # an output of ours answers one dcm2niix output: copies of a series (same number,
+        # e.g. an archive's re-export beside the original) each get their own match
+        best = max(candidates, key=lambda o: (str(o.nifti) not in used, *_score(o, ref, shape)))
         used.add(str(best.nifti))
         rows.append(compare(set_name, best, ref))
     for o in ours:

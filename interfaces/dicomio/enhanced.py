@@ -33,11 +33,27 @@ _SDI_INTEGERS = {SIEMENS_PE_POSITIVE}
 PHILIPS_SCALE_SLOPE = "PhilipsScaleSlope"
 _PHILIPS_CREATOR = "Philips MR Imaging DD 001"
 
-#: enhanced keyword -> classic keyword it stands for
+#: Siemens XA shared private values ("SIEMENS MR SDS 01" block of sequence (0021,xxFE)): the
+#: classic (0018,0020-22) values, which XA files keep only here
+_SDS_CREATOR = "SIEMENS MR SDS 01"
+_SDS_ELEMENTS = {0x5A: "ScanningSequence", 0x5B: "SequenceVariant", 0x5C: "ScanOptions"}
+
+#: enhanced keyword -> classic keyword it stands for (the enhanced value wins)
 _ALIASES = {
     "EffectiveEchoTime": "EchoTime",
     "TemporalPositionIndex": "TemporalPositionIdentifier",
 }
+#: enhanced keyword -> classic keyword it fills when the file has no classic value (dcm2niix
+#: reads these for its sidecar: MR Imaging Modifier, MR FOV/Geometry, MR Timing macros)
+_FALLBACKS = {
+    "TransmitterFrequency": "ImagingFrequency",
+    "MRAcquisitionPhaseEncodingStepsInPlane": "NumberOfPhaseEncodingSteps",
+    "InversionTimes": "InversionTime",
+    "PulseSequenceName": "SequenceName",
+}
+#: classic keywords Philips repeats in each frame's private sequence (2005,140F); like
+#: dcm2niix, which reads the file front to back, the last frame's value stands for the file
+_PHILIPS_FRAME_COPIES = ("ScanningSequence", "SequenceVariant", "ImagingFrequency")
 #: values that describe the file, never overridden by a frame group's nested items
 _FILE_LEVEL = ("ImageType", "SeriesNumber", "SeriesDescription", "ProtocolName", "Manufacturer")
 _SKIP = {"PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "PixelData"}
@@ -93,9 +109,30 @@ def _vendor_private(item: pydicom.Dataset) -> dict:
     return out
 
 
+def _file_level(ds: pydicom.Dataset) -> dict:
+    """Top-level values, completed with what vendors keep elsewhere for the whole file."""
+    base = {e.keyword: e.value for e in ds if e.keyword and e.VR != "SQ" and e.keyword not in _SKIP}
+    extra: dict = {}
+    for item in ds.get("SharedFunctionalGroupsSequence") or []:
+        extra.update(_private_values(item, _SDS_CREATOR, _SDS_ELEMENTS))
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if per_frame:
+        copies = per_frame[-1].get((0x2005, 0x140F))
+        if copies is not None and copies.VR == "SQ" and copies.value:
+            for key in _PHILIPS_FRAME_COPIES:
+                if key in copies.value[0] and copies.value[0].get(key) not in (None, ""):
+                    extra[key] = copies.value[0].get(key)
+    date_time = str(base.get("AcquisitionDateTime") or "")
+    if "AcquisitionTime" not in base and len(date_time) > 8 and date_time[:8].isdigit():
+        extra["AcquisitionTime"] = date_time[8:]  # the time of day only (no date)
+    for key, value in extra.items():
+        base.setdefault(key, value)
+    return base
+
+
 def frame_headers(ds: pydicom.Dataset) -> list[ScannedHeader]:
     """One flattened header per frame (``frame`` attribute = its 0-based index)."""
-    base = {e.keyword: e.value for e in ds if e.keyword and e.VR != "SQ" and e.keyword not in _SKIP}
+    base = _file_level(ds)
     shared: dict = {}
     for item in ds.get("SharedFunctionalGroupsSequence") or []:
         _flatten(item, shared)
@@ -111,6 +148,11 @@ def frame_headers(ds: pydicom.Dataset) -> list[ScannedHeader]:
         for enhanced, classic in _ALIASES.items():
             if enhanced in flat:
                 flat[classic] = flat[enhanced]
+        for enhanced, classic in _FALLBACKS.items():
+            if flat.get(classic) in (None, "") and flat.get(enhanced) not in (None, ""):
+                value = flat[enhanced]
+                multi = not isinstance(value, str | bytes) and hasattr(value, "__len__")
+                flat[classic] = value[0] if multi else value
         header = ScannedHeader(flat)
         header.frame = index
         frames.append(header)
