@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .classic import ClassicSeries
-from .scan import ScannedHeader
+from .scan import PHILIPS_SCALE_SLOPE, ScannedHeader
 
 if TYPE_CHECKING:
     import pydicom
@@ -29,8 +29,8 @@ SIEMENS_SLICE_TIME = "SiemensSliceTime"  # (0021,xx04): the frame's acquisition 
 _SDI_ELEMENTS = {0x1C: SIEMENS_PE_POSITIVE, 0x53: SIEMENS_BW_PHASE, 0x04: SIEMENS_SLICE_TIME}
 _SDI_INTEGERS = {SIEMENS_PE_POSITIVE}
 
-#: Philips per-frame private scale slope ((2005,xx0E) of "Philips MR Imaging DD 001")
-PHILIPS_SCALE_SLOPE = "PhilipsScaleSlope"
+#: Philips per-frame private scale slope ((2005,xx0E) of "Philips MR Imaging DD 001"): the
+#: name :mod:`.philips` reads it under, as for classic files
 _PHILIPS_CREATOR = "Philips MR Imaging DD 001"
 
 #: Siemens XA shared private values ("SIEMENS MR SDS 01" block of sequence (0021,xxFE)): the
@@ -163,17 +163,6 @@ class EnhancedSeries(ClassicSeries):
     """Frames of enhanced files that form one 3D/4D image (grouped by the index)."""
 
     FLAVOUR = "enhanced"
-
-    def _rescale(self, h) -> tuple[float, float]:
-        """Philips: the floating-point scale (dcm2niix's default) unless the frame is a B0
-        map, which keeps its display scaling (Hz); others: the DICOM rescale."""
-        slope, inter = super()._rescale(h)
-        scale = h.get(PHILIPS_SCALE_SLOPE)
-        frame_type = [str(v).upper() for v in (h.get("FrameType") or [])]
-        philips = str(h.get("Manufacturer", "")).upper().startswith("PHILIPS")
-        if scale and philips and "FIELD_MAP" not in frame_type:
-            return 1.0 / scale, inter / (slope * scale)
-        return slope, inter
 
     def phase_info(self) -> tuple[int | None, float | None, float | None]:
         h = self.headers[0]

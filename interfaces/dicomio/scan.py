@@ -51,9 +51,19 @@ GE_ASSET = "GEAssetRFactors"  # (0043,1083): in-plane, through-plane acceleratio
 GE_PROTOCOL = "GEProtocolDataBlock"  # (0025,101B): gzipped 'KEY "value"' lines
 GE_USER_DATA = "GEUserDefineData"  # (0043,102A): binary block with EPI phase polarity
 CSA_IMAGE = "SiemensCSAImageHeader"  # (0029,1010)
+SIEMENS_B_VALUE = "SiemensBValue"  # (0019,100C): b-value of classic (non-mosaic) DWI
+SIEMENS_DIFFUSION_DIRECTION = "SiemensDiffusionGradientDirection"  # (0019,100E): LPS
+PHILIPS_B_FACTOR = "PhilipsDiffusionBFactor"  # (2001,1003)
+PHILIPS_DIFFUSION_DIRECTION = "PhilipsDiffusionDirection"  # (2001,1004): 'I' isotropic
+PHILIPS_TECHNIQUE = "PhilipsScanningTechniqueDescription"  # (2001,1020): the sequence name
+PHILIPS_SCALE_SLOPE = "PhilipsScaleSlope"  # (2005,100E): the floating-point scale slope
+PHILIPS_DIRECTION_RL = "PhilipsDiffusionDirectionRL"  # (2005,10B0)
+PHILIPS_DIRECTION_AP = "PhilipsDiffusionDirectionAP"  # (2005,10B1)
+PHILIPS_DIRECTION_FH = "PhilipsDiffusionDirectionFH"  # (2005,10B2)
 
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
-#: strings), int (integer string), us / ss (binary unsigned / signed short), bytes (raw).  Grouping,
+#: strings), int (integer string), us / ss (binary unsigned / signed short), fl / fd (binary
+#: float / double, a tuple when several), bytes (raw).  Grouping,
 #: geometry, pixel and sidecar fields: everything the converter reads.
 FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0008, 0x1090): ("ManufacturerModelName", "str"),
@@ -74,6 +84,11 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x1312): ("InPlanePhaseEncodingDirection", "str"),
     (0x0018, 0x1314): ("FlipAngle", "ds"),
     (0x0018, 0x5100): ("PatientPosition", "str"),
+    (0x0018, 0x9005): ("PulseSequenceName", "str"),
+    (0x0018, 0x9087): ("DiffusionBValue", "fd"),
+    (0x0018, 0x9089): ("DiffusionGradientOrientation", "fd"),
+    (0x0019, 0x100C): (SIEMENS_B_VALUE, "int"),
+    (0x0019, 0x100E): (SIEMENS_DIFFUSION_DIRECTION, "fd"),
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
     (0x0018, 0x9034): ("RectilinearPhaseEncodeReordering", "str"),
     (0x0025, 0x101B): (GE_PROTOCOL, "bytes"),
@@ -81,6 +96,13 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0043, 0x102C): (GE_ECHO_SPACING, "ss"),
     (0x0043, 0x102F): (GE_IMAGE_TYPE, "ss"),
     (0x0043, 0x1083): (GE_ASSET, "ds"),
+    (0x2001, 0x1003): (PHILIPS_B_FACTOR, "fl"),
+    (0x2001, 0x1004): (PHILIPS_DIFFUSION_DIRECTION, "str"),
+    (0x2001, 0x1020): (PHILIPS_TECHNIQUE, "str"),
+    (0x2005, 0x100E): (PHILIPS_SCALE_SLOPE, "fl"),
+    (0x2005, 0x10B0): (PHILIPS_DIRECTION_RL, "fl"),
+    (0x2005, 0x10B1): (PHILIPS_DIRECTION_AP, "fl"),
+    (0x2005, 0x10B2): (PHILIPS_DIRECTION_FH, "fl"),
     (0x0008, 0x0008): ("ImageType", "strs"),
     (0x0008, 0x0016): ("SOPClassUID", "str"),
     (0x0008, 0x0032): ("AcquisitionTime", "str"),
@@ -138,6 +160,14 @@ def private_field(header, name: str) -> Any:
             return int(value)
         except (TypeError, ValueError):
             return None
+    if kind in ("fl", "fd"):
+        try:
+            values = tuple(
+                float(v) for v in (value if isinstance(value, list | tuple) else [value])
+            )
+        except (TypeError, ValueError):
+            return None
+        return values if len(values) != 1 else values[0]
     if kind == "ds":
         items = [value] if isinstance(value, str | int | float) else list(value)
         return _decode("\\".join(str(v) for v in items).encode("latin-1"), kind, None)
@@ -176,6 +206,12 @@ def _decode(raw: bytes, kind: str, vr: bytes | None) -> Any:
         if len(raw) < 2:
             return None
         return (_U16 if kind == "us" else _S16).unpack_from(raw)[0]
+    if kind in ("fl", "fd"):
+        size = 4 if kind == "fl" else 8
+        if not raw or len(raw) % size:
+            return None  # not the binary value this tag should hold (e.g. another creator's)
+        floats = struct.unpack(f"<{len(raw) // size}{'f' if size == 4 else 'd'}", raw)
+        return floats if len(floats) != 1 else floats[0]
     text = raw.decode("latin-1").strip(" \x00")
     if kind == "str":
         return text
