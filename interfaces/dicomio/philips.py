@@ -9,6 +9,10 @@ that P equals D (Hz), so they need no exception.  The display scaling is kept wh
 absent or zero, and for an enhanced file whose frames do not share one (RS, RI, SS) (dcm2niix's
 rule: a per-frame precise scale would mix scales within one output).
 
+RS and RI are the public (0028,1053)/(0028,1052), 1 and 0 when absent: like dcm2niix, the
+private copies (2005,xx0A)/(2005,xx09) are not read (checked against dcm2niix on files
+without the public pair).
+
 Whenever SS is known, the sidecar names all three numbers and which scaling the image holds
 (``PhilipsRescaleSlope``, ``PhilipsRescaleIntercept``, ``PhilipsScaleSlope``,
 ``UsePhilipsFloatNotDisplayScaling``: 1 precise, 0 display), so either value can be recovered.
