@@ -4,6 +4,7 @@ sidecar keys dcm2niix reads from the enhanced macros, on the shared dcm_qa data.
 from __future__ import annotations
 
 import json
+import logging
 
 import nibabel as nb
 import pytest
@@ -68,8 +69,11 @@ def test_classic_philips_fmri_precise_scaling(data_dir, tmp_path):
     assert sidecar["SequenceName"] == "FEEPI"
 
 
-def test_classic_philips_dti_drops_trace_like_dcm2niix(data_dir, tmp_path):
-    [(img, sidecar, nii)] = _convert(data_dir, "dcm_qa_philips/In/Vanderbilt_2018", tmp_path)
+def test_classic_philips_dti_drops_trace_like_dcm2niix(data_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="anatprep"):
+        [(img, sidecar, nii)] = _convert(data_dir, "dcm_qa_philips/In/Vanderbilt_2018", tmp_path)
+    assert "1 of 17 volumes are scanner-derived" in caplog.text
+    assert "Vanderbilt" not in caplog.text  # no paths (folders may name a patient)
     assert img.shape == (80, 80, 40, 16)
     assert sidecar["DiffusionDerivedVolumesRemoved"]["Count"] == 1
     bval = nii.with_name(nii.name.removesuffix(".nii.gz") + ".bval").read_text().split()

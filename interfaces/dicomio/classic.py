@@ -104,10 +104,12 @@ class ClassicSeries:
             n_volumes=self._order.n_volumes - len(removed),
         )
         self.removed_volumes = removed
+        h = self.headers[0]  # named by number and description only: paths may identify
         LOG.info(
-            "%s: %d of %d volumes are scanner-derived diffusion images (b > 0 without a "
-            "gradient direction: isotropic trace/ADC) and are left out, as dcm2niix does",
-            self.files[0],
+            "series %s ('%s'): %d of %d volumes are scanner-derived diffusion images (b > 0 "
+            "without a gradient direction: isotropic trace/ADC) and are left out, as dcm2niix does",
+            h.get("SeriesNumber"),
+            str(h.get("SeriesDescription") or "").strip(),
             len(removed),
             len(removed) + self._order.n_volumes,
         )
