@@ -7,12 +7,15 @@ import json
 import logging
 
 import nibabel as nb
+import pydicom
 import pytest
 
 from interfaces.dicomio import philips
 from interfaces.dicomio.conversion import convert_entry
+from interfaces.dicomio.enhanced import frame_headers
 from interfaces.dicomio.index import index_tree
 from interfaces.dicomio.scan import PHILIPS_SCALE_SLOPE, ScannedHeader
+from interfaces.dicomio.sidecar import build_sidecar
 
 
 def _header(**values) -> ScannedHeader:
@@ -105,3 +108,15 @@ def test_enhanced_siemens_xa_keys(data_dir, tmp_path):
     assert sidecar["AcquisitionTime"] == "12:05:17.042500"
     assert sidecar["PhaseEncodingSteps"] == 128
     assert sidecar["ImagingFrequency"] == pytest.approx(123.262417)
+
+
+def test_enhanced_acquisition_time_from_date_time():
+    """AcquisitionDateTime gives the time of day only: no date, no UTC offset."""
+    ds = pydicom.Dataset()
+    ds.AcquisitionDateTime = "20220711120517.0425+0100"
+    item = pydicom.Dataset()
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence([item])
+    [frame] = frame_headers(ds)
+    assert frame["AcquisitionTime"] == "120517.0425"
+    assert build_sidecar(frame)["AcquisitionTime"] == "12:05:17.042500"
+    assert "AcquisitionDateTime" not in build_sidecar(frame)

@@ -122,9 +122,10 @@ def _file_level(ds: pydicom.Dataset) -> dict:
             for key in _PHILIPS_FRAME_COPIES:
                 if key in copies.value[0] and copies.value[0].get(key) not in (None, ""):
                     extra[key] = copies.value[0].get(key)
-    date_time = str(base.get("AcquisitionDateTime") or "")
+    date_time = str(base.get("AcquisitionDateTime") or "").strip()
     if "AcquisitionTime" not in base and len(date_time) > 8 and date_time[:8].isdigit():
-        extra["AcquisitionTime"] = date_time[8:]  # the time of day only (no date)
+        # the time of day only: no date, no UTC offset (&ZZXX)
+        extra["AcquisitionTime"] = date_time[8:].split("+")[0].split("-")[0]
     for key, value in extra.items():
         base.setdefault(key, value)
     return base
