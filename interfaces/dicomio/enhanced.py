@@ -5,7 +5,13 @@ pixel measures, echo time, frame type / complex component, temporal position, di
 rescale.  :func:`frame_headers` flattens, for each frame, the file's top-level elements, the
 shared groups and that frame's groups (frame values win) into one mapping by DICOM keyword,
 then gives the enhanced names their classic meaning (``EffectiveEchoTime`` -> ``EchoTime``,
-``TemporalPositionIndex`` -> ``TemporalPositionIdentifier``).  From there frames are grouped
+``TemporalPositionIndex`` -> ``TemporalPositionIdentifier``).  Classic sidecar values the
+file does not carry at the top level are taken where dcm2niix finds them: AcquisitionTime
+from AcquisitionDateTime (time of day only), ImagingFrequency from TransmitterFrequency,
+PhaseEncodingSteps from the in-plane acquisition phase steps, InversionTime from
+InversionTimes, SequenceName from PulseSequenceName, Siemens XA's ScanningSequence /
+SequenceVariant / ScanOptions from its shared "SIEMENS MR SDS 01" block, Philips' from the
+classic copies in its per-frame private sequence.  From there frames are grouped
 and ordered exactly like classic single-frame files, so one file may hold several outputs
 (echoes, magnitude/phase) and one output may span several files (Siemens XA: a file per
 volume).
