@@ -17,7 +17,7 @@ import numpy as np
 
 from . import ge, philips
 from .csa import CsaImage
-from .diffusion import diffusion_plan, table_files
+from .diffusion import DERIVED_VOLUME_VENDORS, diffusion_plan, table_files, vendor_of
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
@@ -88,7 +88,7 @@ class ClassicSeries:
 
     def _remove_derived_volumes(self) -> None:
         """Leave out the volumes a scanner derived from a DWI run (see :mod:`.diffusion`)."""
-        if self._order.n_volumes < 2:
+        if self._order.n_volumes < 2 or vendor_of(self.headers[0]) not in DERIVED_VOLUME_VENDORS:
             return
         removed = diffusion_plan(self._volume_headers()).removed
         if not removed:

@@ -9,8 +9,11 @@ Per volume, the b-value and the gradient direction (patient LPS) come from, in t
    Toshiba, Philips, Siemens XA, UIH...);
 3. the Siemens CSA header (``B_value``, ``DiffusionGradientDirection``).
 
-Registered vendor readers: Philips' private tags (:mod:`.philips`, preferred to the standard
-ones, whose directions Philips rounds) and Siemens' classic (0019,100C) B_value /
+A vendor plugs in by adding its reader, e.g. ``VENDOR_READERS["GE"] = ge.volume_gradient``
+(and, where its derived volumes follow the Philips rule, its prefix to
+:data:`DERIVED_VOLUME_VENDORS`).  Registered vendor readers: Philips' private tags
+(:mod:`.philips`; where a file also has the standard ones they agree, and dcm2niix, reading
+the file in tag order, keeps the private values) and Siemens' classic (0019,100C) B_value /
 (0019,100E) DiffusionGradientDirection, used only when neither the standard tags nor a CSA
 header give the values.
 
@@ -62,11 +65,11 @@ def _csa(header) -> RawGradient | None:
 
 def _siemens_private(header) -> RawGradient | None:
     """Classic Siemens files without a CSA header (anonymised, XA classic export)."""
-    if header.get("DiffusionBValue") is not None or CsaImage.from_header(header) is not None:
-        return None
     b = private_field(header, SIEMENS_B_VALUE)
-    if b is None:
+    if b is None or header.get("DiffusionBValue") is not None:
         return None
+    if CsaImage.from_header(header) is not None:
+        return None  # the CSA header is read after the standard tags
     vec = private_field(header, SIEMENS_DIFFUSION_DIRECTION)
     return float(b), vec if isinstance(vec, tuple | list) and len(vec) == 3 else None
 

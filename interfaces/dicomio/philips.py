@@ -18,10 +18,11 @@ Whenever SS is known, the sidecar names all three numbers and which scaling the 
 ``UsePhilipsFloatNotDisplayScaling``: 1 precise, 0 display), so either value can be recovered.
 
 Diffusion: the private b-factor (2001,xx03) and direction (2005,xxB0/B1/B2: RL, AP, FH, i.e.
-the patient LPS axes) are read first, as dcm2niix does: classic files also carry the standard
-(0018,9087)/(0018,9089) tags, but their direction is rounded to three decimals, the private
-one is not.  A volume with b > 0 and no gradient direction is one the scanner derived
-(isotropic trace or ADC, (2001,xx04) 'I'): see :func:`.diffusion.derived_volumes`.
+the patient LPS axes) are read first; newer classic files also carry the standard
+(0018,9087)/(0018,9089) tags with the same values, which dcm2niix reads before the private
+ones (tag order), so the private values stand there too.  A volume with b > 0 and no
+gradient direction is one the scanner derived (isotropic trace or ADC, (2001,xx04) 'I'): see
+:func:`.diffusion.diffusion_plan`.
 """
 
 from __future__ import annotations
