@@ -41,6 +41,10 @@ def _reference(ds: pydicom.Dataset, keyword: str, kind: str):
         return int(value)
     if kind == "uss":
         return tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value]))
+    if kind in ("fl", "fd"):  # binary floats: one number, or a tuple of several
+        if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+            return tuple(float(v) for v in value) if len(value) != 1 else float(value[0])
+        return float(value)
     return str(value).strip()
 
 

@@ -122,8 +122,10 @@ def walk_set(data_dir: Path, set_name: str, tmp: Path) -> list[Row]:
             reason = reasons[0] if reasons else "no output of ours with this SeriesNumber"
             rows.append(Row(set_name, ref.nifti.stem, number, "not converted", shape, 0, [reason]))
             continue
-        by_name = {o.nifti: o for o in candidates}
-        mine = by_name[best_match(candidates, ref.sidecar, shape).nifti]
+        # an output of ours answers one dcm2niix output: copies of a series (same number,
+        # e.g. an archive's re-export beside the original) each get their own match
+        free = [o for o in candidates if o.nifti not in used] or candidates
+        mine = best_match(free, ref.sidecar, shape)
         used.add(mine.nifti)
         parity = compare(mine, ref, reference="dcm2niix")
         rows.append(

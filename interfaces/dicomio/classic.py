@@ -7,15 +7,23 @@ volume exists once in memory.  Layout and data type rules are in :mod:`.volume`.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import ge, siemens
+from . import ge, philips, siemens
 from .csa import CsaImage
-from .diffusion import gradient_files
+from .diffusion import (
+    DERIVED_VOLUME_VENDORS,
+    diffusion_plan,
+    gradient_files,
+    table_files,
+    vendor_of,
+)
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
@@ -26,6 +34,8 @@ from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dty
 
 if TYPE_CHECKING:
     from .headers import Header
+
+LOG = logging.getLogger("anatprep")
 
 
 class ClassicSeries:
@@ -73,6 +83,42 @@ class ClassicSeries:
             by_key[key] for key in zip(self.files, self._order.frames, strict=True)
         ]
         self._check_consistent()
+        #: derived diffusion volumes (Philips trace/ADC) left out of the image, 0-based
+        self.removed_volumes: tuple[int, ...] = ()
+        self._remove_derived_volumes()
+
+    def _volume_headers(self) -> list[Header]:
+        """The first header of each volume (acquisition order)."""
+        step = len(self.headers) // self._order.n_volumes  # headers per volume
+        return [self.headers[v * step] for v in range(self._order.n_volumes)]
+
+    def _remove_derived_volumes(self) -> None:
+        """Leave out the volumes a scanner derived from a DWI run (see :mod:`.diffusion`)."""
+        if self._order.n_volumes < 2 or vendor_of(self.headers[0]) not in DERIVED_VOLUME_VENDORS:
+            return
+        removed = diffusion_plan(self._volume_headers()).removed
+        if not removed:
+            return
+        step = len(self.headers) // self._order.n_volumes
+        keep = [i for i in range(len(self.headers)) if i // step not in removed]
+        self.headers = [self.headers[i] for i in keep]
+        self.files = tuple(self._order.files[i] for i in keep)
+        self._order = dataclasses.replace(
+            self._order,
+            files=self.files,
+            frames=tuple(self._order.frames[i] for i in keep),
+            n_volumes=self._order.n_volumes - len(removed),
+        )
+        self.removed_volumes = removed
+        h = self.headers[0]  # named by number and description only: paths may identify
+        LOG.info(
+            "series %s ('%s'): %d of %d volumes are scanner-derived diffusion images (b > 0 "
+            "without a gradient direction: isotropic trace/ADC) and are left out, as dcm2niix does",
+            h.get("SeriesNumber"),
+            str(h.get("SeriesDescription") or "").strip(),
+            len(removed),
+            len(removed) + self._order.n_volumes,
+        )
 
     @property
     def first(self) -> Header:
@@ -157,8 +203,13 @@ class ClassicSeries:
         dr, dc = (float(v) for v in h.PixelSpacing)
         return float(np.dot(drift, iop[3:]) / dr), float(np.dot(drift, iop[:3]) / dc)
 
+    @cached_property
+    def philips_precise(self) -> bool:
+        """Philips: the image holds the precise floating-point values (see :mod:`.philips`)."""
+        return philips.uses_precise(self.headers, enhanced=self.FLAVOUR == "enhanced")
+
     def _rescale(self, h: Header) -> tuple[float, float]:
-        return float(h.get("RescaleSlope") or 1), float(h.get("RescaleIntercept") or 0)
+        return philips.rescale(h, precise=self.philips_precise)
 
     @cached_property
     def rescale(self) -> tuple[float, float, bool]:
@@ -235,11 +286,11 @@ class ClassicSeries:
         """``.bval`` and ``.bvec`` text for a diffusion series, else None."""
         if self.n_volumes < 2:
             return None
-        step = len(self.headers) // self.n_volumes  # headers per volume (1 for mosaics)
-        firsts = [self.headers[v * step] for v in range(self.n_volumes)]
+        firsts = self._volume_headers()
         if ge.is_ge(firsts[0]):
             return self._ge_gradient_files(firsts, volume)
-        return gradient_files(firsts, volume.affine)
+        plan = diffusion_plan(firsts)
+        return None if plan.table is None else table_files(plan.table, volume.affine)
 
     def _ge_gradient_files(self, firsts: list, volume: NiftiVolume) -> tuple[str, str] | None:
         """GE: directions in GE's logical frame, resolved with the prescription direction."""
@@ -262,7 +313,14 @@ class ClassicSeries:
 
     def sidecar_extra(self, volume: NiftiVolume) -> dict:
         """Series-level sidecar values beyond the first header's fields."""
-        extra: dict = {}
+        extra: dict = philips.sidecar_fields(self.headers[0], self.philips_precise)
+        if self.removed_volumes:
+            extra["DiffusionDerivedVolumesRemoved"] = {
+                "Count": len(self.removed_volumes),
+                "Volumes": list(self.removed_volumes),
+                "Reason": "b > 0 without a gradient direction: an isotropic (trace/ADC) image "
+                "the scanner derived; left out of the image and the gradient table",
+            }
         if self.n_slices > 1:
             extra["SliceSpacingFromPositions"] = round(self.slice_spacing, 6)
         if self._tilt_shifts() is not None:

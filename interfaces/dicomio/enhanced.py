@@ -5,7 +5,13 @@ pixel measures, echo time, frame type / complex component, temporal position, di
 rescale.  :func:`frame_headers` flattens, for each frame, the file's top-level elements, the
 shared groups and that frame's groups (frame values win) into one mapping by DICOM keyword,
 then gives the enhanced names their classic meaning (``EffectiveEchoTime`` -> ``EchoTime``,
-``TemporalPositionIndex`` -> ``TemporalPositionIdentifier``).  From there frames are grouped
+``TemporalPositionIndex`` -> ``TemporalPositionIdentifier``).  Classic sidecar values the
+file does not carry at the top level are taken where dcm2niix finds them: AcquisitionTime
+from AcquisitionDateTime (time of day only), ImagingFrequency from TransmitterFrequency,
+PhaseEncodingSteps from the in-plane acquisition phase steps, InversionTime from
+InversionTimes, SequenceName from PulseSequenceName, Siemens XA's ScanningSequence /
+SequenceVariant / ScanOptions from its shared "SIEMENS MR SDS 01" block, Philips' from the
+classic copies in its per-frame private sequence.  From there frames are grouped
 and ordered exactly like classic single-frame files, so one file may hold several outputs
 (echoes, magnitude/phase) and one output may span several files (Siemens XA: a file per
 volume).
@@ -16,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .classic import ClassicSeries
-from .scan import ScannedHeader
+from .scan import PHILIPS_SCALE_SLOPE, ScannedHeader
 
 if TYPE_CHECKING:
     import pydicom
@@ -29,15 +35,31 @@ SIEMENS_SLICE_TIME = "SiemensSliceTime"  # (0021,xx04): the frame's acquisition 
 _SDI_ELEMENTS = {0x1C: SIEMENS_PE_POSITIVE, 0x53: SIEMENS_BW_PHASE, 0x04: SIEMENS_SLICE_TIME}
 _SDI_INTEGERS = {SIEMENS_PE_POSITIVE}
 
-#: Philips per-frame private scale slope ((2005,xx0E) of "Philips MR Imaging DD 001")
-PHILIPS_SCALE_SLOPE = "PhilipsScaleSlope"
+#: Philips per-frame private scale slope ((2005,xx0E) of "Philips MR Imaging DD 001"): the
+#: name :mod:`.philips` reads it under, as for classic files
 _PHILIPS_CREATOR = "Philips MR Imaging DD 001"
 
-#: enhanced keyword -> classic keyword it stands for
+#: Siemens XA shared private values ("SIEMENS MR SDS 01" block of sequence (0021,xxFE)): the
+#: classic (0018,0020-22) values, which XA files keep only here
+_SDS_CREATOR = "SIEMENS MR SDS 01"
+_SDS_ELEMENTS = {0x5A: "ScanningSequence", 0x5B: "SequenceVariant", 0x5C: "ScanOptions"}
+
+#: enhanced keyword -> classic keyword it stands for (the enhanced value wins)
 _ALIASES = {
     "EffectiveEchoTime": "EchoTime",
     "TemporalPositionIndex": "TemporalPositionIdentifier",
 }
+#: enhanced keyword -> classic keyword it fills when the file has no classic value (dcm2niix
+#: reads these for its sidecar: MR Imaging Modifier, MR FOV/Geometry, MR Timing macros)
+_FALLBACKS = {
+    "TransmitterFrequency": "ImagingFrequency",
+    "MRAcquisitionPhaseEncodingStepsInPlane": "NumberOfPhaseEncodingSteps",
+    "InversionTimes": "InversionTime",
+    "PulseSequenceName": "SequenceName",
+}
+#: classic keywords Philips repeats in each frame's private sequence (2005,140F); like
+#: dcm2niix, which reads the file front to back, the last frame's value stands for the file
+_PHILIPS_FRAME_COPIES = ("ScanningSequence", "SequenceVariant", "ImagingFrequency")
 #: values that describe the file, never overridden by a frame group's nested items
 _FILE_LEVEL = ("ImageType", "SeriesNumber", "SeriesDescription", "ProtocolName", "Manufacturer")
 _SKIP = {"PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "PixelData"}
@@ -93,9 +115,31 @@ def _vendor_private(item: pydicom.Dataset) -> dict:
     return out
 
 
+def _file_level(ds: pydicom.Dataset) -> dict:
+    """Top-level values, completed with what vendors keep elsewhere for the whole file."""
+    base = {e.keyword: e.value for e in ds if e.keyword and e.VR != "SQ" and e.keyword not in _SKIP}
+    extra: dict = {}
+    for item in ds.get("SharedFunctionalGroupsSequence") or []:
+        extra.update(_private_values(item, _SDS_CREATOR, _SDS_ELEMENTS))
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if per_frame:
+        copies = per_frame[-1].get((0x2005, 0x140F))
+        if copies is not None and copies.VR == "SQ" and copies.value:
+            for key in _PHILIPS_FRAME_COPIES:
+                if key in copies.value[0] and copies.value[0].get(key) not in (None, ""):
+                    extra[key] = copies.value[0].get(key)
+    date_time = str(base.get("AcquisitionDateTime") or "").strip()
+    if "AcquisitionTime" not in base and len(date_time) > 8 and date_time[:8].isdigit():
+        # the time of day only: no date, no UTC offset (&ZZXX)
+        extra["AcquisitionTime"] = date_time[8:].split("+")[0].split("-")[0]
+    for key, value in extra.items():
+        base.setdefault(key, value)
+    return base
+
+
 def frame_headers(ds: pydicom.Dataset) -> list[ScannedHeader]:
     """One flattened header per frame (``frame`` attribute = its 0-based index)."""
-    base = {e.keyword: e.value for e in ds if e.keyword and e.VR != "SQ" and e.keyword not in _SKIP}
+    base = _file_level(ds)
     shared: dict = {}
     for item in ds.get("SharedFunctionalGroupsSequence") or []:
         _flatten(item, shared)
@@ -111,6 +155,11 @@ def frame_headers(ds: pydicom.Dataset) -> list[ScannedHeader]:
         for enhanced, classic in _ALIASES.items():
             if enhanced in flat:
                 flat[classic] = flat[enhanced]
+        for enhanced, classic in _FALLBACKS.items():
+            if flat.get(classic) in (None, "") and flat.get(enhanced) not in (None, ""):
+                value = flat[enhanced]
+                multi = not isinstance(value, str | bytes) and hasattr(value, "__len__")
+                flat[classic] = value[0] if multi else value
         header = ScannedHeader(flat)
         header.frame = index
         frames.append(header)
@@ -121,17 +170,6 @@ class EnhancedSeries(ClassicSeries):
     """Frames of enhanced files that form one 3D/4D image (grouped by the index)."""
 
     FLAVOUR = "enhanced"
-
-    def _rescale(self, h) -> tuple[float, float]:
-        """Philips: the floating-point scale (dcm2niix's default) unless the frame is a B0
-        map, which keeps its display scaling (Hz); others: the DICOM rescale."""
-        slope, inter = super()._rescale(h)
-        scale = h.get(PHILIPS_SCALE_SLOPE)
-        frame_type = [str(v).upper() for v in (h.get("FrameType") or [])]
-        philips = str(h.get("Manufacturer", "")).upper().startswith("PHILIPS")
-        if scale and philips and "FIELD_MAP" not in frame_type:
-            return 1.0 / scale, inter / (slope * scale)
-        return slope, inter
 
     def phase_info(self) -> tuple[int | None, float | None, float | None]:
         h = self.headers[0]

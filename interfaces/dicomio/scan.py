@@ -24,7 +24,6 @@ from typing import Any
 _U16 = struct.Struct("<H")
 _S16 = struct.Struct("<h")
 _U32 = struct.Struct("<I")
-_F64 = struct.Struct("<d")
 _TAG = struct.Struct("<HH")
 _EXPLICIT_LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -78,6 +77,16 @@ UIH_B_VALUE = "UIHDiffusionBValue"  # (0065,1009): FD
 UIH_GRADIENT = "UIHDiffusionGradientDirection"  # (0065,1037): 3 FD, image axes
 UIH_PHASE_POSITIVE = "UIHPhaseEncodingDirectionPositive"  # (0065,1058): IS
 
+SIEMENS_B_VALUE = "SiemensBValue"  # (0019,100C): b-value of classic (non-mosaic) DWI
+SIEMENS_DIFFUSION_DIRECTION = "SiemensDiffusionGradientDirection"  # (0019,100E): LPS
+PHILIPS_B_FACTOR = "PhilipsDiffusionBFactor"  # (2001,1003)
+PHILIPS_DIFFUSION_DIRECTION = "PhilipsDiffusionDirection"  # (2001,1004): 'I' isotropic
+PHILIPS_TECHNIQUE = "PhilipsScanningTechniqueDescription"  # (2001,1020): the sequence name
+PHILIPS_SCALE_SLOPE = "PhilipsScaleSlope"  # (2005,100E): the floating-point scale slope
+PHILIPS_DIRECTION_RL = "PhilipsDiffusionDirectionRL"  # (2005,10B0)
+PHILIPS_DIRECTION_AP = "PhilipsDiffusionDirectionAP"  # (2005,10B1)
+PHILIPS_DIRECTION_FH = "PhilipsDiffusionDirectionFH"  # (2005,10B2)
+
 #: (group, element) -> (keyword, kind); kinds: str, strs (multi-valued), ds (decimal
 #: strings), int (integer string), us / ss (binary unsigned / signed short), uss (unsigned
 #: shorts), sl (signed long), fl (float32), fd (float64), bytes (raw).  Grouping, geometry,
@@ -101,6 +110,11 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x1312): ("InPlanePhaseEncodingDirection", "str"),
     (0x0018, 0x1314): ("FlipAngle", "ds"),
     (0x0018, 0x5100): ("PatientPosition", "str"),
+    (0x0018, 0x9005): ("PulseSequenceName", "str"),
+    (0x0018, 0x9087): ("DiffusionBValue", "fd"),
+    (0x0018, 0x9089): ("DiffusionGradientOrientation", "fd"),
+    (0x0019, 0x100C): (SIEMENS_B_VALUE, "int"),
+    (0x0019, 0x100E): (SIEMENS_DIFFUSION_DIRECTION, "fd"),
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),
     (0x0021, 0x0011): (SIEMENS_SDI_CREATOR, "str"),
     (0x0021, 0x1104): (SIEMENS_XA_SLICE_TIME, "ds"),
@@ -133,6 +147,13 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0065, 0x1037): (UIH_GRADIENT, "bytes"),
     (0x0065, 0x1050): (UIH_GRID, "ds"),
     (0x0065, 0x1058): (UIH_PHASE_POSITIVE, "int"),
+    (0x2001, 0x1003): (PHILIPS_B_FACTOR, "fl"),
+    (0x2001, 0x1004): (PHILIPS_DIFFUSION_DIRECTION, "str"),
+    (0x2001, 0x1020): (PHILIPS_TECHNIQUE, "str"),
+    (0x2005, 0x100E): (PHILIPS_SCALE_SLOPE, "fl"),
+    (0x2005, 0x10B0): (PHILIPS_DIRECTION_RL, "fl"),
+    (0x2005, 0x10B1): (PHILIPS_DIRECTION_AP, "fl"),
+    (0x2005, 0x10B2): (PHILIPS_DIRECTION_FH, "fl"),
     (0x0008, 0x0008): ("ImageType", "strs"),
     (0x0008, 0x0016): ("SOPClassUID", "str"),
     (0x0008, 0x0032): ("AcquisitionTime", "str"),
@@ -191,6 +212,14 @@ def private_field(header, name: str) -> Any:
             return float(value) if kind in ("fl", "fd") else int(value)
         except (TypeError, ValueError):
             return None
+    if kind in ("fl", "fd"):
+        try:
+            values = tuple(
+                float(v) for v in (value if isinstance(value, list | tuple) else [value])
+            )
+        except (TypeError, ValueError):
+            return None
+        return values if len(values) != 1 else values[0]
     if kind == "ds":
         items = [value] if isinstance(value, str | int | float) else list(value)
         return _decode("\\".join(str(v) for v in items).encode("latin-1"), kind, None)
@@ -229,10 +258,14 @@ def _decode(raw: bytes, kind: str, vr: bytes | None) -> Any:
         if len(raw) < 2:
             return None
         return (_U16 if kind == "us" else _S16).unpack_from(raw)[0]
-    if kind == "fd":
-        return _F64.unpack_from(raw)[0] if len(raw) >= 8 else None
-    if kind in ("sl", "fl"):
-        return struct.unpack_from("<i" if kind == "sl" else "<f", raw)[0] if len(raw) >= 4 else None
+    if kind in ("fl", "fd"):
+        size = 4 if kind == "fl" else 8
+        if not raw or len(raw) % size:
+            return None  # not the binary value this tag should hold (e.g. another creator's)
+        floats = struct.unpack(f"<{len(raw) // size}{'f' if size == 4 else 'd'}", raw)
+        return floats if len(floats) != 1 else floats[0]
+    if kind == "sl":
+        return struct.unpack_from("<i", raw)[0] if len(raw) >= 4 else None
     if kind == "uss":
         return struct.unpack_from(f"<{len(raw) // 2}H", raw) if len(raw) >= 2 else None
     text = raw.decode("latin-1").strip(" \x00")
