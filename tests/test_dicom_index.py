@@ -98,3 +98,12 @@ def test_symlinked_folders_are_followed_once(tmp_path):
     (tmp_path / "real" / "loop").symlink_to(tmp_path / "real", target_is_directory=True)
     (entry,) = index_tree(tmp_path / "in")["series"]
     assert entry["n_slices"] == 4
+
+
+@pytest.mark.parametrize("vendor", ["GE", "Philips"])
+def test_b0_map_in_hz_is_not_a_magnitude_part(data_dir, vendor):
+    """A B0 map in Hz beside its magnitude: its own part, so no magnitude-only rule takes it."""
+    from interfaces.dicomio.index import index_tree
+
+    table = index_tree(data_dir / "dicom" / "dcm_qa_fmap" / "In" / vendor)
+    assert sorted(e["part"] for e in table["series"]) == ["fieldmaphz", "mag"]

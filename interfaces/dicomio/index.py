@@ -121,8 +121,11 @@ def read_headers(
 
 
 def complex_part(image_type: tuple[str, ...]) -> str:
-    """BIDS ``part`` label from the image type: mag, phase, real or imag."""
+    """BIDS ``part`` label from the image type: mag, phase, real or imag; ``fieldmaphz`` for a
+    B0 map in Hz (GE's FIELDMAPHZ, Philips' FIELD_MAP frames): not a magnitude image."""
     values = set(image_type)
+    if values & {"FIELDMAPHZ", "FIELD_MAP"}:
+        return "fieldmaphz"
     if values & {"P", "PHASE"}:
         return "phase"
     if "REAL" in values:
