@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from interfaces.dicomio.reference import readable_copy
+
 MEMORY = """
 import json, resource, sys
 from pathlib import Path
@@ -43,20 +46,6 @@ def _time(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def _gunzipped(src: Path, dst: Path) -> Path:
-    import gzip
-
-    for path in src.rglob("*"):
-        if path.is_file():
-            target = dst / path.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix == ".gz":
-                target.with_suffix("").write_bytes(gzip.decompress(path.read_bytes()))
-            else:
-                shutil.copyfile(path, target)
-    return dst
-
-
 def multi_vendor(data: Path, exe: str, runs: int, compression: int) -> None:
     """Every shared set with each tool: median wall per set, totals and their ratio."""
     sets = sorted(p.parent for p in (data / "dicom").glob("dcm_qa_*/In"))
@@ -64,7 +53,7 @@ def multi_vendor(data: Path, exe: str, runs: int, compression: int) -> None:
     medians: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for folder in sets:
-            src = _gunzipped(folder / "In", Path(tmp) / folder.name / "in")
+            src = readable_copy(folder / "In", Path(tmp) / folder.name / "in")  # no .dcm.gz
             t_o, t_r = [], []
             for run in range(runs):
                 out_o, out_r = (

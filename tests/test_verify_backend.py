@@ -72,3 +72,17 @@ def test_dcm2niix_backend_same_layout_no_identifiers(tmp_path):
     assert not FORBIDDEN_KEYS & sidecar.keys()
     needles = [v.encode() for v in FAKE_PHI.values() if len(v) >= 4]
     assert not grep_outputs(tmp_path / "ref", needles)
+
+
+def test_verify_reads_gzipped_dicom(tmp_path):
+    """The dcm2niix wheel does not read .dcm.gz: verify hands it decompressed copies."""
+    import gzip
+
+    _series(tmp_path)
+    for path in sorted((tmp_path / "dcm").iterdir()):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    (entry,) = index_tree(tmp_path / "dcm")["series"]
+    assert all(f.endswith(".gz") for f in entry["files"])
+    _, js = convert_entry(entry, tmp_path / "out" / "t1", verify=True)
+    assert json.loads(js.read_text())["ConversionVerification"]["Agrees"] is True

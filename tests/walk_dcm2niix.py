@@ -11,9 +11,7 @@ files nobody could use, are rows of their own.
 
 from __future__ import annotations
 
-import gzip
 import json
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -38,6 +36,7 @@ from interfaces.dicomio.reference import (  # noqa: E402
     compare,
     executable,
     read_outputs,
+    readable_copy,
 )
 
 
@@ -56,21 +55,6 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.status == "ok" and not self.problems
-
-
-def ungzipped_copy(src: Path, dst: Path) -> Path:
-    """``src`` as the dcm2niix wheel can read it: ``.dcm.gz`` files decompressed into a copy."""
-    if not any(p.suffix == ".gz" for p in src.rglob("*")):
-        return src
-    for path in src.rglob("*"):
-        if path.is_file():
-            target = dst / path.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix == ".gz":
-                target.with_suffix("").write_bytes(gzip.decompress(path.read_bytes()))
-            else:
-                shutil.copyfile(path, target)
-    return dst
 
 
 #: unusable files that are not images (reports, DICOMDIRs, notes): not series of anyone's
@@ -110,7 +94,7 @@ def run_ours(src: Path, out: Path) -> tuple[list[ConverterOutput], list[tuple[di
 def walk_set(data_dir: Path, set_name: str, tmp: Path) -> list[Row]:
     src = data_dir / "dicom" / set_name / "In"
     ours, failed = run_ours(src, tmp / "ours")
-    refs = run_dcm2niix(ungzipped_copy(src, tmp / "gunzipped"), tmp / "dcm2niix")
+    refs = run_dcm2niix(readable_copy(src, tmp / "gunzipped"), tmp / "dcm2niix")
     rows: list[Row] = []
     used: set[Path] = set()
     for ref in refs:

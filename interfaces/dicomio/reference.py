@@ -10,6 +10,7 @@ is the test suite's walk over the shared DICOM sets.  Nothing here ever modifies
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -80,8 +81,10 @@ def run_on_series(files: Sequence[str]) -> Iterator[list[ConverterOutput]]:
         src.mkdir()
         out.mkdir()
         for n, path in enumerate(dict.fromkeys(files)):
-            suffix = ".dcm.gz" if str(path).endswith(".gz") else ".dcm"
-            os.symlink(os.path.abspath(path), src / f"{n:06d}{suffix}")
+            if str(path).endswith(".gz"):  # dcm2niix's wheel does not read .dcm.gz
+                (src / f"{n:06d}.dcm").write_bytes(gzip.decompress(Path(path).read_bytes()))
+            else:
+                os.symlink(os.path.abspath(path), src / f"{n:06d}.dcm")
         cmd = [executable(), "-b", "y", "-ba", "y", "-z", "n", "-f", "%s_%e_%p", "-o", str(out)]
         done = subprocess.run([*cmd, str(src)], capture_output=True, text=True)
         outputs = read_outputs(out)
@@ -89,6 +92,22 @@ def run_on_series(files: Sequence[str]) -> Iterator[list[ConverterOutput]]:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ReferenceUnavailable(f"dcm2niix wrote no image ({' | '.join(tail)})")
         yield outputs
+
+
+def readable_copy(src: Path, dst: Path) -> Path:
+    """``src`` as the dcm2niix wheel can read it: ``src`` itself, or (when it holds
+    ``.dcm.gz`` files) a copy in ``dst`` with those decompressed."""
+    if not any(p.suffix == ".gz" for p in src.rglob("*")):
+        return src
+    for path in src.rglob("*"):
+        if path.is_file():
+            target = dst / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".gz":
+                target.with_suffix("").write_bytes(gzip.decompress(path.read_bytes()))
+            else:
+                shutil.copyfile(path, target)
+    return dst
 
 
 def read_outputs(folder: Path) -> list[ConverterOutput]:
