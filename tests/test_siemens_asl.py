@@ -185,3 +185,16 @@ def test_xa30_enhanced_asl_matches_dcm2niix(data_dir, tmp_path, folder):
     assert {k: ours.get(k) for k in KEYS} == {k: ref.get(k) for k in KEYS}
     assert (ours["LabelingDuration"], ours["PostLabelingDelay"]) == (1.8, 1.8)
     assert ours["ArterialSpinLabelingType"] == "PCASL"
+
+
+def test_only_files_that_may_name_an_asl_sequence_have_their_protocol_read(tmp_path):
+    from interfaces.dicomio.siemens import _may_name_an_asl_sequence
+
+    plain, asl, deflated = tmp_path / "a.dcm", tmp_path / "b.dcm", tmp_path / "c.dcm"
+    plain.write_bytes(b"\0" * 200 + b'tSequenceFileName = ""%SiemensSeq%\\ep2d_bold""')
+    asl.write_bytes(b"\0" * 200 + b'tSequenceFileName = ""%CustomerSeq%\\jw_tgse_VEPCASL""')
+    deflated.write_bytes(b"\0" * 200 + b"1.2.840.10008.1.2.1.99" + b"\0" * 100)
+    assert not _may_name_an_asl_sequence(str(plain))
+    assert _may_name_an_asl_sequence(str(asl))
+    assert _may_name_an_asl_sequence(str(deflated))  # its protocol is compressed: read it
+    assert _may_name_an_asl_sequence(str(tmp_path / "x.dcm.gz"))

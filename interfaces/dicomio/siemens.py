@@ -303,8 +303,30 @@ def protocol_asl(protocol: dict[str, str]) -> dict[str, float | int | str]:
     return {key: value for key, value in out.items() if value is not None}
 
 
+_ASL_SEQUENCE_BYTES = re.compile(
+    rb"ep2d_asl|" + b"|".join(re.escape(part.encode()) for part, _ in _ASL_SEQUENCE_TYPES)
+)
+_DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
+
+
+def _may_name_an_asl_sequence(path: str) -> bool:
+    """False only when the file's bytes cannot hold an ASL sequence name (a plain, not
+    deflated file without any of them): spares reading the protocol of every other series."""
+    import mmap
+
+    if path.endswith(".gz"):
+        return True
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+            if raw.find(_DEFLATED_SYNTAX, 0, 4096) >= 0:
+                return True
+            return _ASL_SEQUENCE_BYTES.search(raw) is not None
+    except (OSError, ValueError):
+        return True
+
+
 def asl_fields(header, path: str) -> dict[str, float | int | str]:
     """The ASL keys of a Siemens series' protocol (:func:`protocol_asl`); {} for others."""
-    if not is_siemens(header):
+    if not is_siemens(header) or not _may_name_an_asl_sequence(str(path)):
         return {}
     return protocol_asl(series_protocol(str(path)))
