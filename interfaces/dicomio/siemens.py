@@ -29,7 +29,7 @@ Rules (dcm2niix's, so both write the same sidecar where the headers allow it):
   echo time; EchoTime1 and EchoTime2 are the protocol's ``alTE[0]`` and ``alTE[1]``, written
   when the protocol has exactly two contrasts and the image's EchoTime is the second.
 * **ASL timing** (:func:`protocol_asl`), as dcm2niix reads the protocol: the sequence is known
-  by a case-sensitive part of ``tSequenceFileName``.  ``ep2d_asl`` (the product sequence of
+  by a case-sensitive part of ``tSequenceFileName``.  ``ep2d_asl`` (a product sequence, e.g.
   XA): LabelingDuration = ``sAsl.ulLabelingDuration``, PostLabelingDelay =
   ``sAsl.sPostLabelingDelay[0]`` (us -> s), no labeling type (the protocol's ``sAsl.ulMode``
   is not read: dcm2niix ignores it and its codes are not documented).  LOFT's ``ep2d_pcasl``:
