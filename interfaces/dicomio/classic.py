@@ -29,7 +29,7 @@ from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
 from .scan import GE_USER_DATA, ScannedHeader, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
-from .sidecar import g_number, phase_encoding_fields, slice_timing_fields
+from .sidecar import asl_fields, g_number, phase_encoding_fields, slice_timing_fields
 from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
 if TYPE_CHECKING:
@@ -340,6 +340,7 @@ class ClassicSeries:
                     extra["PhaseEncodingPolarityGE"] = polarity
             extra.update(slice_timing_fields(self.slice_times()))
         extra.update(siemens.field_map_echo_times(self.first, self.files[0]))
+        extra.update(asl_fields(self.first, self.files[0]))
         if ge.is_ge(self.headers[0]):
             extra.update(self._ge_sidecar())
         return extra

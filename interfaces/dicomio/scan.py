@@ -113,6 +113,7 @@ FIELDS: dict[tuple[int, int], tuple[str, str]] = {
     (0x0018, 0x9005): ("PulseSequenceName", "str"),
     (0x0018, 0x9087): ("DiffusionBValue", "fd"),
     (0x0018, 0x9089): ("DiffusionGradientOrientation", "fd"),
+    (0x0018, 0x9250): ("ArterialSpinLabelingContrast", "str"),
     (0x0019, 0x100C): (SIEMENS_B_VALUE, "int"),
     (0x0019, 0x100E): (SIEMENS_DIFFUSION_DIRECTION, "fd"),
     (0x0029, 0x1010): (CSA_IMAGE, "bytes"),

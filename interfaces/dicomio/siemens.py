@@ -28,6 +28,18 @@ Rules (dcm2niix's, so both write the same sidecar where the headers allow it):
 * **Phase-difference field maps** (gre_field_mapping): the phase image carries only the second
   echo time; EchoTime1 and EchoTime2 are the protocol's ``alTE[0]`` and ``alTE[1]``, written
   when the protocol has exactly two contrasts and the image's EchoTime is the second.
+* **ASL timing** (:func:`protocol_asl`), as dcm2niix reads the protocol: the sequence is known
+  by a case-sensitive part of ``tSequenceFileName``.  ``ep2d_asl`` (a product sequence, e.g.
+  XA): LabelingDuration = ``sAsl.ulLabelingDuration``, PostLabelingDelay =
+  ``sAsl.sPostLabelingDelay[0]`` (us -> s), no labeling type (the protocol's ``sAsl.ulMode``
+  is not read: dcm2niix ignores it and its codes are not documented).  LOFT's ``ep2d_pcasl``:
+  PCASL, PostLabelingDelay = ``sWipMemBlock.adFree[2]``; ``tgse_pcasl``: PCASL,
+  LabelingDuration = ``adFree[2]`` (us -> s); Oxford's ``to_ep2d_VEPCASL`` and
+  ``jw_tgse_VEPCASL``: PCASL; ``ep2d_pasl``, ``tgse_pasl``, ``ep2d_fairest``: PASL.
+  Unlike dcm2niix, a multi-delay ``ep2d_asl`` protocol (``sAsl.ulDelayArraySize`` > 1) gets
+  no PostLabelingDelay (its first delay alone is not the run's), and the labeling duration
+  dcm2niix computes for ``ep2d_pcasl`` (an assumed 18.4 ms per RF block) and the delay it
+  reads for ``ep2d_fairest`` (adFree[4] / 1000, units unstated) are not written.
 """
 
 from __future__ import annotations
@@ -247,3 +259,74 @@ def xa_slice_times(headers: Sequence, n_slices: int, n_volumes: int) -> list[flo
 
 def has_xa_slice_times(header) -> bool:
     return _sdi(header, SIEMENS_XA_SLICE_TIME) is not None
+
+
+#: tSequenceFileName parts (case-sensitive, as dcm2niix matches them) -> labeling type
+_ASL_SEQUENCE_TYPES = (
+    ("ep2d_pcasl", "PCASL"),
+    ("tgse_pcasl", "PCASL"),
+    ("to_ep2d_VEPCASL", "PCASL"),
+    ("jw_tgse_VEPCASL", "PCASL"),
+    ("ep2d_pasl", "PASL"),
+    ("tgse_pasl", "PASL"),
+    ("ep2d_fairest", "PASL"),
+)
+
+
+def _seconds(protocol: dict[str, str], key: str) -> float | int | None:
+    """A positive protocol time in us, in s (%g, as dcm2niix writes it); None when absent."""
+    value = _number(protocol.get(key))
+    if value is None or value <= 0:
+        return None
+    from .sidecar import g_number
+
+    return g_number(value / 1e6)
+
+
+def protocol_asl(protocol: dict[str, str]) -> dict[str, float | int | str]:
+    """LabelingDuration, PostLabelingDelay (s) and ArterialSpinLabelingType that the protocol
+    of an ASL sequence gives (see the module docstring); {} for any other protocol."""
+    sequence = protocol.get("tSequenceFileName") or ""
+    out: dict[str, float | int | str | None] = {}
+    if "ep2d_asl" in sequence:
+        out["LabelingDuration"] = _seconds(protocol, "sAsl.ulLabelingDuration")
+        delays = _number(protocol.get("sAsl.ulDelayArraySize"))
+        if delays is None or delays <= 1:
+            out["PostLabelingDelay"] = _seconds(protocol, "sAsl.sPostLabelingDelay[0]")
+    if "ep2d_pcasl" in sequence:
+        out["PostLabelingDelay"] = _seconds(protocol, "sWipMemBlock.adFree[2]")
+    if "tgse_pcasl" in sequence:
+        out["LabelingDuration"] = _seconds(protocol, "sWipMemBlock.adFree[2]")
+    types = {kind for part, kind in _ASL_SEQUENCE_TYPES if part in sequence}
+    if len(types) == 1:
+        out["ArterialSpinLabelingType"] = types.pop()
+    return {key: value for key, value in out.items() if value is not None}
+
+
+_ASL_SEQUENCE_BYTES = re.compile(
+    rb"ep2d_asl|" + b"|".join(re.escape(part.encode()) for part, _ in _ASL_SEQUENCE_TYPES)
+)
+_DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
+
+
+def _may_name_an_asl_sequence(path: str) -> bool:
+    """False only when the file's bytes cannot hold an ASL sequence name (a plain, not
+    deflated file without any of them): spares reading the protocol of every other series."""
+    import mmap
+
+    if path.endswith(".gz"):
+        return True
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+            if raw.find(_DEFLATED_SYNTAX, 0, 4096) >= 0:
+                return True
+            return _ASL_SEQUENCE_BYTES.search(raw) is not None
+    except (OSError, ValueError):
+        return True
+
+
+def asl_fields(header, path: str) -> dict[str, float | int | str]:
+    """The ASL keys of a Siemens series' protocol (:func:`protocol_asl`); {} for others."""
+    if not is_siemens(header) or not _may_name_an_asl_sequence(str(path)):
+        return {}
+    return protocol_asl(series_protocol(str(path)))
