@@ -96,6 +96,12 @@ class ClassicSeries:
                     raise SeriesGeometryError(
                         f"{path}: {key}={h.get(key)} differs from the series' {ref.get(key)}"
                     )
+            spacing = np.asarray(h.PixelSpacing, dtype=float)
+            if not np.allclose(spacing, np.asarray(ref.PixelSpacing, dtype=float), atol=1e-4):
+                raise SeriesGeometryError(
+                    f"{path}: PixelSpacing={tuple(h.PixelSpacing)} differs from the series' "
+                    f"{tuple(ref.PixelSpacing)}"
+                )
             samples = int(h.get("SamplesPerPixel") or 1)
             rgb = str(h.get("PhotometricInterpretation") or "").strip() == "RGB"
             if samples != 1 and not (samples == 3 and rgb and int(h.BitsAllocated) == 8):
@@ -107,8 +113,9 @@ class ClassicSeries:
     @cached_property
     def slice_spacing(self) -> float:
         """Distance between slice centres from positions (not SliceThickness)."""
-        if self.n_slices == 1:
-            return float(self.headers[0].get("SliceThickness") or 1.0)
+        if self.n_slices == 1:  # no second position: the thickness, else 1 mm
+            thickness = _number(self.headers[0].get("SliceThickness"), 1.0)
+            return thickness if np.isfinite(thickness) and thickness > 0 else 1.0
         return check_uniform_spacing(self._order.distances)
 
     @cached_property
@@ -158,12 +165,24 @@ class ClassicSeries:
         return float(np.dot(drift, iop[3:]) / dr), float(np.dot(drift, iop[:3]) / dc)
 
     def _rescale(self, h: Header) -> tuple[float, float]:
-        return float(h.get("RescaleSlope") or 1), float(h.get("RescaleIntercept") or 0)
+        """(slope, intercept); absent values are 1 and 0, unreadable ones NaN (a zero slope
+        stays zero: :attr:`rescale` refuses both rather than guess)."""
+        return _number(h.get("RescaleSlope"), 1.0), _number(h.get("RescaleIntercept"), 0.0)
 
     @cached_property
     def rescale(self) -> tuple[float, float, bool]:
-        """(slope, intercept, uniform) of the DICOM rescale."""
-        pairs = {self._rescale(h) for h in self.headers}
+        """(slope, intercept, uniform) of the DICOM rescale; a slope or intercept that is not
+        a finite number, or a zero slope, fails the series naming the file."""
+        pairs = set()
+        for h, path in zip(self.headers, self.files, strict=True):
+            slope, inter = self._rescale(h)
+            if not (np.isfinite(slope) and np.isfinite(inter)) or slope == 0:
+                raise SeriesGeometryError(
+                    f"{path}: unusable rescale (RescaleSlope={h.get('RescaleSlope')!r}, "
+                    f"RescaleIntercept={h.get('RescaleIntercept')!r} give slope {slope}, "
+                    f"intercept {inter}): the values cannot be known"
+                )
+            pairs.add((slope, inter))
         if len(pairs) == 1:
             slope, inter = pairs.pop()
             return slope, inter, True
@@ -294,6 +313,15 @@ class ClassicSeries:
         ranks = ge.acquisition_ranks(self.n_slices, interleaved=order == "1")
         step = float(tr) / 1000.0 / self.n_slices
         return [ranks[position[n]] * step for n in instances]
+
+
+def _number(value, absent: float) -> float:
+    if value is None or value == "":
+        return absent
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _resample_tilt(stack: np.ndarray, shifts: tuple[float, float]) -> None:

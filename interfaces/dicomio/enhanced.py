@@ -129,7 +129,7 @@ class EnhancedSeries(ClassicSeries):
         scale = h.get(PHILIPS_SCALE_SLOPE)
         frame_type = [str(v).upper() for v in (h.get("FrameType") or [])]
         philips = str(h.get("Manufacturer", "")).upper().startswith("PHILIPS")
-        if scale and philips and "FIELD_MAP" not in frame_type:
+        if scale and slope and philips and "FIELD_MAP" not in frame_type:
             return 1.0 / scale, inter / (slope * scale)
         return slope, inter
 

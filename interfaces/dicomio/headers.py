@@ -153,21 +153,56 @@ def _truncation(available: int, expected: int) -> str | None:
     return None
 
 
-def _float_tuple(value, n: int, name: str, path: str) -> tuple[float, ...]:
+def _float_tuple(value, n: int, name: str) -> tuple[tuple[float, ...], str | None]:
+    """(values, problem): NaN stands in for what is not a number, so the file's series can
+    still be identified when the problem is reported."""
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise UnusableFile(path, f"{name} is not numeric: {value!r}") from None
+        return (float("nan"),) * n, f"{name} is not numeric: {value!r}"
     if len(out) != n or not all(np.isfinite(out)):
-        raise UnusableFile(path, f"{name} must hold {n} finite numbers, got {value!r}")
-    return out
+        return out, f"{name} must hold {n} finite numbers, got {value!r}"
+    return out, None
+
+
+#: direction cosines further than this from unit length / orthogonality are not a plane
+COSINE_TOLERANCE = 0.01
+#: sample sizes a volume can be stored in
+SUPPORTED_BITS = (8, 16, 32)
+
+
+def _value_problem(
+    orientation: tuple[float, ...], spacing: tuple[float, ...], ds: pydicom.Dataset
+) -> str | None:
+    """Why finite geometry and pixel description values cannot make a slice, or None."""
+    row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    lengths = (float(np.linalg.norm(row)), float(np.linalg.norm(col)))
+    if (
+        any(abs(n - 1.0) > COSINE_TOLERANCE for n in lengths)
+        or abs(float(np.dot(row, col))) > COSINE_TOLERANCE
+    ):
+        return (
+            "ImageOrientationPatient is not two orthogonal unit vectors: "
+            f"{tuple(ds.ImageOrientationPatient)!r}"
+        )
+    if min(spacing) <= 0:
+        return f"PixelSpacing must be positive, got {tuple(ds.PixelSpacing)!r}"
+    for key in ("Rows", "Columns"):
+        if _int_or_none(ds.get(key)) is None or int(ds.get(key)) < 1:
+            return f"{key}={ds.get(key)!r}: an image needs at least one {key[:-1].lower()}"
+    bits = _int_or_none(ds.get("BitsAllocated"))
+    if bits not in SUPPORTED_BITS:
+        return f"BitsAllocated={ds.get('BitsAllocated')!r} is not supported (8, 16 or 32)"
+    return None
 
 
 def _float_or_none(value) -> float | None:
+    """A finite number, else None (NaN and infinities never reach a key or a sidecar)."""
     try:
-        return float(value) if value not in (None, "") else None
+        out = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return out if out is None or np.isfinite(out) else None
 
 
 def _int_or_none(value) -> int | None:
@@ -207,14 +242,19 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
         if key not in ds:
             raise UnusableFile(where, f"{key} is missing: cannot place the slice in space")
-    orientation = _float_tuple(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", where)
-    position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", where)
-    spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing", where)
+    orientation, bad_orientation = _float_tuple(
+        ds.ImageOrientationPatient, 6, "ImageOrientationPatient"
+    )
+    position, bad_position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient")
+    spacing, bad_spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing")
+    problem = bad_orientation or bad_position or bad_spacing
+    if problem is None:
+        problem = _value_problem(orientation, spacing, ds)
     # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
     image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
         image_type = [image_type]
-    return SliceHeader(
+    header = SliceHeader(
         path=path,
         series_uid=sys.intern(uid),
         series_number=_int_or_none(ds.get("SeriesNumber")),
@@ -223,8 +263,8 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         image_type=tuple(sys.intern(str(v).upper()) for v in image_type),
         orientation=orientation,
         position=position,  # type: ignore[arg-type]
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
+        rows=_int_or_none(ds.get("Rows")) or 0,
+        columns=_int_or_none(ds.get("Columns")) or 0,
         pixel_spacing=spacing,  # type: ignore[arg-type]
         temporal_position=_int_or_none(ds.get("TemporalPositionIdentifier")),
         acquisition_time=str(ds.get("AcquisitionTime", "") or "") or None,
@@ -238,6 +278,9 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         frame=frame,
         echo_time=_float_or_none(ds.get("EchoTime")),
     )
+    if problem is not None:  # the header goes along: the file's series fails, naming it
+        raise UnusableFile(where, problem, header)
+    return header
 
 
 def read_header(path: str | os.PathLike) -> Header:
@@ -289,6 +332,17 @@ def read_headers(path: str | os.PathLike) -> list[Header]:
     frames = frame_headers(ds)
     if not frames:
         raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
+    declared = _int_or_none(ds.get("NumberOfFrames") or 1)  # as the pixel reader counts
+    if declared != len(frames):  # frames would be lost, or read past the pixel data
+        header = None
+        with contextlib.suppress(UnusableFile):
+            header = slice_header_from_dataset(frames[0], str(path))
+        raise UnusableFile(
+            path,
+            f"NumberOfFrames={ds.get('NumberOfFrames')} but PerFrameFunctionalGroupsSequence "
+            f"holds {len(frames)} item(s): the frames cannot be placed",
+            header,
+        )
     return frames
 
 

@@ -1,9 +1,10 @@
 """Group slice headers into series that can each form one NIfTI volume, and order them.
 
 A DICOM series (SeriesInstanceUID) is split where its files cannot share one voxel grid:
-echo number, image type, slice orientation and matrix size.  Within a group, slices are ordered
-by their position projected on the slice normal and, at each position, by acquisition order
-(temporal position, then instance number), which gives a volume-major file list.
+echo number, image type, slice orientation, matrix size and pixel spacing.  Within a group,
+slices are ordered by their position projected on the slice normal and, at each position, by
+acquisition order (temporal position, then instance number), which gives a volume-major file
+list; images stacked at one position must not be shifted in-plane.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class SliceOrder:
 
 def _rounded_orientation(orientation: Sequence[float]) -> tuple[float, ...]:
     step = ORIENTATION_TOLERANCE * 10
-    return tuple(round(v / step) * step + 0.0 for v in orientation)
+    return tuple(round(v / step) * step + 0.0 if np.isfinite(v) else v for v in orientation)
 
 
 def split_key(h: SliceHeader) -> tuple:
@@ -54,6 +55,7 @@ def split_key(h: SliceHeader) -> tuple:
         _rounded_orientation(h.orientation),
         h.rows,
         h.columns,
+        tuple(round(v, 4) for v in h.pixel_spacing),  # one voxel grid: one in-plane spacing
         h.flavour,
         None if h.echo_time is None else round(h.echo_time, 3),
     )
@@ -103,6 +105,7 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
             "incomplete time series or missing files"
         )
     n_volumes = counts.pop()
+    _check_same_place(headers, locations)
 
     def acquisition_key(i: int):
         h = headers[i]
@@ -126,6 +129,26 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
         n_volumes=n_volumes,
         distances=distances,
     )
+
+
+#: images at one slice location whose corners differ more than this (mm) are not one slice
+IN_PLANE_TOLERANCE = 0.05
+
+
+def _check_same_place(headers: Sequence[SliceHeader], locations: list[list[int]]) -> None:
+    """Images stacked at one slice location must cover the same plane patch: a 4D series
+    keeps one affine, so an in-plane shift between its volumes cannot be written."""
+    for loc in locations:
+        first = headers[loc[0]]
+        for i in loc[1:]:
+            shift = np.subtract(headers[i].position, first.position)
+            if float(np.max(np.abs(shift))) > IN_PLANE_TOLERANCE:
+                raise SeriesGeometryError(
+                    f"{headers[i].path}: ImagePositionPatient {headers[i].position} is "
+                    f"shifted in-plane by {np.round(shift, 4).tolist()} mm from "
+                    f"{first.path} at the same slice location; "
+                    "the images cannot share one affine"
+                )
 
 
 def check_uniform_spacing(
