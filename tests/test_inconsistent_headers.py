@@ -342,3 +342,14 @@ def test_a_degenerate_voxel_matrix_is_never_written(column):
     affine[:3, 2] = column
     with pytest.raises(SeriesGeometryError, match="no usable voxel-to-world matrix"):
         frames_to_volume(np.zeros((1, 2, 3, 4), np.int16), affine, None)
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_classic_slice_claiming_two_frames_fails_its_series(tmp_path, k):
+    """The file is no longer a slice (nor a valid multi-frame file): its series fails, even
+    when it is an edge slice whose loss no gap would reveal."""
+    paths = write_series(_volume(), _affine(), tmp_path / "dcm")
+    _mutate(paths[k], NumberOfFrames=2)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not written
+    assert len(failed) == 1 and paths[k].name in failed[0]

@@ -11,7 +11,6 @@ pydicom; both give a mapping by DICOM keyword, so everything downstream reads th
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import os
@@ -108,10 +107,7 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
             if stop_before_pixels:
                 problem = _pixel_length_problem(ds, size - stream.tell())
                 if problem:
-                    header = None
-                    with contextlib.suppress(UnusableFile):
-                        header = slice_header_from_dataset(ds, str(path))
-                    raise UnusableFile(path, problem, header)
+                    raise UnusableFile(path, problem, _header_for_report(ds, str(path)))
         finally:
             stream.close()
     except UnusableFile:
@@ -237,8 +233,9 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         raise UnusableFile(path, "SeriesInstanceUID is missing")
     frame = getattr(ds, "frame", None)
     where = path if frame is None else f"{path} (frame {frame + 1})"
+    flavour_problem = None
     if flavour == "enhanced" and frame is None:
-        raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
+        flavour_problem = "multi-frame DICOM without per-frame functional groups"
     for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
         if key not in ds:
             raise UnusableFile(where, f"{key} is missing: cannot place the slice in space")
@@ -247,7 +244,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     )
     position, bad_position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient")
     spacing, bad_spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing")
-    problem = bad_orientation or bad_position or bad_spacing
+    problem = flavour_problem or bad_orientation or bad_position or bad_spacing
     if problem is None:
         problem = _value_problem(orientation, spacing, ds)
     # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
@@ -283,6 +280,15 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     return header
 
 
+def _header_for_report(ds, path: str) -> SliceHeader | None:
+    """The file's slice header when its keys are readable (also when the file has a problem
+    of its own), so the series it belongs to can be failed; else None."""
+    try:
+        return slice_header_from_dataset(ds, path)
+    except UnusableFile as exc:
+        return exc.header
+
+
 def read_header(path: str | os.PathLike) -> Header:
     """Header of one file (scanner first, pydicom for other encodings).
 
@@ -298,10 +304,7 @@ def read_header(path: str | os.PathLike) -> Header:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
     problem = _scanned_pixel_problem(scanned)
     if problem:
-        header = None
-        with contextlib.suppress(UnusableFile):
-            header = slice_header_from_dataset(scanned, str(path))
-        raise UnusableFile(path, problem, header)
+        raise UnusableFile(path, problem, _header_for_report(scanned, str(path)))
     return scanned
 
 
@@ -331,17 +334,15 @@ def read_headers(path: str | os.PathLike) -> list[Header]:
     ds = header if not isinstance(header, ScannedHeader) else open_dicom(path, True)[0]
     frames = frame_headers(ds)
     if not frames:
+        slice_header_from_dataset(ds, str(path))  # raises, with the header when readable
         raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
     declared = _int_or_none(ds.get("NumberOfFrames") or 1)  # as the pixel reader counts
     if declared != len(frames):  # frames would be lost, or read past the pixel data
-        header = None
-        with contextlib.suppress(UnusableFile):
-            header = slice_header_from_dataset(frames[0], str(path))
         raise UnusableFile(
             path,
             f"NumberOfFrames={ds.get('NumberOfFrames')} but PerFrameFunctionalGroupsSequence "
             f"holds {len(frames)} item(s): the frames cannot be placed",
-            header,
+            _header_for_report(frames[0], str(path)),
         )
     return frames
 
