@@ -353,3 +353,32 @@ def test_classic_slice_claiming_two_frames_fails_its_series(tmp_path, k):
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert not written
     assert len(failed) == 1 and paths[k].name in failed[0]
+
+
+def _without(path: Path, key: str) -> None:
+    ds = pydicom.dcmread(path)
+    delattr(ds, key)
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize("key", ["ImageOrientationPatient", "ImagePositionPatient"])
+def test_edge_slice_without_geometry_fails_its_series(tmp_path, key):
+    paths = write_series(_volume(), _affine(), tmp_path / "dcm")
+    _without(paths[-1], key)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not written
+    assert len(failed) == 1 and f"{key} is missing" in failed[0] and paths[-1].name in failed[0]
+
+
+def test_images_without_any_plane_are_listed_not_failed(tmp_path):
+    """Screenshots and other non-spatial images (no series of theirs has a plane) are
+    listed as unusable, as before; the spatial series beside them converts."""
+    shots = write_series(_volume(), _affine(), tmp_path / "dcm" / "shots", series_number=99)
+    for p in shots:
+        _without(p, "ImageOrientationPatient")
+    write_series(_volume(), _affine(), tmp_path / "dcm" / "t1", study_key="t1")
+    table = index_tree(tmp_path / "dcm")
+    assert len(table["series"]) == 1
+    assert [u["series"] for u in table["unusable"]] == [None] * len(shots)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert len(written) == 1 and not failed

@@ -40,11 +40,20 @@ _NATIVE_SYNTAXES = {
 class UnusableFile(Exception):
     """A file that cannot contribute a slice; ``str()`` names the file and the reason."""
 
-    def __init__(self, path: str | os.PathLike, reason: str, header: SliceHeader | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        reason: str,
+        header: SliceHeader | None = None,
+        own_series: bool = True,
+    ):
         self.path = str(path)
         self.reason = reason
         #: the file's header keys when they were readable (so the file's series is known)
         self.header = header
+        #: False: the file fails the series it belongs to, but files that all share this
+        #: problem (e.g. non-spatial images without a plane) are only listed, not a series
+        self.own_series = own_series
         super().__init__(f"{self.path}: {reason}")
 
 
@@ -236,15 +245,22 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     flavour_problem = None
     if flavour == "enhanced" and frame is None:
         flavour_problem = "multi-frame DICOM without per-frame functional groups"
-    for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
-        if key not in ds:
-            raise UnusableFile(where, f"{key} is missing: cannot place the slice in space")
-    orientation, bad_orientation = _float_tuple(
-        ds.ImageOrientationPatient, 6, "ImageOrientationPatient"
+    missing = next(
+        (
+            f"{key} is missing: cannot place the slice in space"
+            for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing")
+            if key not in ds
+        ),
+        None,
     )
-    position, bad_position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient")
-    spacing, bad_spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing")
-    problem = flavour_problem or bad_orientation or bad_position or bad_spacing
+    orientation, bad_orientation = _float_tuple(
+        ds.get("ImageOrientationPatient") or (), 6, "ImageOrientationPatient"
+    )
+    position, bad_position = _float_tuple(
+        ds.get("ImagePositionPatient") or (), 3, "ImagePositionPatient"
+    )
+    spacing, bad_spacing = _float_tuple(ds.get("PixelSpacing") or (), 2, "PixelSpacing")
+    problem = missing or flavour_problem or bad_orientation or bad_position or bad_spacing
     if problem is None:
         problem = _value_problem(orientation, spacing, ds)
     # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
@@ -276,7 +292,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         echo_time=_float_or_none(ds.get("EchoTime")),
     )
     if problem is not None:  # the header goes along: the file's series fails, naming it
-        raise UnusableFile(where, problem, header)
+        raise UnusableFile(where, problem, header, own_series=missing is None)
     return header
 
 

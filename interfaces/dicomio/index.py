@@ -56,15 +56,16 @@ def iter_files(root: Path) -> Iterator[Path]:
 PARALLEL_MIN_FILES = 1000
 _CHUNK = 200
 
-#: a read that failed: (path, reason, the header when it was readable)
-Rejected = tuple[str, str, SliceHeader | None]
+#: a read that failed: (path, reason, the header when it was readable, whether the file
+#: makes a failed series of its own when no readable file shares its series)
+Rejected = tuple[str, str, SliceHeader | None, bool]
 
 
 def _read_one(path: str) -> list[SliceHeader] | Rejected:
     try:
         return read_slice_headers(path)
     except UnusableFile as exc:
-        return (str(path), exc.reason, exc.header)
+        return (str(path), exc.reason, exc.header, exc.own_series)
 
 
 def _read_chunk(paths: Sequence[str]) -> list[list[SliceHeader] | Rejected]:
@@ -152,13 +153,13 @@ def index_tree(
     geometry = geometry or GeometryPolicy()
     root = Path(root).resolve()
     headers: list[SliceHeader] = []
-    rejected: list[tuple[dict[str, Any], SliceHeader | None]] = []
+    rejected: list[tuple[dict[str, Any], SliceHeader | None, bool]] = []
     for item in read_headers([str(p) for p in iter_files(root)], n_procs):
         if isinstance(item, list):
             headers.extend(item)
         else:
-            path, reason, header = item
-            rejected.append(({"path": path, "reason": reason, "series": None}, header))
+            path, reason, header, own_series = item
+            rejected.append(({"path": path, "reason": reason, "series": None}, header, own_series))
 
     # files rejected after their series was identified (e.g. truncated pixel data) are
     # attached to that series so its conversion can fail loudly instead of losing a slice
@@ -190,7 +191,7 @@ def index_tree(
         "root": str(root),
         "n_files": len(headers) + len(rejected),
         "series": series_list,
-        "unusable": [item for item, _ in rejected],
+        "unusable": [item for item, _, _ in rejected],
     }
 
 
@@ -278,24 +279,27 @@ def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) 
 
 
 def _attach_rejected(
-    rejected: list[tuple[dict[str, Any], SliceHeader | None]],
+    rejected: list[tuple[dict[str, Any], SliceHeader | None, bool]],
     series_list: list[dict[str, Any]],
     root: Path,
     folder_levels: int,
     uids: dict[str, str],
 ) -> None:
     """A rejected file whose header was readable fails the series it belongs to; when its
-    own keys are broken (so it matches no group), every series of its SeriesInstanceUID."""
+    own keys are broken (so it matches no group), every series of its SeriesInstanceUID.
+    Without such series it is a failed series of its own, unless ``own_series`` is False."""
     by_id: dict[str, list[dict[str, Any]]] = {}
     for s in series_list:
         by_id.setdefault(s.get("split_from", s["id"]), []).append(s)
-    for item, header in rejected:
+    for item, header, own_series in rejected:
         if header is None:
             continue
         sid = series_id(header)
         targets = by_id.get(sid) or [
             s for base, parts in by_id.items() if uids.get(base) == header.series_uid for s in parts
         ]
+        if not targets and not own_series:  # e.g. a non-spatial image: listed only
+            continue
         if not targets:  # every file of that series was rejected
             targets = by_id[sid] = [_series_entry(sid, header, root, folder_levels)]
             uids[sid] = header.series_uid
