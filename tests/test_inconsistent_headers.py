@@ -382,3 +382,57 @@ def test_images_without_any_plane_are_listed_not_failed(tmp_path):
     assert [u["series"] for u in table["unusable"]] == [None] * len(shots)
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert len(written) == 1 and not failed
+
+
+def _raw(path: Path, key: str, text: str) -> None:
+    """Store ``text`` as the value of ``key`` byte for byte (pydicom would refuse it)."""
+    ds = pydicom.dcmread(path)
+    tag = pydicom.tag.Tag(pydicom.datadict.tag_for_keyword(key))
+    raw = text.encode() + b" " * (len(text) % 2)
+    vr = pydicom.datadict.dictionary_VR(tag)
+    ds[tag] = pydicom.dataelem.RawDataElement(tag, vr, len(raw), raw, 0, False, True)
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "message"),
+    [
+        ("RescaleSlope", "abc", "RescaleSlope is not a number"),
+        ("RescaleIntercept", "abc", "RescaleIntercept is not a number"),
+        ("PixelSpacing", "abc", "PixelSpacing is not a number"),
+        ("ImageOrientationPatient", "x\\y", "ImageOrientationPatient is not a number"),
+        ("RescaleSlope", "1e300", "RescaleSlope=1e+300"),
+        ("RescaleIntercept", "1\\2", "RescaleIntercept=(1.0, 2.0)"),
+        ("RescaleSlope", "", "RescaleSlope is"),  # absent in one file only
+    ],
+)
+def test_unreadable_or_oversized_numbers_in_an_edge_slice_fail_the_series(
+    tmp_path, key, text, message
+):
+    paths = write_series(_volume(), _affine(), tmp_path / "dcm", rescale=(0.5, -100.0))
+    _raw(paths[0], key, text)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not written
+    assert len(failed) == 1 and message in failed[0] and paths[0].name in failed[0]
+
+
+def test_oversized_repetition_time_is_left_out_of_the_header(tmp_path):
+    vol, aff = _volume(), _affine()
+    paths = write_series(vol, aff, tmp_path / "dcm")
+    for p in paths:
+        _raw(p, "RepetitionTime", "1e300")
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not failed
+    img = nb.load(written[0])
+    assert np.all(np.isfinite(img.header["pixdim"]))
+    _assert_truth(img, vol, aff)
+
+
+@pytest.mark.parametrize("frames", ["-1", "0"])
+def test_fuzzed_number_of_frames_never_escapes_as_another_error(tmp_path, frames):
+    paths = write_series(_volume(), _affine(), tmp_path / "dcm")
+    _raw(paths[0], "NumberOfFrames", frames)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    for nii in written:  # a NumberOfFrames <= 1 reads as one frame: the series is intact
+        assert nb.load(nii).shape == (16, 12, 6)
+    assert len(written) + len(failed) == 1

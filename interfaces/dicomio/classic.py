@@ -174,9 +174,18 @@ class ClassicSeries:
         """(slope, intercept, uniform) of the DICOM rescale; a slope or intercept that is not
         a finite number, or a zero slope, fails the series naming the file."""
         pairs = set()
+        ref = self.headers[0]
         for h, path in zip(self.headers, self.files, strict=True):
+            for key in ("RescaleSlope", "RescaleIntercept"):
+                if (h.get(key) in (None, "")) != (ref.get(key) in (None, "")):
+                    raise SeriesGeometryError(  # identity here, a rescale there: a guess
+                        f"{path}: {key} is {'absent' if h.get(key) in (None, '') else 'given'}"
+                        f" but not so in {self.files[0]}: the values cannot be known"
+                    )
             slope, inter = self._rescale(h)
-            if not (np.isfinite(slope) and np.isfinite(inter)) or slope == 0:
+            # the largest stored magnitude, rescaled, must be a float32 (NIfTI's scl_* type)
+            peak = float(2 ** int(h.get("BitsAllocated") or 16)) * abs(slope) + abs(inter)
+            if not (np.isfinite(peak) and peak <= _FLOAT32_MAX) or slope == 0:
                 raise SeriesGeometryError(
                     f"{path}: unusable rescale (RescaleSlope={h.get('RescaleSlope')!r}, "
                     f"RescaleIntercept={h.get('RescaleIntercept')!r} give slope {slope}, "
@@ -313,6 +322,9 @@ class ClassicSeries:
         ranks = ge.acquisition_ranks(self.n_slices, interleaved=order == "1")
         step = float(tr) / 1000.0 / self.n_slices
         return [ranks[position[n]] * step for n in instances]
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _number(value, absent: float) -> float:

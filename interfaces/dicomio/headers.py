@@ -170,6 +170,14 @@ def _float_tuple(value, n: int, name: str) -> tuple[tuple[float, ...], str | Non
     return out, None
 
 
+#: number fields whose unreadable text fails the file (the scanner leaves them out)
+_MUST_PARSE = (
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "PixelSpacing",
+    "RescaleSlope",
+    "RescaleIntercept",
+)
 #: direction cosines further than this from unit length / orthogonality are not a plane
 COSINE_TOLERANCE = 0.01
 #: sample sizes a volume can be stored in
@@ -260,7 +268,12 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         ds.get("ImagePositionPatient") or (), 3, "ImagePositionPatient"
     )
     spacing, bad_spacing = _float_tuple(ds.get("PixelSpacing") or (), 2, "PixelSpacing")
-    problem = missing or flavour_problem or bad_orientation or bad_position or bad_spacing
+    unreadable = next(
+        (f"{key} is not a number" for key in _MUST_PARSE if key in getattr(ds, "malformed", ())),
+        None,
+    )
+    problem = unreadable or missing or flavour_problem
+    problem = problem or bad_orientation or bad_position or bad_spacing
     if problem is None:
         problem = _value_problem(orientation, spacing, ds)
     # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
@@ -292,7 +305,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         echo_time=_float_or_none(ds.get("EchoTime")),
     )
     if problem is not None:  # the header goes along: the file's series fails, naming it
-        raise UnusableFile(where, problem, header, own_series=missing is None)
+        raise UnusableFile(where, problem, header, own_series=problem != missing)
     return header
 
 

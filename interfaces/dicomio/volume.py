@@ -133,15 +133,20 @@ def frames_to_volume(
     if reoriented:
         arr, ras = to_closest_ras(arr, ras)
     tr = _finite_or_none(repetition_time_ms)
-    tr = tr / 1000.0 if tr else None  # a NaN or infinite TR is left out of the header
+    # a NaN, infinite or float32-overflowing TR is left out of the header
+    tr = tr / 1000.0 if tr and abs(tr / 1000.0) <= _FLOAT32_MAX else None
     return NiftiVolume(arr, ras, tr, float(slope), float(inter), reoriented)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _check_affine(affine_lps: np.ndarray) -> None:
     """The last guard before a header is written: voxel axes of finite, non-zero length."""
     matrix = np.asarray(affine_lps, dtype=float)
     lengths = np.linalg.norm(matrix[:3, :3], axis=0)
-    usable = bool(np.all(np.isfinite(matrix))) and bool(np.all(lengths > 0))
+    fits = bool(np.all(np.abs(matrix) <= _FLOAT32_MAX))  # NaN fails too; the header is float32
+    usable = fits and bool(np.all(lengths > 0))
     if not usable or abs(np.linalg.det(matrix[:3, :3] / lengths)) < 1e-6:  # collinear axes
         raise SeriesGeometryError(
             f"no usable voxel-to-world matrix (voxel sizes {np.round(lengths, 6).tolist()} "
