@@ -436,3 +436,53 @@ def test_fuzzed_number_of_frames_never_escapes_as_another_error(tmp_path, frames
     for nii in written:  # a NumberOfFrames <= 1 reads as one frame: the series is intact
         assert nb.load(nii).shape == (16, 12, 6)
     assert len(written) + len(failed) == 1
+
+
+def test_a_slice_shifted_sideways_on_its_own_fails(tmp_path):
+    """Only the end slices count for a gantry tilt: a middle slice off the line would be
+    stacked into a wrong place."""
+    paths = write_series(_volume(), _affine(), tmp_path / "dcm")
+    ds = pydicom.dcmread(paths[2])
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    _mutate(paths[2], ImagePositionPatient=[f"{x + 4:g}", f"{y:g}", f"{z:g}"])
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not written
+    assert "off the line" in failed[0] and paths[2].name in failed[0]
+
+
+def _enhanced_mutated(tmp_path: Path, change) -> tuple[list[Path], list[str]]:
+    path = _enhanced(tmp_path / "dcm" / "enh.dcm", _volume((8, 6, 4)))
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path)
+    return _convert_all(tmp_path / "dcm", tmp_path / "out")
+
+
+def _frame(ds: Dataset, k: int) -> Dataset:
+    return ds.PerFrameFunctionalGroupsSequence[k]
+
+
+def test_enhanced_frame_without_position_fails_its_file(tmp_path):
+    written, failed = _enhanced_mutated(
+        tmp_path, lambda ds: delattr(_frame(ds, 0), "PlanePositionSequence")
+    )
+    assert not written and "ImagePositionPatient is missing" in failed[0]
+
+
+def test_enhanced_frame_off_the_line_fails(tmp_path):
+    def shift(ds):
+        _frame(ds, 2).PlanePositionSequence[0].ImagePositionPatient = ["5", "0", "4"]
+
+    written, failed = _enhanced_mutated(tmp_path, shift)
+    assert not written and "(frame 3)" in failed[0] and "off the line" in failed[0]
+
+
+def test_enhanced_frame_with_its_own_nan_rescale_fails_naming_the_frame(tmp_path):
+    def rescale(ds):
+        for k in range(4):
+            item = Dataset()
+            item.RescaleSlope, item.RescaleIntercept = ("NaN" if k == 1 else "2"), "0"
+            _frame(ds, k).PixelValueTransformationSequence = Sequence([item])
+
+    written, failed = _enhanced_mutated(tmp_path, rescale)
+    assert not written and "enh.dcm (frame 2): unusable rescale" in failed[0]

@@ -179,15 +179,16 @@ class ClassicSeries:
             for key in ("RescaleSlope", "RescaleIntercept"):
                 if (h.get(key) in (None, "")) != (ref.get(key) in (None, "")):
                     raise SeriesGeometryError(  # identity here, a rescale there: a guess
-                        f"{path}: {key} is {'absent' if h.get(key) in (None, '') else 'given'}"
-                        f" but not so in {self.files[0]}: the values cannot be known"
+                        f"{_where(h, path)}: {key} is "
+                        f"{'absent' if h.get(key) in (None, '') else 'given'} but not so in "
+                        f"{_where(ref, self.files[0])}: the values cannot be known"
                     )
             slope, inter = self._rescale(h)
             # the largest stored magnitude, rescaled, must be a float32 (NIfTI's scl_* type)
             peak = float(2 ** int(h.get("BitsAllocated") or 16)) * abs(slope) + abs(inter)
             if not (np.isfinite(peak) and peak <= _FLOAT32_MAX) or slope == 0:
                 raise SeriesGeometryError(
-                    f"{path}: unusable rescale (RescaleSlope={h.get('RescaleSlope')!r}, "
+                    f"{_where(h, path)}: unusable rescale (RescaleSlope={h.get('RescaleSlope')!r}, "
                     f"RescaleIntercept={h.get('RescaleIntercept')!r} give slope {slope}, "
                     f"intercept {inter}): the values cannot be known"
                 )
@@ -325,6 +326,12 @@ class ClassicSeries:
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _where(h: Header, path: str) -> str:
+    """The file, and the frame for a multi-frame file."""
+    frame = getattr(h, "frame", None)
+    return path if frame is None else f"{path} (frame {frame + 1})"
 
 
 def _number(value, absent: float) -> float:

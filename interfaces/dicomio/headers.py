@@ -377,5 +377,19 @@ def read_headers(path: str | os.PathLike) -> list[Header]:
 
 
 def read_slice_headers(path: str | os.PathLike) -> list[SliceHeader]:
-    """One :class:`SliceHeader` per slice the file holds; raises :class:`UnusableFile`."""
-    return [slice_header_from_dataset(h, str(path)) for h in read_headers(path)]
+    """One :class:`SliceHeader` per slice the file holds; raises :class:`UnusableFile`.
+
+    A multi-frame file some of whose frames have a plane and others not is broken, not a
+    non-spatial image: it fails as a series of its own when it has no other."""
+    out: list[SliceHeader] = []
+    problem: UnusableFile | None = None
+    for h in read_headers(path):
+        try:
+            out.append(slice_header_from_dataset(h, str(path)))
+        except UnusableFile as exc:
+            problem = problem or exc
+    if problem is None:
+        return out
+    if out and not problem.own_series:
+        raise UnusableFile(problem.path, problem.reason, problem.header)
+    raise problem

@@ -106,6 +106,7 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
         )
     n_volumes = counts.pop()
     _check_same_place(headers, locations)
+    _check_in_line(headers, [loc[0] for loc in locations], dist)
 
     def acquisition_key(i: int):
         h = headers[i]
@@ -131,8 +132,14 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
     )
 
 
-#: images at one slice location whose corners differ more than this (mm) are not one slice
-IN_PLANE_TOLERANCE = 0.05
+def _in_plane_tolerance(h: SliceHeader) -> float:
+    """How far (mm) a slice corner may sit off its place in the grid: a tenth of a pixel, at
+    least 0.1 mm (positions are often written with one or two decimals)."""
+    return max(0.1, 0.1 * min(h.pixel_spacing))
+
+
+def _where(h: SliceHeader) -> str:
+    return h.path if h.frame is None else f"{h.path} (frame {h.frame + 1})"
 
 
 def _check_same_place(headers: Sequence[SliceHeader], locations: list[list[int]]) -> None:
@@ -142,13 +149,37 @@ def _check_same_place(headers: Sequence[SliceHeader], locations: list[list[int]]
         first = headers[loc[0]]
         for i in loc[1:]:
             shift = np.subtract(headers[i].position, first.position)
-            if float(np.max(np.abs(shift))) > IN_PLANE_TOLERANCE:
+            if float(np.max(np.abs(shift))) > _in_plane_tolerance(first):
                 raise SeriesGeometryError(
-                    f"{headers[i].path}: ImagePositionPatient {headers[i].position} is "
+                    f"{_where(headers[i])}: ImagePositionPatient {headers[i].position} is "
                     f"shifted in-plane by {np.round(shift, 4).tolist()} mm from "
-                    f"{first.path} at the same slice location; "
+                    f"{_where(first)} at the same slice location; "
                     "the images cannot share one affine"
                 )
+
+
+def _check_in_line(headers: Sequence[SliceHeader], firsts: list[int], dist: np.ndarray) -> None:
+    """The slice corners of one volume must lie on one straight line (along the normal, or
+    drifting evenly for a gantry tilt): a slice shifted sideways on its own would be stacked
+    into a wrong place."""
+    if len(firsts) < 3:
+        return
+    pos = np.array([headers[i].position for i in firsts], dtype=float)
+    normal = headers[firsts[0]].normal
+    normal = normal / np.linalg.norm(normal)
+    along = dist[firsts] - dist[firsts[0]]
+    lateral = (pos - pos[0]) - np.outer(along, normal)
+    if along[-1] <= 0:
+        return  # one position: clustering put these in one location already
+    expected = np.outer(along / along[-1], lateral[-1])
+    off = np.linalg.norm(lateral - expected, axis=1)
+    worst = int(np.argmax(off))
+    if off[worst] > _in_plane_tolerance(headers[firsts[0]]):
+        h = headers[firsts[worst]]
+        raise SeriesGeometryError(
+            f"{_where(h)}: ImagePositionPatient {h.position} is {off[worst]:.3g} mm off the "
+            "line through the other slices' corners: the slice cannot be placed in the grid"
+        )
 
 
 def check_uniform_spacing(
