@@ -486,3 +486,27 @@ def test_enhanced_frame_with_its_own_nan_rescale_fails_naming_the_frame(tmp_path
 
     written, failed = _enhanced_mutated(tmp_path, rescale)
     assert not written and "enh.dcm (frame 2): unusable rescale" in failed[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "message"),
+    [
+        ("SpacingBetweenSlices", "NaN", "no usable voxel-to-world matrix"),
+        ("SpacingBetweenSlices", "1e300", "no usable voxel-to-world matrix"),
+        ("PixelSpacing", "0", "PixelSpacing must hold 2 finite numbers"),
+        ("RescaleSlope", "abc", "RescaleSlope is not a number"),
+    ],
+)
+def test_fuzzed_mosaic_volume_fails_by_name(tmp_path, data_dir, key, text, message):
+    """A mutated copy of three real Siemens mosaic volumes (the slice step is a header value
+    here, not a distance between positions)."""
+    src = sorted((data_dir / "dicom" / "dcm_qa_mosaic" / "In" / "ep2d_Asc_2").glob("*.dcm"))
+    copies = []
+    for path in src[:3]:
+        copies.append(tmp_path / "dcm" / path.name)
+        copies[-1].parent.mkdir(exist_ok=True)
+        copies[-1].write_bytes(path.read_bytes())
+    _raw(copies[0], key, text)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not written
+    assert len(failed) == 1 and message in failed[0]

@@ -161,6 +161,10 @@ def _truncation(available: int, expected: int) -> str | None:
 def _float_tuple(value, n: int, name: str) -> tuple[tuple[float, ...], str | None]:
     """(values, problem): NaN stands in for what is not a number, so the file's series can
     still be identified when the problem is reported."""
+    if value is None:
+        return (float("nan"),) * n, f"{name} is missing"
+    if isinstance(value, str | bytes | int | float):
+        value = [value]  # one value where several belong (the scanner unpacks singletons)
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -262,12 +266,10 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         None,
     )
     orientation, bad_orientation = _float_tuple(
-        ds.get("ImageOrientationPatient") or (), 6, "ImageOrientationPatient"
+        ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient"
     )
-    position, bad_position = _float_tuple(
-        ds.get("ImagePositionPatient") or (), 3, "ImagePositionPatient"
-    )
-    spacing, bad_spacing = _float_tuple(ds.get("PixelSpacing") or (), 2, "PixelSpacing")
+    position, bad_position = _float_tuple(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient")
+    spacing, bad_spacing = _float_tuple(ds.get("PixelSpacing"), 2, "PixelSpacing")
     unreadable = next(
         (f"{key} is not a number" for key in _MUST_PARSE if key in getattr(ds, "malformed", ())),
         None,
