@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ def _float_tuple(value, n: int, name: str) -> tuple[tuple[float, ...], str | Non
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return (float("nan"),) * n, f"{name} is not numeric: {value!r}"
-    if len(out) != n or not all(np.isfinite(out)):
+    if len(out) != n or not all(map(math.isfinite, out)):
         return out, f"{name} must hold {n} finite numbers, got {value!r}"
     return out, None
 
@@ -192,11 +193,11 @@ def _value_problem(
     orientation: tuple[float, ...], spacing: tuple[float, ...], ds: pydicom.Dataset
 ) -> str | None:
     """Why finite geometry and pixel description values cannot make a slice, or None."""
-    row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-    lengths = (float(np.linalg.norm(row)), float(np.linalg.norm(col)))
+    row, col = orientation[:3], orientation[3:]  # plain floats: this runs for every slice
+    lengths = (math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col)))
     if (
         any(abs(n - 1.0) > COSINE_TOLERANCE for n in lengths)
-        or abs(float(np.dot(row, col))) > COSINE_TOLERANCE
+        or abs(sum(a * b for a, b in zip(row, col, strict=True))) > COSINE_TOLERANCE
     ):
         return (
             "ImageOrientationPatient is not two orthogonal unit vectors: "
@@ -219,7 +220,7 @@ def _float_or_none(value) -> float | None:
         out = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
-    return out if out is None or np.isfinite(out) else None
+    return out if out is None or math.isfinite(out) else None
 
 
 def _int_or_none(value) -> int | None:
