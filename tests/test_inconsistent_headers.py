@@ -404,6 +404,7 @@ def _raw(path: Path, key: str, text: str) -> None:
         ("RescaleSlope", "1e300", "RescaleSlope=1e+300"),
         ("RescaleIntercept", "1\\2", "RescaleIntercept=(1.0, 2.0)"),
         ("RescaleSlope", "", "RescaleSlope is"),  # absent in one file only
+        ("NumberOfFrames", "abc", "NumberOfFrames is not a number"),
     ],
 )
 def test_unreadable_or_oversized_numbers_in_an_edge_slice_fail_the_series(
@@ -510,3 +511,25 @@ def test_fuzzed_mosaic_volume_fails_by_name(tmp_path, data_dir, key, text, messa
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert not written
     assert len(failed) == 1 and message in failed[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "message"),
+    [
+        ("NumberOfFrames", "abc", "NumberOfFrames='abc' is not a number"),
+        ("RescaleSlope", "abc", "RescaleSlope='abc'"),
+        ("ImageOrientationPatient", "abc", "ImageOrientationPatient is not numeric"),
+        ("PixelSpacing", "NaN\\1", "PixelSpacing must hold 2 finite numbers"),
+    ],
+)
+def test_fuzzed_values_read_by_pydicom_fail_by_name_too(tmp_path, key, text, message):
+    """Deflated files are read by pydicom, which hands unparseable numbers over as text."""
+    paths = write_series(_volume(), _affine(), tmp_path / "dcm", rescale=(0.5, -100.0))
+    _raw(paths[0], key, text)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        ds.save_as(path)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not written
+    assert len(failed) == 1 and message in failed[0] and paths[0].name in failed[0]

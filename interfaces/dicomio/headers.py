@@ -182,6 +182,7 @@ _MUST_PARSE = (
     "PixelSpacing",
     "RescaleSlope",
     "RescaleIntercept",
+    "NumberOfFrames",
 )
 #: direction cosines further than this from unit length / orthogonality are not a plane
 COSINE_TOLERANCE = 0.01
@@ -208,6 +209,9 @@ def _value_problem(
     for key in ("Rows", "Columns"):
         if _int_or_none(ds.get(key)) is None or int(ds.get(key)) < 1:
             return f"{key}={ds.get(key)!r}: an image needs at least one {key[:-1].lower()}"
+    frames = ds.get("NumberOfFrames")
+    if frames not in (None, "") and _int_or_none(frames) is None:
+        return f"NumberOfFrames={frames!r} is not a number"
     bits = _int_or_none(ds.get("BitsAllocated"))
     if bits not in SUPPORTED_BITS:
         return f"BitsAllocated={ds.get('BitsAllocated')!r} is not supported (8, 16 or 32)"
@@ -232,7 +236,10 @@ def _int_or_none(value) -> int | None:
 
 def detect_flavour(ds: pydicom.Dataset) -> str:
     """``enhanced`` (multi-frame functional groups), ``mosaic`` (Siemens CSA) or ``classic``."""
-    if "PerFrameFunctionalGroupsSequence" in ds or int(ds.get("NumberOfFrames", 1) or 1) > 1:
+    if (
+        "PerFrameFunctionalGroupsSequence" in ds
+        or (_int_or_none(ds.get("NumberOfFrames")) or 1) > 1
+    ):
         return "enhanced"
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     if "MOSAIC" in image_type:
@@ -302,7 +309,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         protocol_name=sys.intern(str(ds.get("ProtocolName", "") or "")),
         sequence_name=sys.intern(str(ds.get("SequenceName", "") or "")),
         mr_acquisition_type=sys.intern(str(ds.get("MRAcquisitionType", "") or "")),
-        n_frames=int(ds.get("NumberOfFrames", 1) or 1),
+        n_frames=_int_or_none(ds.get("NumberOfFrames")) or 1,
         flavour=flavour,
         frame=frame,
         echo_time=_float_or_none(ds.get("EchoTime")),
