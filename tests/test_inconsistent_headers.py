@@ -533,3 +533,42 @@ def test_fuzzed_values_read_by_pydicom_fail_by_name_too(tmp_path, key, text, mes
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert not written
     assert len(failed) == 1 and message in failed[0] and paths[0].name in failed[0]
+
+
+def _deflate(paths: list[Path]) -> None:
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        ds.save_as(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "text"), [("InstanceNumber", "inf"), ("SeriesNumber", "1e300"), ("EchoNumbers", "-inf")]
+)
+def test_integers_pydicom_cannot_convert_are_left_out_like_the_scanner_does(tmp_path, key, text):
+    vol, aff = _volume(), _affine()
+    paths = write_series(vol, aff, tmp_path / "dcm")
+    for path in paths:
+        _raw(path, key, text)
+    _deflate(paths)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not failed and len(written) == 1
+    _assert_truth(nb.load(written[0]), vol, aff)
+
+
+def test_unconvertible_value_in_a_frame_group_fails_naming_it(tmp_path):
+    path = _enhanced(tmp_path / "dcm" / "enh.dcm", _volume((8, 6, 4)))
+    ds = pydicom.dcmread(path)
+    content = Dataset()
+    content.InstanceNumber = "987654"  # replaced below: pydicom refuses to write 'inf'
+    _frame(ds, 1).FrameContentSequence = Sequence([content])
+    ds.save_as(path)
+    data = path.read_bytes()
+    assert data.count(b"987654") == 1
+    path.write_bytes(data.replace(b"987654", b"inf   "))
+    field = r"PerFrameFunctionalGroupsSequence\[1\]\.FrameContentSequence\[0\]\.InstanceNumber"
+    with pytest.raises(UnusableFile, match=field + " is not a number"):
+        read_headers(path)
+    written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
+    assert not written and len(failed) == 1
+    assert "FrameContentSequence[0].InstanceNumber" in failed[0]

@@ -114,6 +114,7 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
             size = path.stat().st_size
         try:
             ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
+            _drop_unreadable(ds)
             if stop_before_pixels:
                 problem = _pixel_length_problem(ds, size - stream.tell())
                 if problem:
@@ -127,6 +128,45 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
     except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UnusableFile(path, f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
     return ds, size
+
+
+_CONVERSION_ERRORS = (ValueError, OverflowError, TypeError)
+
+
+def _drop_unreadable(ds: pydicom.Dataset) -> None:
+    """pydicom converts a value when it is first read, and some text that is not a number
+    (IS 'inf', '1e400') raises there.  Like the scanner, leave such top-level elements out and
+    name them in ``ds.malformed`` (the checks of :func:`slice_header_from_dataset` see it)."""
+    from pydicom.datadict import keyword_for_tag
+
+    bad = set()
+    for tag in list(ds.keys()):
+        try:
+            ds[tag]
+        except _CONVERSION_ERRORS:
+            bad.add(keyword_for_tag(tag) or str(tag))
+            del ds[tag]
+    if bad:
+        object.__setattr__(ds, "malformed", frozenset(bad))
+
+
+def _first_unreadable(ds: pydicom.Dataset, where: str = "") -> str | None:
+    """Path of the first element in ``ds`` (sequences included) whose value pydicom cannot
+    convert, e.g. ``PerFrameFunctionalGroupsSequence[3].PlanePositionSequence[0].X``."""
+    from pydicom.datadict import keyword_for_tag
+
+    for tag in list(ds.keys()):
+        name = f"{where}{keyword_for_tag(tag) or tag}"
+        try:
+            elem = ds[tag]
+        except _CONVERSION_ERRORS:
+            return name
+        if elem.VR == "SQ":
+            for k, item in enumerate(elem.value):
+                found = _first_unreadable(item, f"{name}[{k}].")
+                if found:
+                    return found
+    return None
 
 
 def _expected_pixel_bytes(ds) -> int:
@@ -228,10 +268,12 @@ def _float_or_none(value) -> float | None:
 
 
 def _int_or_none(value) -> int | None:
+    """An integer in the range of DICOM's IS (32 bits), else None."""
     try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        out = int(value) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return out if out is None or -(2**31) <= out < 2**31 else None
 
 
 def detect_flavour(ds: pydicom.Dataset) -> str:
@@ -371,7 +413,14 @@ def read_headers(path: str | os.PathLike) -> list[Header]:
     from .enhanced import frame_headers
 
     ds = header if not isinstance(header, ScannedHeader) else open_dicom(path, True)[0]
-    frames = frame_headers(ds)
+    try:
+        frames = frame_headers(ds)
+    except _CONVERSION_ERRORS as exc:
+        field = _first_unreadable(ds) or "a functional group value"
+        header = _header_for_report(ds, str(path))  # the file's series fails, naming it
+        raise UnusableFile(path, f"{field} is not a number ({exc})", header) from None
+    for frame in frames:  # what the file-level read left out applies to every frame
+        frame.malformed = frozenset(getattr(ds, "malformed", ()))
     if not frames:
         slice_header_from_dataset(ds, str(path))  # raises, with the header when readable
         raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
