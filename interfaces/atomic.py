@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -118,9 +119,31 @@ def write_nifti(img: nb.Nifti1Image, path: str | os.PathLike, level: int = DEFAU
     return write_nifti_parts(path, hdr.binaryblock + b"\x00" * 4, arr, level)
 
 
+_DROP = object()
+
+
+def _finite_only(obj: Any) -> Any:
+    """``obj`` without its non-finite numbers: a mapping entry whose value is or holds NaN or
+    an infinity is left out (JSON has no such numbers; a sidecar never guesses one)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return _DROP
+    if isinstance(obj, dict):
+        out = {key: _finite_only(value) for key, value in obj.items()}
+        return {key: value for key, value in out.items() if value is not _DROP}
+    if isinstance(obj, list | tuple):
+        items = [_finite_only(value) for value in obj]
+        return _DROP if any(value is _DROP for value in items) else items
+    return obj
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write JSON (two-space indent, keys in insertion order, trailing newline) atomically."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    """Write JSON (two-space indent, keys in insertion order, trailing newline) atomically.
+
+    Entries holding NaN or infinite numbers are left out (see :func:`_finite_only`)."""
+    cleaned = _finite_only(obj)
+    if cleaned is _DROP:
+        raise ValueError(f"{path}: nothing finite to write")
+    text = json.dumps(cleaned, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 

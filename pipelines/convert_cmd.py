@@ -32,16 +32,20 @@ def output_stems(series: list[dict]) -> dict[str, str]:
 
     ``<protocol>_<series number>``, with dcm2niix's suffixes where one series gives several
     images: ``_e<k>`` per echo (by echo time) and ``_ph`` / ``_real`` / ``_imag`` for
-    non-magnitude parts; any remaining clash gets the series id.
+    non-magnitude parts; any remaining clash gets the series id.  Echo numbers are counted
+    only among the images of one acquisition (same DICOM series, per the index's
+    ``acquisition`` hash, and same protocol): unrelated series that share a number keep
+    their own names, told apart by their ids.
     """
-    by_number: dict = {}
+    by_acquisition: dict = {}
     for s in series:
-        by_number.setdefault(s.get("series_number"), []).append(s)
+        name = sanitize_label(s.get("protocol_name") or s.get("series_description") or "")
+        key = (s.get("series_number"), s.get("acquisition"), name)
+        by_acquisition.setdefault(key, []).append(s)
     base = {}
-    for number, members in by_number.items():
+    for (number, _, name), members in by_acquisition.items():
         echoes = sorted({m["echo_time"] for m in members if m.get("echo_time") is not None})
         for m in members:
-            name = sanitize_label(m.get("protocol_name") or m.get("series_description") or "")
             stem = f"{name or 'series'}_{number if number is not None else 'x'}"
             if len(echoes) > 1 and m.get("echo_time") is not None:
                 stem += f"_e{echoes.index(m['echo_time']) + 1}"

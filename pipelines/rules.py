@@ -120,12 +120,19 @@ def plan_subjects(
 
 
 def _acquisition_key(entry: dict[str, Any]) -> tuple:
-    return (entry.get("series_number"), entry.get("series_description") or "")
+    """One acquisition: series number, description and DICOM series (the index's
+    ``acquisition`` hash), so unrelated series that share a number are never its echoes."""
+    return (
+        entry.get("series_number"),
+        entry.get("series_description") or "",
+        entry.get("acquisition"),
+    )
 
 
 def _acquisition_entities(entries: list[dict[str, Any]]) -> dict[str, str]:
-    """``_echo-<k>`` / ``_part-<x>`` for the outputs of one acquisition (series number and
-    description): echoes numbered by echo time, parts only when more than one is present."""
+    """``_echo-<k>`` / ``_part-<x>`` for the outputs of one acquisition (see
+    :func:`_acquisition_key`): echoes numbered by echo time, parts only when more than one is
+    present."""
     echo_times = sorted({e.get("echo_time") for e in entries if e.get("echo_time") is not None})
     parts = {e.get("part") or "mag" for e in entries}
     out = {}

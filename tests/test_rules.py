@@ -155,6 +155,15 @@ def test_multi_echo_and_phase_named_the_bids_way():
     assert {s.series_id for s in plan.t1w} == {"a", "b"}
 
 
+def test_unrelated_series_sharing_a_number_are_runs_not_echoes():
+    """Two T1w series of the same number and description from different DICOM series (e.g.
+    two sessions in one folder) are two runs, not the echoes of one acquisition."""
+    first, second = _echo("a", 2.9), _echo("b", 3.4)
+    first["acquisition"], second["acquisition"] = "1111aaaa", "2222bbbb"
+    (plan,) = plan_subjects({"root": "/in", "series": [first, second]}, Config())
+    assert [s.stem for s in plan.series] == ["sub-subj_run-1_T1w", "sub-subj_run-2_T1w"]
+
+
 def test_single_echo_magnitude_keeps_the_plain_name_and_runs_count_acquisitions():
     table = {
         "root": "/in",

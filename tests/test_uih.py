@@ -22,6 +22,7 @@ from interfaces.dicomio.index import index_tree
 from interfaces.dicomio.reference import compare
 from interfaces.dicomio.scan import UIH_B_VALUE, UIH_GRADIENT, UIH_PHASE_POSITIVE, ScannedHeader
 from interfaces.dicomio.uih import UihSeries
+from pipelines.cli import main
 from pipelines.convert_cmd import convert_tree
 from pipelines.exitcodes import EXIT_PARTIAL
 
@@ -251,8 +252,12 @@ def test_classic_series_without_positions_is_reported(tmp_path):
         ds = pydicom.dcmread(path)
         ds.Manufacturer = "ACME"
         ds.save_as(path)
-    table = index_tree(src)
-    assert [len(s["problems"]) for s in table["series"]] == [2]
+    table = index_tree(src)  # images with no plane at all: listed, and a failure of convert
+    assert not table["series"]
+    assert [u["reason"] for u in table["unusable"]] == [
+        "ImagePositionPatient is missing: cannot place the slice in space"
+    ] * 2
+    assert main(["convert", str(src), str(tmp_path / "out")]) == 4
 
 
 # --- the shared UIH series against dcm2niix ----------------------------------------------

@@ -142,6 +142,12 @@ class ClassicSeries:
                     raise SeriesGeometryError(
                         f"{path}: {key}={h.get(key)} differs from the series' {ref.get(key)}"
                     )
+            spacing = np.asarray(h.PixelSpacing, dtype=float)
+            if not np.allclose(spacing, np.asarray(ref.PixelSpacing, dtype=float), atol=1e-4):
+                raise SeriesGeometryError(
+                    f"{path}: PixelSpacing={tuple(h.PixelSpacing)} differs from the series' "
+                    f"{tuple(ref.PixelSpacing)}"
+                )
             samples = int(h.get("SamplesPerPixel") or 1)
             rgb = str(h.get("PhotometricInterpretation") or "").strip() == "RGB"
             if samples != 1 and not (samples == 3 and rgb and int(h.BitsAllocated) == 8):
@@ -153,8 +159,9 @@ class ClassicSeries:
     @cached_property
     def slice_spacing(self) -> float:
         """Distance between slice centres from positions (not SliceThickness)."""
-        if self.n_slices == 1:
-            return float(self.headers[0].get("SliceThickness") or 1.0)
+        if self.n_slices == 1:  # no second position: the thickness, else 1 mm
+            thickness = _number(self.headers[0].get("SliceThickness"), 1.0)
+            return thickness if np.isfinite(thickness) and thickness > 0 else 1.0
         return check_uniform_spacing(self._order.distances)
 
     @cached_property
@@ -209,12 +216,35 @@ class ClassicSeries:
         return philips.uses_precise(self.headers, enhanced=self.FLAVOUR == "enhanced")
 
     def _rescale(self, h: Header) -> tuple[float, float]:
+        """(slope, intercept) the image is written with (Philips: see :mod:`.philips`); absent
+        values are 1 and 0, unreadable ones NaN (a zero slope stays zero: :attr:`rescale`
+        refuses both rather than guess)."""
         return philips.rescale(h, precise=self.philips_precise)
 
     @cached_property
     def rescale(self) -> tuple[float, float, bool]:
-        """(slope, intercept, uniform) of the DICOM rescale."""
-        pairs = {self._rescale(h) for h in self.headers}
+        """(slope, intercept, uniform) of the DICOM rescale; a slope or intercept that is not
+        a finite number, or a zero slope, fails the series naming the file."""
+        pairs = set()
+        ref = self.headers[0]
+        for h, path in zip(self.headers, self.files, strict=True):
+            for key in ("RescaleSlope", "RescaleIntercept"):
+                if (h.get(key) in (None, "")) != (ref.get(key) in (None, "")):
+                    raise SeriesGeometryError(  # identity here, a rescale there: a guess
+                        f"{_where(h, path)}: {key} is "
+                        f"{'absent' if h.get(key) in (None, '') else 'given'} but not so in "
+                        f"{_where(ref, self.files[0])}: the values cannot be known"
+                    )
+            slope, inter = self._rescale(h)
+            # the largest stored magnitude, rescaled, must be a float32 (NIfTI's scl_* type)
+            peak = float(2 ** int(h.get("BitsAllocated") or 16)) * abs(slope) + abs(inter)
+            if not (np.isfinite(peak) and peak <= _FLOAT32_MAX) or slope == 0:
+                raise SeriesGeometryError(
+                    f"{_where(h, path)}: unusable rescale (RescaleSlope={h.get('RescaleSlope')!r}, "
+                    f"RescaleIntercept={h.get('RescaleIntercept')!r} give slope {slope}, "
+                    f"intercept {inter}): the values cannot be known"
+                )
+            pairs.add((slope, inter))
         if len(pairs) == 1:
             slope, inter = pairs.pop()
             return slope, inter, True
@@ -405,6 +435,24 @@ class ClassicSeries:
             return None
         rank = {n: r for r, n in enumerate(sorted(instances))}
         return [timing.slice_times[rank[n]] for n in instances]
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _where(h: Header, path: str) -> str:
+    """The file, and the frame for a multi-frame file."""
+    frame = getattr(h, "frame", None)
+    return path if frame is None else f"{path} (frame {frame + 1})"
+
+
+def _number(value, absent: float) -> float:
+    if value is None or value == "":
+        return absent
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _resample_tilt(stack: np.ndarray, shifts: tuple[float, float]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -46,12 +47,21 @@ _NATIVE_SYNTAXES = {
 class UnusableFile(Exception):
     """A file that cannot contribute a slice; ``str()`` names the file and the reason."""
 
-    def __init__(self, path: str | os.PathLike, reason: str, header: SliceHeader | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        reason: str,
+        header: SliceHeader | None = None,
+        own_series: bool = True,
+    ):
         self.path = str(path)
         self.reason = reason
         #: the file's header keys when they were readable (so the file's series is known);
         #: for a file rejected for its geometry, its identity only (geometry zeros)
         self.header = header
+        #: False: the file fails the series it belongs to, but files that all share this
+        #: problem (e.g. non-spatial images without a plane) are only listed, not a series
+        self.own_series = own_series
         super().__init__(f"{self.path}: {reason}")
 
 
@@ -114,10 +124,11 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
             size = path.stat().st_size
         try:
             ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
+            _drop_unreadable(ds)
             if stop_before_pixels:
                 problem = _pixel_length_problem(ds, size - stream.tell())
                 if problem:
-                    raise UnusableFile(path, problem, _identified(ds, str(path)))
+                    raise UnusableFile(path, problem, _header_for_report(ds, str(path)))
         finally:
             stream.close()
     except UnusableFile:
@@ -127,6 +138,45 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
     except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UnusableFile(path, f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
     return ds, size
+
+
+_CONVERSION_ERRORS = (ValueError, OverflowError, TypeError)
+
+
+def _drop_unreadable(ds: pydicom.Dataset) -> None:
+    """pydicom converts a value when it is first read, and some text that is not a number
+    (IS 'inf', '1e400') raises there.  Like the scanner, leave such top-level elements out and
+    name them in ``ds.malformed`` (the checks of :func:`slice_header_from_dataset` see it)."""
+    from pydicom.datadict import keyword_for_tag
+
+    bad = set()
+    for tag in list(ds.keys()):
+        try:
+            ds[tag]
+        except _CONVERSION_ERRORS:
+            bad.add(keyword_for_tag(tag) or str(tag))
+            del ds[tag]
+    if bad:
+        object.__setattr__(ds, "malformed", frozenset(bad))
+
+
+def _first_unreadable(ds: pydicom.Dataset, where: str = "") -> str | None:
+    """Path of the first element in ``ds`` (sequences included) whose value pydicom cannot
+    convert, e.g. ``PerFrameFunctionalGroupsSequence[3].PlanePositionSequence[0].X``."""
+    from pydicom.datadict import keyword_for_tag
+
+    for tag in list(ds.keys()):
+        name = f"{where}{keyword_for_tag(tag) or tag}"
+        try:
+            elem = ds[tag]
+        except _CONVERSION_ERRORS:
+            return name
+        if elem.VR == "SQ":
+            for k, item in enumerate(elem.value):
+                found = _first_unreadable(item, f"{name}[{k}].")
+                if found:
+                    return found
+    return None
 
 
 def _expected_pixel_bytes(ds) -> int:
@@ -159,34 +209,90 @@ def _truncation(available: int, expected: int) -> str | None:
     return None
 
 
-def _float_tuple(value, n: int, name: str, path: str) -> tuple[float, ...]:
+def _float_tuple(value, n: int, name: str) -> tuple[tuple[float, ...], str | None]:
+    """(values, problem): NaN stands in for what is not a number, so the file's series can
+    still be identified when the problem is reported."""
+    if value is None:
+        return (float("nan"),) * n, f"{name} is missing"
+    if isinstance(value, str | bytes | int | float):
+        value = [value]  # one value where several belong (the scanner unpacks singletons)
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise UnusableFile(path, f"{name} is not numeric: {value!r}") from None
-    if len(out) != n or not all(np.isfinite(out)):
-        raise UnusableFile(path, f"{name} must hold {n} finite numbers, got {value!r}")
-    return out
+        return (float("nan"),) * n, f"{name} is not numeric: {value!r}"
+    if len(out) != n or not all(map(math.isfinite, out)):
+        return out, f"{name} must hold {n} finite numbers, got {value!r}"
+    return out, None
+
+
+#: number fields whose unreadable text fails the file (the scanner leaves them out)
+_MUST_PARSE = (
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "PixelSpacing",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "NumberOfFrames",
+)
+#: direction cosines further than this from unit length / orthogonality are not a plane
+COSINE_TOLERANCE = 0.01
+#: sample sizes a volume can be stored in
+SUPPORTED_BITS = (8, 16, 32)
+
+
+def _value_problem(
+    orientation: tuple[float, ...], spacing: tuple[float, ...], ds: pydicom.Dataset
+) -> str | None:
+    """Why finite geometry and pixel description values cannot make a slice, or None."""
+    row, col = orientation[:3], orientation[3:]  # plain floats: this runs for every slice
+    lengths = (math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col)))
+    if (
+        any(abs(n - 1.0) > COSINE_TOLERANCE for n in lengths)
+        or abs(sum(a * b for a, b in zip(row, col, strict=True))) > COSINE_TOLERANCE
+    ):
+        return (
+            "ImageOrientationPatient is not two orthogonal unit vectors: "
+            f"{tuple(ds.ImageOrientationPatient)!r}"
+        )
+    if min(spacing) <= 0:
+        return f"PixelSpacing must be positive, got {tuple(ds.PixelSpacing)!r}"
+    for key in ("Rows", "Columns"):
+        if _int_or_none(ds.get(key)) is None or int(ds.get(key)) < 1:
+            return f"{key}={ds.get(key)!r}: an image needs at least one {key[:-1].lower()}"
+    frames = ds.get("NumberOfFrames")
+    if frames not in (None, "") and _int_or_none(frames) is None:
+        return f"NumberOfFrames={frames!r} is not a number"
+    bits = _int_or_none(ds.get("BitsAllocated"))
+    if bits not in SUPPORTED_BITS:
+        return f"BitsAllocated={ds.get('BitsAllocated')!r} is not supported (8, 16 or 32)"
+    return None
 
 
 def _float_or_none(value) -> float | None:
+    """A finite number, else None (NaN and infinities never reach a key or a sidecar)."""
     try:
-        return float(value) if value not in (None, "") else None
+        out = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return out if out is None or math.isfinite(out) else None
 
 
 def _int_or_none(value) -> int | None:
+    """An integer in the range of DICOM's IS (32 bits), else None."""
     try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        out = int(value) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return out if out is None or -(2**31) <= out < 2**31 else None
 
 
 def detect_flavour(ds: pydicom.Dataset) -> str:
     """``enhanced`` (multi-frame functional groups), ``uih`` (UIH grid), ``mosaic`` (Siemens
     CSA) or ``classic``."""
-    if "PerFrameFunctionalGroupsSequence" in ds or int(ds.get("NumberOfFrames", 1) or 1) > 1:
+    if (
+        "PerFrameFunctionalGroupsSequence" in ds
+        or (_int_or_none(ds.get("NumberOfFrames")) or 1) > 1
+    ):
         return "enhanced"
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     if getattr(ds, "uih_grid", None) is not None:
@@ -211,55 +317,37 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         raise UnusableFile(path, "SeriesInstanceUID is missing")
     frame = getattr(ds, "frame", None)
     where = path if frame is None else f"{path} (frame {frame + 1})"
+    flavour_problem = None
     if flavour == "enhanced" and frame is None:
-        raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
-    try:
-        for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
-            if key not in ds:
-                raise UnusableFile(where, f"{key} is missing: cannot place the slice in space")
-        orientation = _float_tuple(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", where)
-        position = _float_tuple(ds.ImagePositionPatient, 3, "ImagePositionPatient", where)
-        spacing = _float_tuple(ds.PixelSpacing, 2, "PixelSpacing", where)
-    except UnusableFile as exc:
-        exc.header = _identity(ds, path, flavour, frame)
-        raise
-    return _slice_header(ds, path, flavour, frame, orientation, position, spacing)
-
-
-def _identity(ds, path: str, flavour: str, frame: int | None) -> SliceHeader | None:
-    """The keys that name a file's series when its geometry is unusable: the file can then
-    fail its series (never shape a volume).  Unreadable geometry is zeros; None when the
-    image keys themselves are unreadable."""
-    try:
-        orientation = _float_tuple(ds.ImageOrientationPatient, 6, "", path)
-    except (AttributeError, KeyError, UnusableFile):
-        orientation = (0.0,) * 6
-    try:
-        return _slice_header(ds, path, flavour, frame, orientation, (0.0,) * 3, (0.0, 0.0))
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _identified(ds, path: str) -> SliceHeader | None:
-    """The file's :class:`SliceHeader`, or its identity when only the geometry is unusable;
-    None when not even the series can be named."""
-    try:
-        return slice_header_from_dataset(ds, path)
-    except UnusableFile as exc:
-        return exc.header
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _slice_header(ds, path, flavour, frame, orientation, position, spacing) -> SliceHeader:
-    uid = str(ds.get("SeriesInstanceUID", "") or "")
+        flavour_problem = "multi-frame DICOM without per-frame functional groups"
+    missing = next(
+        (
+            f"{key} is missing: cannot place the slice in space"
+            for key in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing")
+            if key not in ds
+        ),
+        None,
+    )
+    orientation, bad_orientation = _float_tuple(
+        ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient"
+    )
+    position, bad_position = _float_tuple(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient")
+    spacing, bad_spacing = _float_tuple(ds.get("PixelSpacing"), 2, "PixelSpacing")
+    unreadable = next(
+        (f"{key} is not a number" for key in _MUST_PARSE if key in getattr(ds, "malformed", ())),
+        None,
+    )
+    problem = unreadable or missing or flavour_problem
+    problem = problem or bad_orientation or bad_position or bad_spacing
+    if problem is None:
+        problem = _value_problem(orientation, spacing, ds)
     # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
     image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
         image_type = [image_type]
     image_type = ge.grouping_image_type(ds, tuple(str(v).upper() for v in image_type))
     series_number = _int_or_none(ds.get("SeriesNumber"))
-    return SliceHeader(
+    header = SliceHeader(
         path=path,
         series_uid=sys.intern(uid),
         series_number=series_number,
@@ -268,8 +356,8 @@ def _slice_header(ds, path, flavour, frame, orientation, position, spacing) -> S
         image_type=tuple(sys.intern(str(v).upper()) for v in image_type),
         orientation=orientation,
         position=position,  # type: ignore[arg-type]
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
+        rows=_int_or_none(ds.get("Rows")) or 0,
+        columns=_int_or_none(ds.get("Columns")) or 0,
         pixel_spacing=spacing,  # type: ignore[arg-type]
         temporal_position=_int_or_none(ds.get("TemporalPositionIdentifier")),
         acquisition_time=str(ds.get("AcquisitionTime", "") or "") or None,
@@ -278,12 +366,26 @@ def _slice_header(ds, path, flavour, frame, orientation, position, spacing) -> S
         protocol_name=sys.intern(str(ds.get("ProtocolName", "") or "")),
         sequence_name=sys.intern(str(ds.get("SequenceName", "") or "")),
         mr_acquisition_type=sys.intern(str(ds.get("MRAcquisitionType", "") or "")),
-        n_frames=int(ds.get("NumberOfFrames", 1) or 1),
+        n_frames=_int_or_none(ds.get("NumberOfFrames")) or 1,
         flavour=flavour,
         frame=frame,
         echo_time=_float_or_none(ds.get("EchoTime")),
         series_stack=xa_series_stack(ds, series_number),
     )
+    if problem is not None:  # the header goes along: the file's series fails, naming it
+        raise UnusableFile(where, problem, header, own_series=problem != missing)
+    return header
+
+
+def _header_for_report(ds, path: str) -> SliceHeader | None:
+    """The file's slice header when its keys are readable (also when the file has a problem
+    of its own), so the series it belongs to can be failed; else None."""
+    try:
+        return slice_header_from_dataset(ds, path)
+    except UnusableFile as exc:
+        return exc.header
+    except (AttributeError, KeyError, TypeError, ValueError):  # not even the keys are readable
+        return None
 
 
 def read_header(path: str | os.PathLike) -> Header:
@@ -302,7 +404,7 @@ def read_header(path: str | os.PathLike) -> Header:
     problem = _scanned_pixel_problem(scanned)
     if problem:
         try:
-            identity = _identified(_vendor_geometry(scanned, path), str(path))
+            identity = _header_for_report(_vendor_geometry(scanned, path), str(path))
         except UnusableFile as exc:
             identity = exc.header
         raise UnusableFile(path, problem, identity)
@@ -318,7 +420,7 @@ def _vendor_geometry(header: Header, path: str | os.PathLike) -> Header:
         return uih.with_private_geometry(header, path)
     except UnusableFile as exc:
         if exc.header is None:
-            exc.header = _identified(header, str(path))
+            exc.header = _header_for_report(header, str(path))
         if exc.header is not None and uih.grid_size(header) > 1:  # fails the grid series
             exc.header = dataclasses.replace(exc.header, flavour="uih")
         raise
@@ -348,12 +450,42 @@ def read_headers(path: str | os.PathLike) -> list[Header]:
     from .enhanced import frame_headers
 
     ds = header if not isinstance(header, ScannedHeader) else open_dicom(path, True)[0]
-    frames = frame_headers(ds)
+    try:
+        frames = frame_headers(ds)
+    except _CONVERSION_ERRORS as exc:
+        field = _first_unreadable(ds) or "a functional group value"
+        header = _header_for_report(ds, str(path))  # the file's series fails, naming it
+        raise UnusableFile(path, f"{field} is not a number ({exc})", header) from None
+    for frame in frames:  # what the file-level read left out applies to every frame
+        frame.malformed = frozenset(getattr(ds, "malformed", ()))
     if not frames:
+        slice_header_from_dataset(ds, str(path))  # raises, with the header when readable
         raise UnusableFile(path, "enhanced DICOM without per-frame functional groups")
+    declared = _int_or_none(ds.get("NumberOfFrames") or 1)  # as the pixel reader counts
+    if declared != len(frames):  # frames would be lost, or read past the pixel data
+        raise UnusableFile(
+            path,
+            f"NumberOfFrames={ds.get('NumberOfFrames')} but PerFrameFunctionalGroupsSequence "
+            f"holds {len(frames)} item(s): the frames cannot be placed",
+            _header_for_report(frames[0], str(path)),
+        )
     return frames
 
 
 def read_slice_headers(path: str | os.PathLike) -> list[SliceHeader]:
-    """One :class:`SliceHeader` per slice the file holds; raises :class:`UnusableFile`."""
-    return [slice_header_from_dataset(h, str(path)) for h in read_headers(path)]
+    """One :class:`SliceHeader` per slice the file holds; raises :class:`UnusableFile`.
+
+    A multi-frame file some of whose frames have a plane and others not is broken, not a
+    non-spatial image: it fails as a series of its own when it has no other."""
+    out: list[SliceHeader] = []
+    problem: UnusableFile | None = None
+    for h in read_headers(path):
+        try:
+            out.append(slice_header_from_dataset(h, str(path)))
+        except UnusableFile as exc:
+            problem = problem or exc
+    if problem is None:
+        return out
+    if out and not problem.own_series:
+        raise UnusableFile(problem.path, problem.reason, problem.header)
+    raise problem

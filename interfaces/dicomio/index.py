@@ -11,6 +11,7 @@ more than :data:`PARALLEL_MIN_FILES` files; results are the same as a serial rea
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
@@ -55,15 +56,16 @@ def iter_files(root: Path) -> Iterator[Path]:
 PARALLEL_MIN_FILES = 1000
 _CHUNK = 200
 
-#: a read that failed: (path, reason, the header when it was readable)
-Rejected = tuple[str, str, SliceHeader | None]
+#: a read that failed: (path, reason, the header when it was readable, whether the file
+#: makes a failed series of its own when no readable file shares its series)
+Rejected = tuple[str, str, SliceHeader | None, bool]
 
 
 def _read_one(path: str) -> list[SliceHeader] | Rejected:
     try:
         return read_slice_headers(path)
     except UnusableFile as exc:
-        return (str(path), exc.reason, exc.header)
+        return (str(path), exc.reason, exc.header, exc.own_series)
 
 
 def _read_chunk(paths: Sequence[str]) -> list[list[SliceHeader] | Rejected]:
@@ -154,13 +156,13 @@ def index_tree(
     geometry = geometry or GeometryPolicy()
     root = Path(root).resolve()
     headers: list[SliceHeader] = []
-    rejected: list[tuple[dict[str, Any], SliceHeader | None]] = []
+    rejected: list[tuple[dict[str, Any], SliceHeader | None, bool]] = []
     for item in read_headers([str(p) for p in iter_files(root)], n_procs):
         if isinstance(item, list):
             headers.extend(item)
         else:
-            path, reason, header = item
-            rejected.append(({"path": path, "reason": reason, "series": None}, header))
+            path, reason, header, own_series = item
+            rejected.append(({"path": path, "reason": reason, "series": None}, header, own_series))
 
     # files rejected after their series was identified (e.g. truncated pixel data) are
     # attached to that series so its conversion can fail loudly instead of losing a slice
@@ -186,12 +188,13 @@ def index_tree(
         if localizer and geometry.localizers == "skip":
             entry["skipped"] = "localizer (conversion.geometry.localizers: skip)"
         series_list.extend(_apply_geometry(entry, members, order, geometry))
-    _attach_rejected(rejected, series_list, root, folder_levels)
+    uids = {sid: members[0].series_uid for sid, members in groups.items()}
+    _attach_rejected(rejected, series_list, root, folder_levels, uids)
     return {
         "root": str(root),
         "n_files": len(headers) + len(rejected),
         "series": series_list,
-        "unusable": [item for item, _ in rejected],
+        "unusable": [item for item, _, _ in rejected],
     }
 
 
@@ -264,6 +267,8 @@ def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) 
         "sequence_name": first.sequence_name,
         "image_type": list(first.image_type),
         "mr_acquisition_type": first.mr_acquisition_type,
+        # entries split from one DICOM series share this (a hash, never the UID itself)
+        "acquisition": hashlib.sha1(first.series_uid.encode()).hexdigest()[:8],
         "echo_number": first.echo_number,
         "echo_time": first.echo_time,
         "part": complex_part(first.image_type),
@@ -277,19 +282,31 @@ def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) 
 
 
 def _attach_rejected(
-    rejected: list[tuple[dict[str, Any], SliceHeader | None]],
+    rejected: list[tuple[dict[str, Any], SliceHeader | None, bool]],
     series_list: list[dict[str, Any]],
     root: Path,
     folder_levels: int,
+    uids: dict[str, str],
 ) -> None:
-    """A rejected file whose header was readable fails the series it belongs to."""
-    by_id = {s["id"]: s for s in series_list}
-    for item, header in rejected:
+    """A rejected file whose header was readable fails the series it belongs to; when its
+    own keys are broken (so it matches no group), every series of its SeriesInstanceUID.
+    Without such series it is a failed series of its own, unless ``own_series`` is False."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for s in series_list:
+        by_id.setdefault(s.get("split_from", s["id"]), []).append(s)
+    for item, header, own_series in rejected:
         if header is None:
             continue
         sid = series_id(header)
-        item["series"] = sid
-        if sid not in by_id:  # every file of that series was rejected
-            by_id[sid] = _series_entry(sid, header, root, folder_levels)
-            series_list.append(by_id[sid])
-        by_id[sid]["problems"].append(f"{item['path']}: {item['reason']}")
+        targets = by_id.get(sid) or [
+            s for base, parts in by_id.items() if uids.get(base) == header.series_uid for s in parts
+        ]
+        if not targets and not own_series:  # e.g. a non-spatial image: listed only
+            continue
+        if not targets:  # every file of that series was rejected
+            targets = by_id[sid] = [_series_entry(sid, header, root, folder_levels)]
+            uids[sid] = header.series_uid
+            series_list.extend(targets)
+        item["series"] = sid if sid in by_id else targets[0]["id"]
+        for target in targets:
+            target["problems"].append(f"{item['path']}: {item['reason']}")

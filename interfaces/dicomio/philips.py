@@ -46,8 +46,18 @@ def is_philips(header) -> bool:
 
 
 def display_rescale(header) -> tuple[float, float]:
-    """(RS, RI): the DICOM rescale, 1 and 0 when absent."""
-    return float(header.get("RescaleSlope") or 1), float(header.get("RescaleIntercept") or 0)
+    """(RS, RI): the DICOM rescale; 1 and 0 when absent, NaN when unreadable, a zero slope
+    kept (the reader refuses non-finite and zero slopes rather than guess)."""
+    return _number(header.get("RescaleSlope"), 1.0), _number(header.get("RescaleIntercept"), 0.0)
+
+
+def _number(value, absent: float) -> float:
+    if value is None or value == "":
+        return absent
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def scale_slope(header) -> float | None:

@@ -1,9 +1,10 @@
 """Group slice headers into series that can each form one NIfTI volume, and order them.
 
 A DICOM series (SeriesInstanceUID) is split where its files cannot share one voxel grid:
-echo number, image type, slice orientation and matrix size.  Within a group, slices are ordered
-by their position projected on the slice normal and, at each position, by acquisition order
-(temporal position, then instance number), which gives a volume-major file list.
+echo number, image type, slice orientation, matrix size and pixel spacing.  Within a group,
+slices are ordered by their position projected on the slice normal and, at each position, by
+acquisition order (temporal position, then instance number), which gives a volume-major file
+list; images stacked at one position must not be shifted in-plane.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class SliceOrder:
 
 def _rounded_orientation(orientation: Sequence[float]) -> tuple[float, ...]:
     step = ORIENTATION_TOLERANCE * 10
-    return tuple(round(v / step) * step + 0.0 for v in orientation)
+    return tuple(round(v / step) * step + 0.0 if np.isfinite(v) else v for v in orientation)
 
 
 def split_key(h: SliceHeader) -> tuple:
@@ -54,6 +55,7 @@ def split_key(h: SliceHeader) -> tuple:
         _rounded_orientation(h.orientation),
         h.rows,
         h.columns,
+        tuple(round(v, 4) for v in h.pixel_spacing),  # one voxel grid: one in-plane spacing
         h.flavour,
         None if h.echo_time is None else round(h.echo_time, 3),
     )
@@ -112,6 +114,8 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
             "incomplete time series or missing files"
         )
     n_volumes = counts.pop()
+    _check_same_place(headers, locations)
+    _check_in_line(headers, [loc[0] for loc in locations], dist)
 
     def acquisition_key(i: int):
         h = headers[i]
@@ -136,6 +140,56 @@ def order_slices(headers: Sequence[SliceHeader]) -> SliceOrder:
         n_volumes=n_volumes,
         distances=distances,
     )
+
+
+def _in_plane_tolerance(h: SliceHeader) -> float:
+    """How far (mm) a slice corner may sit off its place in the grid: a tenth of a pixel, at
+    least 0.1 mm (positions are often written with one or two decimals)."""
+    return max(0.1, 0.1 * min(h.pixel_spacing))
+
+
+def _where(h: SliceHeader) -> str:
+    return h.path if h.frame is None else f"{h.path} (frame {h.frame + 1})"
+
+
+def _check_same_place(headers: Sequence[SliceHeader], locations: list[list[int]]) -> None:
+    """Images stacked at one slice location must cover the same plane patch: a 4D series
+    keeps one affine, so an in-plane shift between its volumes cannot be written."""
+    for loc in locations:
+        first = headers[loc[0]]
+        for i in loc[1:]:
+            shift = np.subtract(headers[i].position, first.position)
+            if float(np.max(np.abs(shift))) > _in_plane_tolerance(first):
+                raise SeriesGeometryError(
+                    f"{_where(headers[i])}: ImagePositionPatient {headers[i].position} is "
+                    f"shifted in-plane by {np.round(shift, 4).tolist()} mm from "
+                    f"{_where(first)} at the same slice location; "
+                    "the images cannot share one affine"
+                )
+
+
+def _check_in_line(headers: Sequence[SliceHeader], firsts: list[int], dist: np.ndarray) -> None:
+    """The slice corners of one volume must lie on one straight line (along the normal, or
+    drifting evenly for a gantry tilt): a slice shifted sideways on its own would be stacked
+    into a wrong place."""
+    if len(firsts) < 3:
+        return
+    pos = np.array([headers[i].position for i in firsts], dtype=float)
+    normal = headers[firsts[0]].normal
+    normal = normal / np.linalg.norm(normal)
+    along = dist[firsts] - dist[firsts[0]]
+    lateral = (pos - pos[0]) - np.outer(along, normal)
+    if along[-1] <= 0:
+        return  # one position: clustering put these in one location already
+    expected = np.outer(along / along[-1], lateral[-1])
+    off = np.linalg.norm(lateral - expected, axis=1)
+    worst = int(np.argmax(off))
+    if off[worst] > _in_plane_tolerance(headers[firsts[0]]):
+        h = headers[firsts[worst]]
+        raise SeriesGeometryError(
+            f"{_where(h)}: ImagePositionPatient {h.position} is {off[worst]:.3g} mm off the "
+            "line through the other slices' corners: the slice cannot be placed in the grid"
+        )
 
 
 def check_uniform_spacing(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .nifti1 import nifti1_header
+from .series import SeriesGeometryError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: NIfTI's RGB24 voxel type (three bytes per voxel)
@@ -119,6 +120,7 @@ def frames_to_volume(
     Only 3D acquisitions (MRAcquisitionType 3D) are turned to the closest RAS layout, as
     dcm2niix does: a 2D stack keeps its acquisition slice order.
     """
+    _check_affine(affine_lps)
     n_vol, n_slices, n_rows, _ = stack.shape
     arr = stack.transpose(3, 2, 1, 0)  # (cols, rows, slices, volumes), Fortran-contiguous
     if n_vol == 1:
@@ -130,8 +132,35 @@ def frames_to_volume(
     reoriented = acquisition_3d and n_vol == 1 and n_slices > 1
     if reoriented:
         arr, ras = to_closest_ras(arr, ras)
-    tr = float(repetition_time_ms) / 1000.0 if repetition_time_ms else None
+    tr = _finite_or_none(repetition_time_ms)
+    # a NaN, infinite or float32-overflowing TR is left out of the header
+    tr = tr / 1000.0 if tr and abs(tr / 1000.0) <= _FLOAT32_MAX else None
     return NiftiVolume(arr, ras, tr, float(slope), float(inter), reoriented)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_affine(affine_lps: np.ndarray) -> None:
+    """The last guard before a header is written: voxel axes of finite, non-zero length."""
+    matrix = np.asarray(affine_lps, dtype=float)
+    lengths = np.linalg.norm(matrix[:3, :3], axis=0)
+    fits = bool(np.all(np.abs(matrix) <= _FLOAT32_MAX))  # NaN fails too; the header is float32
+    usable = fits and bool(np.all(lengths > 0))
+    if not usable or abs(np.linalg.det(matrix[:3, :3] / lengths)) < 1e-6:  # collinear axes
+        raise SeriesGeometryError(
+            f"no usable voxel-to-world matrix (voxel sizes {np.round(lengths, 6).tolist()} "
+            "mm): check ImagePositionPatient, PixelSpacing and the slice step "
+            "(positions, SpacingBetweenSlices or SliceThickness)"
+        )
+
+
+def _finite_or_none(value) -> float | None:
+    try:
+        out = float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return out if out is not None and np.isfinite(out) else None
 
 
 def output_dtype(
