@@ -1,0 +1,173 @@
+"""Invariants and QC signals of a finished brain mask, and the flags for those out of range.
+
+Signals (all from the binary mask on its own grid, plus the warped template brain prior on
+the same grid when the run registered a template):
+
+- volume (mL);
+- connected components (26-connectivity): a brain mask is one piece;
+- enclosed holes per slice, along each voxel axis (axial, coronal, sagittal when the affine
+  names them): a background region of a 2D slice, 4-connected within the slice, that does not
+  reach the slice border.  Left-out ventricles or midline CSF show as such holes even when
+  the 3D mask has no cavity (they open to the outside through another slice).  Counted as
+  slices with a hole (over the three axes) and the hole area summed over those slices (mL);
+- prior-outside fraction: the share of the warped prior's probability mass outside the mask.
+  A cortex or cerebellum cut leaves template brain outside the mask and shows as a large
+  value.  The prior is smoothed at the template mask's edge, so even a right mask leaves a
+  little of it outside (see :data:`MAX_PRIOR_OUTSIDE`).
+
+Allowed ranges are the constants below, in this one place; :func:`quality_flags` lists each
+signal outside its range with its value.  Everything is vectorised with ``scipy.ndimage`` on
+the mask's bounding box (a 256^3 mask takes a fraction of a second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+#: a brain mask is a single 26-connected component
+MAX_COMPONENTS = 1
+#: no slice, along any of the three axes, has a background region enclosed by the mask
+MAX_SLICES_WITH_HOLES = 0
+#: share of the warped template prior's mass allowed outside the mask.  The default preset
+#: and antsBrainExtraction.sh's parameter set leave 0.012-0.013 of it outside on MNI152
+#: (the smoothed prior's rim beyond the brain edge, and registration mismatch); a cut of 5%
+#: of the brain roughly doubles or triples that (see tests/test_mask_quality.py): 0.03 keeps
+#: a margin above the normal rim while catching a cortex cut of a few percent of the brain.
+MAX_PRIOR_OUTSIDE = 0.03
+
+_PLANES = {"S": "axial", "I": "axial", "A": "coronal", "P": "coronal", "L": "sagittal",
+           "R": "sagittal"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MaskQuality:
+    """The QC signals of one mask (see the module docstring)."""
+
+    volume_ml: float
+    components: int
+    #: slices with an enclosed hole, per plane name (``axis0``.. without an affine)
+    slices_with_holes_by_plane: dict[str, int]
+    #: hole area summed over those slices, as volume (a voxel may count in up to 3 planes)
+    slice_hole_ml: float
+    #: ``None`` when there is no prior (skull-stripped input: no registration)
+    prior_outside_fraction: float | None
+
+    @property
+    def slices_with_holes(self) -> int:
+        return sum(self.slices_with_holes_by_plane.values())
+
+    def as_sidecar(self) -> dict[str, Any]:
+        """``MaskQuality`` for the sidecar and the stats JSON; ``PriorOutsideFraction`` is
+        left out when there was no prior."""
+        out: dict[str, Any] = {
+            "VolumeMl": round(self.volume_ml, 3),
+            "Components": self.components,
+            "SlicesWithHoles": self.slices_with_holes,
+            "SlicesWithHolesByPlane": dict(self.slices_with_holes_by_plane),
+            "SliceHoleMl": round(self.slice_hole_ml, 3),
+        }
+        if self.prior_outside_fraction is not None:
+            out["PriorOutsideFraction"] = round(self.prior_outside_fraction, 4)
+        return out
+
+
+def _plane_names(affine: np.ndarray | None) -> list[str]:
+    if affine is None:
+        return ["axis0", "axis1", "axis2"]
+    import nibabel as nb
+
+    codes = nb.orientations.aff2axcodes(affine)
+    names = [_PLANES.get(str(c), f"axis{k}") for k, c in enumerate(codes)]
+    return names if len(set(names)) == 3 else ["axis0", "axis1", "axis2"]
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The mask's bounding box grown by one voxel (within the image)."""
+    box = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        box.append(slice(max(0, hit[0] - 1), min(mask.shape[axis], hit[-1] + 2)))
+    return tuple(box)
+
+
+def slice_hole_voxels(mask: np.ndarray) -> list[np.ndarray]:
+    """For each axis, the number of enclosed-hole voxels in each slice across that axis."""
+    out = []
+    for axis in range(3):
+        structure = ndimage.generate_binary_structure(3, 1)  # 6-neighbourhood ...
+        across = [1, 1, 1]
+        for step in (0, 2):
+            across[axis] = step
+            structure[tuple(across)] = False  # ... without the neighbours across slices
+        labels, n = ndimage.label(~mask, structure=structure)
+        outside = np.zeros(n + 1, bool)
+        outside[0] = True  # label 0 is the mask itself
+        for other in (a for a in range(3) if a != axis):
+            for idx in (0, -1):
+                edge: list[slice | int] = [slice(None)] * 3
+                edge[other] = idx
+                outside[labels[tuple(edge)]] = True
+        holes = ~outside[labels]
+        out.append(holes.sum(axis=tuple(a for a in range(3) if a != axis)))
+    return out
+
+
+def measure_mask(
+    mask: np.ndarray,
+    voxel_mm: Sequence[float] | np.ndarray,
+    prior: np.ndarray | None = None,
+    affine: np.ndarray | None = None,
+) -> MaskQuality:
+    """The QC signals of ``mask`` (3D, nonzero = brain) with voxel size ``voxel_mm``;
+    ``prior`` is the warped template brain probability (0..1) on the same grid."""
+    mask = np.asarray(mask) != 0
+    if mask.ndim != 3:
+        raise ValueError(f"a brain mask is 3D, got shape {mask.shape}")
+    if prior is not None and np.shape(prior) != mask.shape:
+        raise ValueError(f"prior shape {np.shape(prior)} differs from the mask's {mask.shape}")
+    voxel_ml = float(np.prod(np.asarray(voxel_mm, float))) / 1000.0
+    planes = _plane_names(affine)
+    count = int(mask.sum())
+    prior_outside = None
+    if prior is not None:
+        p = np.clip(np.asarray(prior, np.float32), 0.0, 1.0)
+        total = float(p.sum(dtype=np.float64))
+        outside = float(np.sum(p, where=~mask, dtype=np.float64))
+        prior_outside = outside / total if total > 0 else None
+    if count == 0:
+        return MaskQuality(0.0, 0, dict.fromkeys(planes, 0), 0.0, prior_outside)
+    crop = mask[_bounding_box(mask)]
+    components = int(ndimage.label(crop, structure=np.ones((3, 3, 3), bool))[1])
+    per_axis = slice_hole_voxels(crop)
+    by_plane = {name: int((v > 0).sum()) for name, v in zip(planes, per_axis, strict=True)}
+    hole_voxels = int(sum(int(v.sum()) for v in per_axis))
+    return MaskQuality(count * voxel_ml, components, by_plane, hole_voxels * voxel_ml,
+                       prior_outside)  # fmt: skip
+
+
+def quality_flags(
+    q: MaskQuality,
+    volume_range_ml: tuple[float, float],
+    max_prior_outside: float = MAX_PRIOR_OUTSIDE,
+) -> list[str]:
+    """One line per signal outside its allowed range, with its value; empty when all hold."""
+    flags = []
+    low, high = volume_range_ml
+    if not low <= q.volume_ml <= high:
+        flags.append(f"mask volume {q.volume_ml:.0f} mL (outside {low:.0f}-{high:.0f} mL)")
+    if q.components != MAX_COMPONENTS:
+        flags.append(f"{q.components} connected components (!= {MAX_COMPONENTS})")
+    if q.slices_with_holes > MAX_SLICES_WITH_HOLES:
+        where = ", ".join(f"{n} {k}" for k, n in q.slices_with_holes_by_plane.items() if n)
+        flags.append(
+            f"enclosed holes in {q.slices_with_holes} slices ({where}; {q.slice_hole_ml:.2f} mL)"
+        )
+    if q.prior_outside_fraction is not None and q.prior_outside_fraction > max_prior_outside:
+        flags.append(f"prior outside mask {q.prior_outside_fraction:.3f} (> {max_prior_outside:g})")
+    return flags
