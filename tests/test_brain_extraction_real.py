@@ -99,3 +99,7 @@ def test_skull_stripped_input_keeps_its_mask(data_dir, tmp_path):
     mask = np.asanyarray(nb.load(out["mask"]).dataobj) > 0
     np.testing.assert_array_equal(mask, ndimage.binary_fill_holes(brain != 0))
     assert len(out["probsegs"]) == 3
+    # QC without a prior: no prior-outside fraction (not a made-up 0), every slice hole counts
+    quality = out["mask_quality"]
+    assert "PriorOutsideFraction" not in quality and "SlicesWithHolesOutsidePrior" not in quality
+    assert quality["Components"] == 1 and quality["VolumeMl"] == out["mask_volume_ml"]

@@ -92,6 +92,23 @@ def test_enclosed_cavity_counts_in_every_plane():
     assert "enclosed holes in 43 slices" in quality_flags(q, RANGE)[0]
 
 
+def test_hole_outside_the_template_brain_is_not_flagged():
+    """The basal cisterns: CSF enclosed in axial slices of any right mask, and outside the
+    template brain too (prior ~0 there): reported, not flagged.  The same hole where the
+    template has brain (a left-out ventricle) is flagged."""
+    ball = _ball()
+    g = _grid()
+    cistern = (np.abs(g[0]) < 6) & (np.abs(g[1]) < 6) & (g[2] > -80) & (g[2] < -40)
+    q = measure_mask(ball & ~cistern, VOX, _prior(ball & ~cistern), RAS)
+    assert q.slices_with_holes == 0 and q.slices_with_holes_outside_prior is not None
+    assert q.slices_with_holes_outside_prior > 10
+    assert quality_flags(q, RANGE) == []
+    q = measure_mask(ball & ~cistern, VOX, _prior(ball), RAS)
+    assert q.slices_with_holes == q.slices_with_holes_by_plane["axial"] > 10
+    assert q.slices_with_holes_outside_prior == 0
+    assert quality_flags(q, RANGE)[0].startswith("enclosed holes in")
+
+
 def test_notch_open_to_the_border_is_no_hole():
     """A sulcus-like notch reaching the outside of every slice it crosses is not a hole."""
     ball = _ball()
@@ -120,11 +137,12 @@ def test_corner_touch_is_one_component():
 
 
 def test_prior_beyond_the_mask_is_flagged():
-    """A cortex cut: the final mask lost its top ~5% of brain; the template prior did not."""
+    """A cortex cut: the final mask lost its top ~9% of brain (the elderly head of issue 12
+    lost ~15% against antsBrainExtraction.sh's mask); the template prior did not."""
     ball = _ball()
     g = _grid()
-    cut = ball & (g[2] < 52)  # the cap above 52 mm holds ~4.5% of the ball
-    assert 0.03 < 1 - cut.sum() / ball.sum() < 0.06
+    cut = ball & (g[2] < 44)  # the cap above 44 mm holds ~9% of the ball
+    assert 0.07 < 1 - cut.sum() / ball.sum() < 0.11
     prior = _prior(ball)
     q = measure_mask(cut, VOX, prior, RAS)
     assert q.components == 1 and q.slices_with_holes == 0
@@ -161,13 +179,14 @@ def test_voxel_size_and_plane_names_follow_the_header():
 def test_fast_on_a_256_cube():
     big = _ball(75, n=256)
     prior = _prior(big)
-    start = time.perf_counter()
+    measure_mask(big[:8], VOX, prior[:8], RAS)  # first-call costs (imports) aside
+    start = time.process_time()  # CPU time: the test machine may be busy
     measure_mask(big, VOX, prior, RAS)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def _quality(flags: list[str]) -> dict:
-    q = MaskQuality(1234.5, 1, {"axial": 0, "coronal": 0, "sagittal": 0}, 0.0, 0.0125)
+    q = MaskQuality(1234.5, 1, {"axial": 0, "coronal": 0, "sagittal": 0}, 0.0, 0.0125, 2)
     return {"mask_quality": q.as_sidecar(), "quality_flags": flags}
 
 
@@ -182,6 +201,7 @@ def test_sidecar_notes_carry_quality_on_the_mask_only():
         "SlicesWithHolesByPlane": {"axial": 0, "coronal": 0, "sagittal": 0},
         "SliceHoleMl": 0.0,
         "PriorOutsideFraction": 0.0125,
+        "SlicesWithHolesOutsidePrior": 2,
     }
     assert notes[1]["QualityFlags"] == ["prior outside mask 0.120 (> 0.03)"]
     assert all("MaskQuality" not in n for k, n in enumerate(notes) if k != 1)

@@ -8,8 +8,10 @@ the same grid when the run registered a template):
 - enclosed holes per slice, along each voxel axis (axial, coronal, sagittal when the affine
   names them): a background region of a 2D slice, 4-connected within the slice, that does not
   reach the slice border.  Left-out ventricles or midline CSF show as such holes even when
-  the 3D mask has no cavity (they open to the outside through another slice).  Counted as
-  slices with a hole (over the three axes) and the hole area summed over those slices (mL);
+  the 3D mask has no cavity (they open to the outside through another slice).  With a
+  prior, only holes inside the template brain count (mean prior over the hole >= 0.5): the
+  basal cisterns are enclosed in axial slices of any right mask.  Counted as slices with a
+  hole (over the three axes) and the hole area summed over those slices (mL);
 - prior-outside fraction: the share of the warped prior's probability mass outside the mask.
   A cortex or cerebellum cut leaves template brain outside the mask and shows as a large
   value.  The prior is smoothed at the template mask's edge, so even a right mask leaves a
@@ -32,7 +34,15 @@ from scipy import ndimage
 #: a brain mask is a single 26-connected component
 MAX_COMPONENTS = 1
 #: no slice, along any of the three axes, has a background region enclosed by the mask
+#: inside the template brain
 MAX_SLICES_WITH_HOLES = 0
+#: a slice hole lies inside the template brain when the warped prior's mean over it is at
+#: least this.  The template brain mask is filled (ventricles and midline CSF are in it), so
+#: a left-out ventricle has a prior near 1; the CSF below the brain that the temporal lobes,
+#: frontal base and brainstem enclose in axial slices (suprasellar and interpeduncular
+#: cisterns, ~3 mL at 1 mm) is outside any brain mask and has a prior near 0 (MNI152: mean
+#: 0.07 over it, and the curated MNI152 mask has the same hole)
+HOLE_MIN_PRIOR = 0.5
 #: share of the warped template prior's mass allowed outside the mask.  The default preset
 #: and antsBrainExtraction.sh's parameter set leave 0.012-0.013 of it outside on MNI152
 #: (the smoothed prior's rim beyond the brain edge, and registration mismatch); a cut of 5%
@@ -56,6 +66,9 @@ class MaskQuality:
     slice_hole_ml: float
     #: ``None`` when there is no prior (skull-stripped input: no registration)
     prior_outside_fraction: float | None
+    #: slices with a hole outside the template brain (basal cisterns, sella): not flagged;
+    #: ``None`` without a prior (then every hole counts as a hole in the brain)
+    slices_with_holes_outside_prior: int | None = None
 
     @property
     def slices_with_holes(self) -> int:
@@ -73,6 +86,8 @@ class MaskQuality:
         }
         if self.prior_outside_fraction is not None:
             out["PriorOutsideFraction"] = round(self.prior_outside_fraction, 4)
+        if self.slices_with_holes_outside_prior is not None:
+            out["SlicesWithHolesOutsidePrior"] = self.slices_with_holes_outside_prior
         return out
 
 
@@ -96,9 +111,13 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def slice_hole_voxels(mask: np.ndarray) -> list[np.ndarray]:
-    """For each axis, the number of enclosed-hole voxels in each slice across that axis."""
-    out = []
+def slice_hole_voxels(
+    mask: np.ndarray, prior: np.ndarray | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per axis, the enclosed-hole voxels of each slice across that axis: (holes inside the
+    template brain, holes outside it).  A hole is inside when the mean ``prior`` over it is
+    at least :data:`HOLE_MIN_PRIOR`; without a prior every hole is inside."""
+    inside, outside_brain = [], []
     for axis in range(3):
         structure = ndimage.generate_binary_structure(3, 1)  # 6-neighbourhood ...
         across = [1, 1, 1]
@@ -106,16 +125,26 @@ def slice_hole_voxels(mask: np.ndarray) -> list[np.ndarray]:
             across[axis] = step
             structure[tuple(across)] = False  # ... without the neighbours across slices
         labels, n = ndimage.label(~mask, structure=structure)
-        outside = np.zeros(n + 1, bool)
-        outside[0] = True  # label 0 is the mask itself
+        reaches_border = np.zeros(n + 1, bool)
+        reaches_border[0] = True  # label 0 is the mask itself
         for other in (a for a in range(3) if a != axis):
             for idx in (0, -1):
                 edge: list[slice | int] = [slice(None)] * 3
                 edge[other] = idx
-                outside[labels[tuple(edge)]] = True
-        holes = ~outside[labels]
-        out.append(holes.sum(axis=tuple(a for a in range(3) if a != axis)))
-    return out
+                reaches_border[labels[tuple(edge)]] = True
+        others = tuple(a for a in range(3) if a != axis)
+        hole = ~reaches_border[labels]
+        in_brain = hole
+        if prior is not None and hole.any():
+            ids = labels[hole]
+            size = np.bincount(ids, minlength=n + 1)
+            mass = np.bincount(ids, weights=prior[hole], minlength=n + 1)
+            is_brain = mass >= HOLE_MIN_PRIOR * np.maximum(size, 1)
+            in_brain = np.zeros_like(hole)
+            in_brain[hole] = is_brain[ids]
+        inside.append(in_brain.sum(axis=others))
+        outside_brain.append((hole & ~in_brain).sum(axis=others))
+    return inside, outside_brain
 
 
 def measure_mask(
@@ -141,14 +170,18 @@ def measure_mask(
         outside = float(np.sum(p, where=~mask, dtype=np.float64))
         prior_outside = outside / total if total > 0 else None
     if count == 0:
-        return MaskQuality(0.0, 0, dict.fromkeys(planes, 0), 0.0, prior_outside)
-    crop = mask[_bounding_box(mask)]
+        none = 0 if prior is not None else None
+        return MaskQuality(0.0, 0, dict.fromkeys(planes, 0), 0.0, prior_outside, none)
+    box = _bounding_box(mask)
+    crop = mask[box]
     components = int(ndimage.label(crop, structure=np.ones((3, 3, 3), bool))[1])
-    per_axis = slice_hole_voxels(crop)
+    crop_prior = np.clip(np.asarray(prior[box], np.float32), 0, 1) if prior is not None else None
+    per_axis, basal = slice_hole_voxels(crop, crop_prior)
     by_plane = {name: int((v > 0).sum()) for name, v in zip(planes, per_axis, strict=True)}
     hole_voxels = int(sum(int(v.sum()) for v in per_axis))
+    not_brain = sum(int((v > 0).sum()) for v in basal) if prior is not None else None
     return MaskQuality(count * voxel_ml, components, by_plane, hole_voxels * voxel_ml,
-                       prior_outside)  # fmt: skip
+                       prior_outside, not_brain)  # fmt: skip
 
 
 def quality_flags(
