@@ -191,7 +191,7 @@ def _quality(flags: list[str]) -> dict:
 
 
 def test_sidecar_notes_carry_quality_on_the_mask_only():
-    out = _quality(["prior outside mask 0.120 (> 0.03)"])
+    out = _quality(["prior outside mask 0.120 (> 0.06)"])
     out.update(mask_volume_ml=1234.5, skull_stripped_input=False)
     notes = _sidecar_notes(out, "robex", "default", 42)
     assert notes[1]["MaskQuality"] == {
@@ -203,7 +203,7 @@ def test_sidecar_notes_carry_quality_on_the_mask_only():
         "PriorOutsideFraction": 0.0125,
         "SlicesWithHolesOutsidePrior": 2,
     }
-    assert notes[1]["QualityFlags"] == ["prior outside mask 0.120 (> 0.03)"]
+    assert notes[1]["QualityFlags"] == ["prior outside mask 0.120 (> 0.06)"]
     assert all("MaskQuality" not in n for k, n in enumerate(notes) if k != 1)
     no_prior = MaskQuality(1.0, 1, {"axis0": 0, "axis1": 0, "axis2": 0}, 0.0, None)
     assert "PriorOutsideFraction" not in no_prior.as_sidecar()
@@ -219,7 +219,7 @@ def _sidecar(root: Path, rel: str, flags: list[str] | None) -> None:
 
 
 def test_summary_lists_flagged_subjects_after_everything(tmp_path, capsys):
-    prior_flag = "prior outside mask 0.120 (> 0.03)"
+    prior_flag = "prior outside mask 0.120 (> 0.06)"
     two_flags = ["2 connected components (!= 1)", "enclosed holes in 3 slices (3 axial; 0.10 mL)"]
     _sidecar(tmp_path, "sub-01/anat/sub-01_desc-brain_mask.json", [prior_flag])
     _sidecar(tmp_path, "sub-02/anat/sub-02_desc-brain_mask.json", [])
@@ -232,7 +232,7 @@ def test_summary_lists_flagged_subjects_after_everything(tmp_path, capsys):
     _report(summary, tmp_path)
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2:] == [
-        "QC FLAGGED sub-01: prior outside mask 0.120 (> 0.03)",
+        "QC FLAGGED sub-01: prior outside mask 0.120 (> 0.06)",
         "QC FLAGGED sub-03_ses-a (sub-03_ses-a_run-2): 2 connected components (!= 1); "
         "enclosed holes in 3 slices (3 axial; 0.10 mL)",
     ]
