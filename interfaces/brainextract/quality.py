@@ -166,9 +166,12 @@ def measure_mask(
     voxel_ml = float(np.prod(np.asarray(voxel_mm, float))) / 1000.0
     planes = _plane_names(affine)
     count = int(mask.sum())
-    prior_outside = None
+    prior_outside: float | None = None
+    p: np.ndarray | None = None
     if prior is not None:
-        p = np.clip(np.asarray(prior, np.float32), 0.0, 1.0)
+        p = np.asarray(prior, np.float32)  # no copy of the usual float32 prior in 0..1
+        if p.min() < 0.0 or p.max() > 1.0:
+            p = np.clip(p, 0.0, 1.0)
         total = float(p.sum(dtype=np.float64))
         outside = float(np.sum(p, where=~mask, dtype=np.float64))
         prior_outside = outside / total if total > 0 else None
@@ -178,8 +181,7 @@ def measure_mask(
     box = _bounding_box(mask)
     crop = mask[box]
     components = int(ndimage.label(crop, structure=np.ones((3, 3, 3), bool))[1])
-    crop_prior = np.clip(np.asarray(prior[box], np.float32), 0, 1) if prior is not None else None
-    per_axis, basal = slice_hole_voxels(crop, crop_prior)
+    per_axis, basal = slice_hole_voxels(crop, p[box] if p is not None else None)
     by_plane = {name: int((v > 0).sum()) for name, v in zip(planes, per_axis, strict=True)}
     hole_voxels = int(sum(int(v.sum()) for v in per_axis))
     not_brain = sum(int((v > 0).sum()) for v in basal) if prior is not None else None
