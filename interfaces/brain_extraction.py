@@ -40,7 +40,9 @@ class _AntsBrainExtractionOutputSpec(TraitedSpec):
         traits.Str,
         desc="template-to-T1w [affine .mat, warp field .nii.gz]; ['', ''] if no registration",
     )
-    out_stats = File(exists=True, desc="JSON: volumes, components, timings, parameters")
+    out_stats = File(
+        exists=True, desc="JSON: volumes, components, mask QC signals, timings, parameters"
+    )
     mask_volume_ml = traits.Float(desc="mask volume in mL")
     skull_stripped = traits.Bool(desc="the input was already skull-stripped")
     sidecar_notes = traits.List(
@@ -55,7 +57,9 @@ class AntsBrainExtraction(SimpleInterface):
     Inputs: ``in_file`` (3D T1w), the template pair, ``quality`` preset with optional
     ``parameters`` overrides, ``random_seed``, ``num_threads``, ``volume_range_ml``.
     Outputs: ``out_mask``, ``out_brain``, ``bias_corrected``, ``out_probsegs`` (CSF, GM, WM),
-    ``out_transforms``, ``out_stats``, ``mask_volume_ml``, ``skull_stripped``.  Raises
+    ``out_transforms``, ``out_stats``, ``mask_volume_ml``, ``skull_stripped``; the mask's
+    sidecar notes carry its QC signals (``MaskQuality``) and the ``QualityFlags`` of those out
+    of range (:mod:`interfaces.brainextract.quality`): a flagged mask is still written.  Raises
     :class:`BrainExtractionError` on non-3D or constant input, a template mask that misses
     its head, or a warped or final mask volume outside ``volume_range_ml``.
     """
@@ -108,4 +112,5 @@ def _sidecar_notes(out: dict, template: str, quality: str, seed: int) -> list[di
         },
     }
     preproc = {"SkullStripped": stripped, **run}
-    return [preproc, run, run, {}, {}, {}, {}, {}]
+    mask = {**run, "MaskQuality": out["mask_quality"], "QualityFlags": out["quality_flags"]}
+    return [preproc, mask, run, {}, {}, {}, {}, {}]

@@ -131,6 +131,7 @@ def _prepare_environment(cfg: Config) -> None:
 
 
 def _report(summary: RunSummary, output: Path) -> None:
+    from .mask_qc import flagged_lines
     from .report import format_outcomes
 
     ok = [s for s in summary.subjects if s not in summary.failed_subjects]
@@ -144,6 +145,8 @@ def _report(summary: RunSummary, output: Path) -> None:
         print(format_outcomes(summary.series))
     for f in summary.failures:
         print(f"FAILED {f.subject}: {f.node}\n  {f.message}\n  crash file: {f.crash_file}")
+    for line in flagged_lines(output, ok):  # completed, but a mask QC signal is out of range
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:

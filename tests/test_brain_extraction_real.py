@@ -51,6 +51,11 @@ def test_mni152_dice_and_outputs(data_dir, tmp_path):
     assert affine.suffix == ".mat" and nb.load(warp).shape[3:] == (1, 3)  # ITK vector field
     stats = json.loads(Path(out["stats"]).read_text())
     assert stats["skull_stripped_input"] is False and stats["parameters"]["random_seed"] == 42
+    # QC signals with the warped prior (the values are reported, the flags are not asserted)
+    quality = stats["MaskQuality"]
+    print(f"MNI152 QC {quality}, flags {stats['QualityFlags']}")
+    assert quality["Components"] == 1 and 0 < quality["PriorOutsideFraction"] < 1
+    assert quality == out["mask_quality"] and isinstance(stats["QualityFlags"], list)
 
 
 def _image(path: Path, data: np.ndarray, zoom: float = 1.0) -> str:
@@ -99,3 +104,7 @@ def test_skull_stripped_input_keeps_its_mask(data_dir, tmp_path):
     mask = np.asanyarray(nb.load(out["mask"]).dataobj) > 0
     np.testing.assert_array_equal(mask, ndimage.binary_fill_holes(brain != 0))
     assert len(out["probsegs"]) == 3
+    # QC without a prior: no prior-outside fraction (not a made-up 0), every slice hole counts
+    quality = out["mask_quality"]
+    assert "PriorOutsideFraction" not in quality and "SlicesWithHolesOutsidePrior" not in quality
+    assert quality["Components"] == 1 and quality["VolumeMl"] == out["mask_volume_ml"]

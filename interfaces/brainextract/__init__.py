@@ -3,5 +3,6 @@
 Modules: ``params`` (parameters and the ``quality`` presets), ``runtime`` (importing ANTs
 with a fixed thread count and seed), ``bias`` (N4), ``registration`` (template to subject),
 ``segmentation`` (Atropos and the mask refinement), ``stripped`` (detecting input that is
-already skull-stripped), ``extract`` (the whole run and its outputs).
+already skull-stripped), ``quality`` (the finished mask's QC signals and their flags),
+``extract`` (the whole run and its outputs).
 """

@@ -19,6 +19,7 @@ import numpy as np
 from ..atomic import write_json, write_nifti
 from . import bias, registration, segmentation
 from .params import BrainExtractionParams
+from .quality import measure_mask, quality_flags
 from .runtime import import_ants
 from .stripped import stripped_mask
 
@@ -107,6 +108,7 @@ def extract_brain(
     stats: dict[str, Any] = {"template": template_name, "parameters": p.as_dict()}
     posteriors = None
     transforms: tuple[Path, Path] | None = None
+    warped = None  # the template brain prior on the subject's grid, when registered
 
     pre_stripped = stripped_mask(img.numpy(), voxel_ml)
     if pre_stripped is not None:
@@ -151,6 +153,11 @@ def extract_brain(
     volume_ml = float(mask.sum()) * voxel_ml
     stats["mask_volume_ml"] = round(volume_ml, 3)
     stats["mask_components"] = _components(mask)
+    prior = warped.numpy() if warped is not None else None
+    quality = measure_mask(mask, tuple(img.spacing), prior, ref.affine)
+    del prior
+    stats["MaskQuality"] = quality.as_sidecar()
+    stats["QualityFlags"] = quality_flags(quality, p.volume_range_ml)
     _check_volume(t1w, volume_ml, p, "brain mask")
     stats["seconds"] = times
     return _write_outputs(ref, out_dir, corrected.numpy(), mask, posteriors, transforms, stats)
@@ -212,4 +219,6 @@ def _write_outputs(
     out["stats"] = str(stats_file)
     out["mask_volume_ml"] = stats["mask_volume_ml"]
     out["skull_stripped_input"] = stats["skull_stripped_input"]
+    out["mask_quality"] = stats["MaskQuality"]
+    out["quality_flags"] = stats["QualityFlags"]
     return out
