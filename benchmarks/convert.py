@@ -60,8 +60,8 @@ def multi_vendor(data: Path, exe: str, runs: int, compression: int) -> None:
                     Path(tmp) / folder.name / f"o{run}",
                     Path(tmp) / folder.name / f"r{run}",
                 )
-                out_o.mkdir()
-                out_r.mkdir()
+                out_o.mkdir(parents=True)
+                out_r.mkdir(parents=True)
                 start = time.perf_counter()
                 subprocess.run(
                     [*ours_cmd, str(compression), str(src), str(out_o)], capture_output=True
