@@ -27,7 +27,7 @@ from .diffusion import (
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
-from .scan import GE_USER_DATA, ScannedHeader, private_field
+from .scan import GE_USER_DATA, ScannedHeader, number_or, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
 from .sidecar import asl_fields, g_number, phase_encoding_fields, slice_timing_fields
 from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
@@ -160,7 +160,7 @@ class ClassicSeries:
     def slice_spacing(self) -> float:
         """Distance between slice centres from positions (not SliceThickness)."""
         if self.n_slices == 1:  # no second position: the thickness, else 1 mm
-            thickness = _number(self.headers[0].get("SliceThickness"), 1.0)
+            thickness = number_or(self.headers[0].get("SliceThickness"), 1.0)
             return thickness if np.isfinite(thickness) and thickness > 0 else 1.0
         return check_uniform_spacing(self._order.distances)
 
@@ -444,15 +444,6 @@ def _where(h: Header, path: str) -> str:
     """The file, and the frame for a multi-frame file."""
     frame = getattr(h, "frame", None)
     return path if frame is None else f"{path} (frame {frame + 1})"
-
-
-def _number(value, absent: float) -> float:
-    if value is None or value == "":
-        return absent
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def _resample_tilt(stack: np.ndarray, shifts: tuple[float, float]) -> None:

@@ -37,6 +37,7 @@ from .scan import (
     PHILIPS_DIRECTION_RL,
     PHILIPS_SCALE_SLOPE,
     PHILIPS_TECHNIQUE,
+    number_or,
     private_field,
 )
 
@@ -48,16 +49,8 @@ def is_philips(header) -> bool:
 def display_rescale(header) -> tuple[float, float]:
     """(RS, RI): the DICOM rescale; 1 and 0 when absent, NaN when unreadable, a zero slope
     kept (the reader refuses non-finite and zero slopes rather than guess)."""
-    return _number(header.get("RescaleSlope"), 1.0), _number(header.get("RescaleIntercept"), 0.0)
-
-
-def _number(value, absent: float) -> float:
-    if value is None or value == "":
-        return absent
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+    slope, intercept = header.get("RescaleSlope"), header.get("RescaleIntercept")
+    return number_or(slope, 1.0), number_or(intercept, 0.0)
 
 
 def scale_slope(header) -> float | None:

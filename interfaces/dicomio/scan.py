@@ -227,6 +227,17 @@ def private_field(header, name: str) -> Any:
     return value
 
 
+def number_or(value: Any, absent: float) -> float:
+    """A header number: ``absent`` when the value is absent, NaN when it is not a number (so
+    callers refuse it rather than read it as absent)."""
+    if value is None or value == "":
+        return absent
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 class ScanUnsupported(Exception):
     """The file is not in an encoding this scanner walks; read it with pydicom instead."""
 
