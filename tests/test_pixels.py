@@ -98,3 +98,26 @@ def test_keep_stored_bits_leaves_full_width_and_read_only_input_alone():
     assert out[0, 0] == 0x123 and frozen[0, 0] == 0xF123
     with pytest.raises(UnusableFile, match="HighBit 11 with BitsStored 10"):
         keep_stored_bits(full, {"BitsStored": 10, "HighBit": 11}, "x")
+
+
+def test_multi_frame_pixels_found_by_scan_equal_pydicom(data_dir):
+    """An enhanced frame's header (parsed by pydicom for its frame groups) carries no pixel
+    offset: the file's own scan finds the pixels, read as pydicom decodes them."""
+    from interfaces.dicomio.headers import read_headers
+
+    path = sorted((data_dir / "dicom" / "dcm_qa_xa30" / "In" / "5_anat-T1w_acq-tfl").iterdir())[0]
+    frame = read_headers(path)[0]
+    assert frame.pixel_offset is None
+    fast = read_frames(path, frame)
+    np.testing.assert_array_equal(fast, pydicom.dcmread(path).pixel_array)
+
+
+def test_scanned_twin_of_another_layout_is_not_used(data_dir):
+    from interfaces.dicomio.headers import read_headers
+    from interfaces.dicomio.pixels import _scanned_twin
+
+    path = sorted((data_dir / "dicom" / "dcm_qa_xa30" / "In" / "5_anat-T1w_acq-tfl").iterdir())[0]
+    frame = read_headers(path)[0]
+    assert _scanned_twin(path, frame) is not frame
+    frame["BitsStored"] = 8  # a header that disagrees with the file: no fast path from it
+    assert _scanned_twin(path, frame) is frame

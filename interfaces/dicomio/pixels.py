@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from .headers import UnusableFile, open_dicom
-from .scan import NATIVE_SYNTAXES, ScannedHeader, read_file_bytes
+from .scan import NATIVE_SYNTAXES, ScannedHeader, ScanUnsupported, read_file_bytes, scan_file
 
 
 def _fast_path(header) -> bool:
@@ -57,11 +57,29 @@ def keep_stored_bits(arr: np.ndarray, header, path: str | os.PathLike) -> np.nda
     return view
 
 
+#: what a file's own scan must agree on to stand in for the header it was given
+_LAYOUT = ("Rows", "Columns", "NumberOfFrames", "BitsAllocated", "BitsStored",
+           "PixelRepresentation", "SamplesPerPixel", "HighBit")  # fmt: skip
+
+
+def _scanned_twin(path: str | os.PathLike, header):
+    """The file's scanned header when it locates native pixel data of the same layout as
+    ``header`` (a multi-frame file parsed by pydicom for its frame groups), else ``header``."""
+    try:
+        scanned = scan_file(path)
+    except (ScanUnsupported, OSError):
+        return header
+    same = all(scanned.get(k) == header.get(k) for k in _LAYOUT if k in header or k in scanned)
+    return scanned if same and _fast_path(scanned) else header
+
+
 def read_frames(path: str | os.PathLike, header) -> np.ndarray:
     """Stored values of ``path`` as ``(frames, rows, columns[, samples])``; raises
     :class:`UnusableFile`."""
     rows, cols = int(header.Rows), int(header.Columns)
     frames = int(header.get("NumberOfFrames") or 1)
+    if not _fast_path(header):  # e.g. an enhanced frame's header: find the pixels by a scan
+        header = _scanned_twin(path, header)
     if _fast_path(header):
         bits = int(header.BitsAllocated)
         signed = int(header.get("PixelRepresentation") or 0) == 1
