@@ -197,3 +197,8 @@ def test_one_bad_series_or_subject_does_not_stop_the_others(tmp_path):
         if "crash file:" in line:
             crash = Path(line.split("crash file:", 1)[1].strip())
             assert crash.is_file() and out not in crash.parents
+    # the account of every series: the good T1w converted, the two broken series failed
+    assert "series: 1 converted, 0 skipped, 2 failed" in text
+    account = text[text.index("series: 1 converted") :].splitlines()
+    assert any(ln.strip().startswith("converted sub-good") for ln in account)
+    assert sum(ln.strip().startswith("FAILED    sub-") for ln in account) == 2
