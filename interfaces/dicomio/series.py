@@ -48,7 +48,7 @@ def _rounded_orientation(orientation: Sequence[float]) -> tuple[float, ...]:
 
 def split_key(h: SliceHeader) -> tuple:
     """What must be equal for two files of one series to share a volume."""
-    key = (
+    return (
         h.series_uid,
         h.echo_number,
         h.image_type,
@@ -59,9 +59,6 @@ def split_key(h: SliceHeader) -> tuple:
         h.flavour,
         None if h.echo_time is None else round(h.echo_time, 3),
     )
-    if h.series_stack is not None:  # volumes of different series: their grids must agree too
-        key += (tuple(round(v, 5) for v in h.pixel_spacing),)
-    return key
 
 
 def series_id(h: SliceHeader) -> str:
