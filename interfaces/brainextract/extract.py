@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import nibabel as nb
 import numpy as np
 
 from ..atomic import write_json, write_nifti
-from . import bias, registration, segmentation
+from . import bias, grids, morphology, registration, segmentation
 from .params import BrainExtractionParams
 from .quality import measure_mask, quality_flags
 from .runtime import import_ants
@@ -76,12 +77,6 @@ def _read_3d(ants, path: str):
     return img.clone("float")
 
 
-def _components(mask: np.ndarray) -> int:
-    from scipy import ndimage
-
-    return int(ndimage.label(mask)[1])
-
-
 def extract_brain(
     t1w: str,
     template_head: Path,
@@ -103,64 +98,109 @@ def extract_brain(
         times[name] = round(now - clock, 2)
         clock = now
 
-    img = _read_3d(ants, t1w)
-    voxel_ml = float(np.prod(img.spacing)) / 1000.0
+    native = _read_3d(ants, t1w)
+    work = grids.working_image(ants, native, p.working_spacing_mm)
+    box = grids.head_box(ants, work)
+    img = box.cut(ants, work)
+    spacing = tuple(float(s) for s in img.spacing)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
     stats: dict[str, Any] = {"template": template_name, "parameters": p.as_dict()}
+    stats["seconds"] = times
+    if work is not native:
+        stats["working_grid"] = {"shape": list(work.shape), "spacing_mm": list(work.spacing)}
     posteriors = None
     transforms: tuple[Path, Path] | None = None
-    warped = None  # the template brain prior on the subject's grid, when registered
+    prior = None  # the template brain prior on the working box, when registered
+    lap("prepare")
 
     pre_stripped = stripped_mask(img.numpy(), voxel_ml)
     if pre_stripped is not None:
         stats["skull_stripped_input"] = True
         mask_img = img.new_image_like(pre_stripped.astype(np.float32))
-        corrected = bias.n4(
+        field = bias.n4_field(
             ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm, weight=mask_img
         )
-        mask = pre_stripped.astype(np.uint8)
+        mask = pre_stripped
         lap("n4")
         if p.atropos:  # tissue maps inside the given brain; the mask itself is kept
+            corrected = bias.corrected(ants, img, field)
             _labels, posteriors = segmentation.atropos(ants, corrected, mask_img, p)
             lap("atropos")
     else:
         stats["skull_stripped_input"] = False
-        head, prior = load_prior(ants, template_head, template_mask)
-        corrected = bias.n4(ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm)
+        head, template_prior = load_prior(ants, template_head, template_mask)
+        field = bias.n4_field(ants, img, p.n4_first_spacing_mm, p.n4_iterations, p.n4_spline_mm)
         lap("n4")
-        transforms = registration.register_template(ants, corrected, head, prior, out_dir, p)
-        warped = registration.warp_prior(ants, img, prior, transforms)
+        transforms = registration.register_template(
+            ants, bias.corrected(ants, img, field), head, template_prior, out_dir, p
+        )
+        prior = registration.warp_prior(ants, img, template_prior, transforms).numpy()
         lap("registration")
-        prior_mask = ants.threshold_image(warped, p.prior_threshold, 1e9, 1, 0)
-        prior_ml = float(prior_mask.numpy().sum()) * voxel_ml
+        prior_mask = morphology.largest_component(prior >= p.prior_threshold)
+        prior_ml = float(prior_mask.sum()) * voxel_ml
         stats["warped_prior_volume_ml"] = round(prior_ml, 3)
         _check_volume(t1w, prior_ml, p, "warped template brain mask")
-        prior_mask = ants.iMath(prior_mask, "GetLargestComponent")
         if p.n4_second_pass:
-            weight = ants.iMath(prior_mask, "MD", segmentation._vox(img, 2.0))
-            corrected = bias.n4(
-                ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm, weight=weight
-            )
+            weight = morphology.dilate(prior_mask, 2.0, spacing)
+            field = bias.n4_field(
+                ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm,
+                weight=img.new_image_like(weight.astype(np.float32)),
+            )  # fmt: skip
             lap("n4_brain")
         if p.atropos:
-            region = ants.iMath(prior_mask, "MD", segmentation._vox(img, p.atropos_margin_mm))
-            labels, posteriors = segmentation.atropos(ants, corrected, region, p)
-            mask = segmentation.refine_mask(ants, labels, region, p).numpy() > 0
+            region = morphology.dilate(prior_mask, p.atropos_margin_mm, spacing)
+            region_img = img.new_image_like(region.astype(np.float32))
+            corrected = bias.corrected(ants, img, field)
+            labels, posteriors = segmentation.atropos(ants, corrected, region_img, p)
+            del corrected
             lap("atropos")
+            mask = segmentation.refine_mask(labels.numpy(), region, prior, spacing, p)
         else:
-            mask = ants.iMath(prior_mask, "FillHoles").numpy() > 0
-        mask = mask.astype(np.uint8)
+            mask = segmentation.clean_mask(prior_mask, prior)
+        lap("refine")
 
-    volume_ml = float(mask.sum()) * voxel_ml
+    # back on the input's own grid
+    native_grid = _NativeGrid(ants, native, work, box)
+    mask = native_grid.mask(mask, prior)
+    native_prior = native_grid.values(prior) if prior is not None else None
+    native_spacing = tuple(float(s) for s in native.spacing)
+    quality = measure_mask(mask, native_spacing, native_prior, ref.affine)
+    del native_prior
+    volume_ml = quality.volume_ml
     stats["mask_volume_ml"] = round(volume_ml, 3)
-    stats["mask_components"] = _components(mask)
-    prior = warped.numpy() if warped is not None else None
-    quality = measure_mask(mask, tuple(img.spacing), prior, ref.affine)
-    del prior
+    stats["mask_components"] = quality.components
     stats["MaskQuality"] = quality.as_sidecar()
     stats["QualityFlags"] = quality_flags(quality, p.volume_range_ml)
     _check_volume(t1w, volume_ml, p, "brain mask")
-    stats["seconds"] = times
-    return _write_outputs(ref, out_dir, corrected.numpy(), mask, posteriors, transforms, stats)
+    lap("native_grid_and_qc")
+    corrected_native = native.numpy() / bias.field_on(ants, field, native)
+    probs = None
+    if posteriors is not None:
+        probs = (native_grid.values(post.numpy()) for post in posteriors)
+    out = _write_outputs(ref, out_dir, corrected_native, mask, probs, transforms, stats, lap)
+    return out
+
+
+class _NativeGrid:
+    """Arrays on the working box brought to the input's own grid (pasted into the working
+    grid; resampled, linear, when the working grid is not the input's)."""
+
+    def __init__(self, ants, native, work, box: grids.Box) -> None:
+        self.ants, self.native, self.work, self.box = ants, native, work, box
+
+    def values(self, arr: np.ndarray) -> np.ndarray:
+        full = self.box.paste(arr.astype(np.float32, copy=False))
+        if self.work is self.native:
+            return full
+        img = self.work.new_image_like(full)
+        return self.ants.resample_image_to_target(img, self.native, interp_type="linear").numpy()
+
+    def mask(self, mask: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+        if self.work is self.native:
+            return self.box.paste(mask.astype(np.uint8))
+        resampled = self.values(mask.astype(np.float32)) >= 0.5
+        native_prior = self.values(prior) if prior is not None else None
+        return segmentation.clean_mask(resampled, native_prior).astype(np.uint8)
 
 
 def _check_volume(t1w: str, volume_ml: float, p: BrainExtractionParams, what: str) -> None:
@@ -177,9 +217,10 @@ def _write_outputs(
     out_dir: Path,
     corrected: np.ndarray,
     mask: np.ndarray,
-    posteriors,
+    posteriors: Iterable[np.ndarray] | None,
     transforms: tuple[Path, Path] | None,
     stats: dict[str, Any],
+    lap: Callable[[str], None],
 ) -> dict[str, Any]:
     def save(arr: np.ndarray, name: str, dtype) -> str:
         img = nb.Nifti1Image(arr.astype(dtype), ref.affine, ref.header)
@@ -199,10 +240,12 @@ def _write_outputs(
         "probsegs": [],
         "transforms": None,
     }
+    del bc
     if posteriors is not None:
         for name, post in zip(("CSF", "GM", "WM"), posteriors, strict=True):
-            prob = np.clip(post.numpy(), 0.0, 1.0) * mask
+            prob = np.clip(post, 0.0, 1.0) * mask
             out["probsegs"].append(save(prob, f"probseg_{name}.nii.gz", np.float32))
+            del prob
     if transforms is not None:  # (warp field, affine): the order ANTs applies them in
         finals = []
         for src, name in zip(
@@ -214,6 +257,7 @@ def _write_outputs(
             tmp.replace(final)
             finals.append(str(final))
         out["transforms"] = finals
+    lap("write")
     stats_file = out_dir / "brain_extraction.json"
     write_json(stats, stats_file)
     out["stats"] = str(stats_file)

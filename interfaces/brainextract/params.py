@@ -13,7 +13,10 @@ from typing import Any
 @dataclass(frozen=True)
 class BrainExtractionParams:
     # N4: estimated on a grid of ``n4_spacing_mm`` voxels (the shrink factor in mm), field
-    # applied at full resolution; a second pass is weighted by the first brain mask
+    # applied at full resolution.  The first pass, over the head, only serves the
+    # registration (run at 3 mm), so it is fitted on a coarser grid; the second pass is
+    # weighted by the warped template brain and gives the corrected image
+    n4_first_spacing_mm: float = 6.0
     n4_spacing_mm: float = 4.0
     n4_iterations: tuple[int, ...] = (50, 50, 50)
     n4_spline_mm: float = 200.0
@@ -37,6 +40,11 @@ class BrainExtractionParams:
     atropos_iterations: int = 3
     atropos_mrf: float = 0.1
     csf_margin_mm: float = 2.0  # CSF within this distance of the tissue mask is kept
+    prior_union: bool = True  # the warped template brain (>= prior_threshold) joins the mask
+    close_mm: float = 2.0  # final closing radius
+    # grids: no voxel finer than this for the work (finer inputs are resampled, outputs come
+    # back on the input's grid)
+    working_spacing_mm: float = 1.0
     # runtime
     random_seed: int = 42
     num_threads: int = 1

@@ -24,7 +24,7 @@ the mask's bounding box (a 256^3 mask takes a fraction of a second).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,13 +114,13 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def slice_hole_voxels(
+def plane_holes(
     mask: np.ndarray, prior: np.ndarray | None = None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per axis, the enclosed-hole voxels of each slice across that axis: (holes inside the
-    template brain, holes outside it).  A hole is inside when the mean ``prior`` over it is
-    at least :data:`HOLE_MIN_PRIOR`; without a prior every hole is inside."""
-    inside, outside_brain = [], []
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Per axis, the enclosed-hole voxels of every slice across that axis, as
+    ``(axis, holes inside the template brain, holes outside it)`` (3D boolean arrays).  A hole
+    is inside when the mean ``prior`` over it is at least :data:`HOLE_MIN_PRIOR`; without a
+    prior every hole is inside."""
     for axis in range(3):
         structure = ndimage.generate_binary_structure(3, 1)  # 6-neighbourhood ...
         across = [1, 1, 1]
@@ -135,7 +135,6 @@ def slice_hole_voxels(
                 edge: list[slice | int] = [slice(None)] * 3
                 edge[other] = idx
                 reaches_border[labels[tuple(edge)]] = True
-        others = tuple(a for a in range(3) if a != axis)
         hole = ~reaches_border[labels]
         in_brain = hole
         if prior is not None and hole.any():
@@ -145,9 +144,29 @@ def slice_hole_voxels(
             is_brain = mass >= HOLE_MIN_PRIOR * np.maximum(size, 1)
             in_brain = np.zeros_like(hole)
             in_brain[hole] = is_brain[ids]
-        inside.append(in_brain.sum(axis=others))
-        outside_brain.append((hole & ~in_brain).sum(axis=others))
-    return inside, outside_brain
+        yield axis, in_brain, hole & ~in_brain
+
+
+def fill_plane_holes(mask: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+    """``mask`` with every slice hole inside the template brain (see :func:`plane_holes`)
+    filled, in all three planes, until none is left."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return mask
+    box = _bounding_box(mask)
+    crop = mask[box].copy()
+    sub_prior = prior[box] if prior is not None else None
+    for _round in range(4):
+        filled = False
+        for _axis, in_brain, _outside in plane_holes(crop, sub_prior):
+            if in_brain.any():
+                crop |= in_brain
+                filled = True
+        if not filled:
+            break
+    out = mask.copy()
+    out[box] = crop
+    return out
 
 
 def measure_mask(
@@ -181,10 +200,15 @@ def measure_mask(
     box = _bounding_box(mask)
     crop = mask[box]
     components = int(ndimage.label(crop, structure=np.ones((3, 3, 3), bool))[1])
-    per_axis, basal = slice_hole_voxels(crop, p[box] if p is not None else None)
-    by_plane = {name: int((v > 0).sum()) for name, v in zip(planes, per_axis, strict=True)}
-    hole_voxels = int(sum(int(v.sum()) for v in per_axis))
-    not_brain = sum(int((v > 0).sum()) for v in basal) if prior is not None else None
+    by_plane: dict[str, int] = {}
+    hole_voxels = 0
+    basal_slices = 0
+    for axis, in_brain, outside in plane_holes(crop, p[box] if p is not None else None):
+        others = tuple(a for a in range(3) if a != axis)
+        by_plane[planes[axis]] = int(in_brain.any(axis=others).sum())
+        hole_voxels += int(in_brain.sum())
+        basal_slices += int(outside.any(axis=others).sum())
+    not_brain = basal_slices if prior is not None else None
     return MaskQuality(count * voxel_ml, components, by_plane, hole_voxels * voxel_ml,
                        prior_outside, not_brain)  # fmt: skip
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .bias import resample_to
 from .params import BrainExtractionParams
+from .grids import bounding_box
 from .runtime import native_output_to
 
 
@@ -75,25 +76,51 @@ def register_template(
     else:
         initial = f"[{fixed_path},{moving_path},1]"  # centres of mass
 
-    prefix = work / "tpl2sub_"
-    mi = f"MI[{fixed_path},{moving_path},1,32,Regular,0.25]"
-    cc = f"CC[{fixed_path},{moving_path},1,{int(p.syn_cc_radius)}]"
-    rigid = _levels(p.rigid_iterations, _shrinks(len(p.rigid_iterations)))
-    affine = _levels(p.affine_iterations, _shrinks(len(p.affine_iterations)))
-    syn = _levels(p.syn_iterations, p.syn_shrink_factors)
-    argv = [
+    common = [
         "-d", "3", "--float", "1", "--random-seed", str(int(p.random_seed)),
-        "--output", str(prefix), "--write-composite-transform", "0",
-        "--collapse-output-transforms", "1", "--interpolation", "Linear",
+        "--write-composite-transform", "0", "--collapse-output-transforms", "1",
+        "--interpolation", "Linear",
         "--winsorize-image-intensities", f"[{p.winsorize[0]},{p.winsorize[1]}]",
         "--use-histogram-matching", "0",
-        "--initial-moving-transform", initial,
+    ]  # fmt: skip
+
+    # 1. rigid -> affine, Mattes MI over the head
+    mi = f"MI[{fixed_path},{moving_path},1,32,Regular,0.25]"
+    rigid = _levels(p.rigid_iterations, _shrinks(len(p.rigid_iterations)))
+    affine = _levels(p.affine_iterations, _shrinks(len(p.affine_iterations)))
+    linear_prefix = work / "tpl2sub_linear_"
+    argv = [
+        *common, "--output", str(linear_prefix), "--initial-moving-transform", initial,
         "--transform", "Rigid[0.1]", "--metric", mi,
         "--convergence", f"[{rigid[0]},1e-6,10]", "--shrink-factors", rigid[1],
         "--smoothing-sigmas", rigid[2],
         "--transform", "Affine[0.1]", "--metric", mi,
         "--convergence", f"[{affine[0]},1e-6,10]", "--shrink-factors", affine[1],
         "--smoothing-sigmas", affine[2],
+    ]  # fmt: skip
+    with native_output_to(ants_log):
+        ants.registration(argv, None)
+    affine_path = Path(f"{linear_prefix}0GenericAffine.mat")
+    if not affine_path.is_file():
+        raise RuntimeError(f"antsRegistration wrote no transform {affine_path}")
+
+    # 2. SyN, neighbourhood cross-correlation, on the subject's image around the affinely
+    #    placed template brain only (the metric's cost follows the fixed image's extent)
+    placed = ants.apply_transforms(
+        fixed=fixed, moving=reg_mask, transformlist=[str(affine_path)],
+        interpolator="nearestNeighbor",
+    )  # fmt: skip
+    syn_fixed = fixed
+    if placed.numpy().any():
+        box = bounding_box(placed.numpy() > 0, fixed.spacing, 20.0)
+        syn_fixed = box.cut(ants, fixed)
+    syn_fixed_path = work / "reg_fixed_brain.nii.gz"
+    ants.image_write(syn_fixed, str(syn_fixed_path))
+    cc = f"CC[{syn_fixed_path},{moving_path},1,{int(p.syn_cc_radius)}]"
+    syn = _levels(p.syn_iterations, p.syn_shrink_factors)
+    prefix = work / "tpl2sub_"
+    argv = [
+        *common, "--output", str(prefix), "--initial-moving-transform", str(affine_path),
         "--transform", f"SyN[{p.syn_gradient_step},3,0]", "--metric", cc,
         "--convergence", f"[{syn[0]},1e-6,10]", "--shrink-factors", syn[1],
         "--smoothing-sigmas", syn[2],
@@ -102,11 +129,12 @@ def register_template(
         argv += ["--masks", f"[NULL,{mask_path}]"]
     with native_output_to(ants_log):
         ants.registration(argv, None)
-    warp, affine = Path(f"{prefix}1Warp.nii.gz"), Path(f"{prefix}0GenericAffine.mat")
-    for path in (warp, affine):
+    warp = Path(f"{prefix}1Warp.nii.gz")
+    collapsed = Path(f"{prefix}0GenericAffine.mat")
+    for path in (warp, collapsed):
         if not path.is_file():
             raise RuntimeError(f"antsRegistration wrote no transform {path}")
-    return warp, affine
+    return warp, collapsed
 
 
 def warp_prior(ants, subject, brain_prior, transforms: tuple[Path, Path]):

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import morphology
 from .params import BrainExtractionParams
+from .quality import fill_plane_holes
 
 
 def _vox(img, mm: float) -> int:
@@ -46,24 +48,29 @@ def atropos(ants, image, region, p: BrainExtractionParams):
     return image.new_image_like(ordered.astype(np.float32)), posteriors
 
 
-def refine_mask(ants, labels, region, p: BrainExtractionParams):
-    """A single-component brain mask from the ordered labels (see the module docstring)."""
-    lab = labels.numpy()
-    tissue = labels.new_image_like(((lab == 2) | (lab == 3)).astype(np.float32))
-    r_open = _vox(labels, 2.0)
-    tissue = ants.iMath(tissue, "ME", r_open)
-    tissue = ants.iMath(tissue, "GetLargestComponent")
-    tissue = ants.iMath(tissue, "MD", r_open)
-    tissue = ants.iMath(tissue, "FillHoles")
-    tissue = tissue * region
+def refine_mask(
+    labels: np.ndarray,
+    region: np.ndarray,
+    prior: np.ndarray,
+    spacing,
+    p: BrainExtractionParams,
+) -> np.ndarray:
+    """A single-component, hole-free brain mask from the ordered labels, the segmentation
+    region and the warped template prior (see the module docstring)."""
+    tissue = (labels == 2) | (labels == 3)
+    tissue = morphology.largest_component(morphology.erode(tissue, 2.0, spacing))
+    tissue = morphology.dilate(tissue, 2.0, spacing)
+    tissue = morphology.fill_holes(tissue) & region
+    near = morphology.dilate(tissue, p.csf_margin_mm, spacing)
+    mask = tissue | ((labels == 1) & near & region)
+    if p.prior_union:
+        mask |= prior >= p.prior_threshold
+    mask = morphology.close(mask, p.close_mm, spacing)
+    return clean_mask(mask, prior)
 
-    near = ants.iMath(tissue, "MD", _vox(labels, p.csf_margin_mm))
-    csf = labels.new_image_like((lab == 1).astype(np.float32))
-    mask = ants.iMath(tissue + csf * near * region, "Normalize")
-    mask = ants.threshold_image(mask, 0.5, 2.0, 1, 0)
-    r_close = _vox(labels, 2.0)
-    mask = ants.iMath(mask, "MD", r_close)
-    mask = ants.iMath(mask, "ME", r_close)
-    mask = ants.iMath(mask, "GetLargestComponent")
-    mask = ants.iMath(mask, "FillHoles")
-    return mask
+
+def clean_mask(mask: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """The mask's invariants made true: one piece, no cavity, no slice hole inside the
+    template brain."""
+    mask = morphology.fill_holes(morphology.largest_component(mask))
+    return fill_plane_holes(mask, prior)
