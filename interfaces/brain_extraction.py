@@ -15,8 +15,14 @@ from nipype.interfaces.base import (
 
 from .brainextract.extract import BrainExtractionError, check_t1w_input, extract_brain
 from .brainextract.params import preset
+from .brainextract.resources import memory_gb as extraction_memory_gb
 
-__all__ = ["AntsBrainExtraction", "BrainExtractionError", "check_t1w_input"]
+__all__ = [
+    "AntsBrainExtraction",
+    "BrainExtractionError",
+    "check_t1w_input",
+    "extraction_memory_gb",
+]
 
 
 class _AntsBrainExtractionInputSpec(BaseInterfaceInputSpec):

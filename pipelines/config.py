@@ -185,7 +185,11 @@ class BrainExtractionConfig(_Strict):
         1, ge=1, le=256, description="ITK threads per subject (1 = deterministic)"
     )
     volume_range_ml: tuple[float, float] = (700.0, 2600.0)
-    memory_gb: float = Field(3.0, gt=0)
+    memory_gb: float = Field(
+        1.0,
+        gt=0,
+        description="least memory the node declares; a larger image declares what it needs",
+    )
 
     @model_validator(mode="after")
     def _template_files(self):

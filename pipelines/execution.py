@@ -278,11 +278,11 @@ def _run_workflow(
 ) -> RunSummary:
     """MultiProc, Linear, SLURM or SLURMGraph: one nipype workflow over all subjects."""
     from .workflows import init_anatprep_wf
-    from .workflows.anat import node_name
+    from .workflows.anat import SeriesSize, node_name
 
     log_dir = work_dir / "logs"
-    n_files = {s["id"]: len(s.get("files") or []) for s in table["series"]}
-    wf = init_anatprep_wf(plans, table_file, output_dir.resolve(), work_dir, cfg, n_files)
+    sizes = {s["id"]: SeriesSize.of(s) for s in table["series"]}
+    wf = init_anatprep_wf(plans, table_file, output_dir.resolve(), work_dir, cfg, sizes)
     wf.config["execution"].update(
         {
             "crashdump_dir": str(log_dir),

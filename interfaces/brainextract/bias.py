@@ -51,7 +51,9 @@ def field_on(ants, field, target) -> np.ndarray:
     if not valid.any():
         raise ValueError("N4 returned an empty bias field")
     if not valid.all():
-        nearest = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+        nearest = ndimage.distance_transform_edt(
+            ~valid, return_distances=False, return_indices=True
+        )
         values = values[tuple(nearest)]
     # pad so the coarse grid covers the target's whole field of view
     from .grids import index_to_point, point_to_index

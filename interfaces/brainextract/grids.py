@@ -5,9 +5,10 @@
   resampled (linear) once; N4, registration and Atropos run there, and the mask, the tissue
   maps and the bias field are brought back to the input's own grid at the end.  An input at
   or coarser than the working spacing is its own working grid (nothing is resampled).
-- **Head box**: the working grid cut to the head's bounding box plus a margin.  Empty field
-  of view (air around the head in a 256^3 conformed image) costs registration, N4 and the
-  morphology time in proportion to its size and informs nothing.  The box is found on a
+- **Head box**: the working grid cut to the bounding box of the head's top
+  :data:`HEAD_HEIGHT_MM` plus a margin.  Empty field of view (air around the head in a
+  256^3 conformed image) costs registration, N4 and the morphology time in proportion to
+  its size and informs nothing; neck and shoulders mislead the registration's start.  The box is found on a
   coarse copy (see :func:`_head`), grown by ``margin_mm``.
 
 Sub-images keep their physical placement (origin moved to the box's first voxel), so every
@@ -20,6 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: the part of the head kept, measured down from its top (vertex, scalp included): the brain
+#: down to the foramen magnum lies within ~150 mm of the top of an adult head; neck and
+#: shoulders below (a long field of view) would pull the centre of mass, hence the start of
+#: the registration, away from the brain.  FSL's ``robustfov`` keeps 170 mm the same way.
+HEAD_HEIGHT_MM = 180.0
 #: a voxel side this much below the working spacing still counts as "at" it (1 mm scans
 #: stored as 0.9999 mm, 0.98 mm in-plane from a 250 mm field of view over 256)
 _SPACING_SLACK = 0.9
@@ -110,15 +116,26 @@ def _head(arr: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def head_box(ants, img, margin_mm: float = 15.0, coarse_mm: float = 4.0) -> Box:
-    """The head's bounding box on ``img``'s grid, grown by ``margin_mm`` (whole image when no
-    head is found)."""
+def head_box(
+    ants,
+    img,
+    margin_mm: float = 15.0,
+    coarse_mm: float = 4.0,
+    head_height_mm: float = HEAD_HEIGHT_MM,
+) -> Box:
+    """The bounding box of the head's top ``head_height_mm`` on ``img``'s grid, grown by
+    ``margin_mm`` (whole image when no head is found)."""
     shape = tuple(int(n) for n in img.shape)
     target = tuple(max(coarse_mm, float(s)) for s in img.spacing)
     coarse = ants.resample_image(img, target, use_voxels=False, interp_type=0)
     head = _head(coarse.numpy())
     if not head.any():
         return Box((0, 0, 0), shape, shape)  # type: ignore[arg-type]
+    # height above the feet: ITK's physical axes are LPS, so superior is +z
+    superior = index_to_point(coarse, np.argwhere(head).astype(float))[:, 2]
+    keep = np.zeros_like(head)
+    keep[tuple(np.argwhere(head)[superior >= superior.max() - head_height_mm].T)] = True
+    head = keep
     corners = []
     for axis in range(3):
         others = tuple(a for a in range(3) if a != axis)

@@ -23,7 +23,9 @@ def _box(mask: np.ndarray, grow: Sequence[int]) -> tuple[slice, ...]:
         hit = np.flatnonzero(mask.any(axis=others))
         if hit.size == 0:
             return tuple(slice(0, 0) for _ in range(mask.ndim))
-        box.append(slice(max(0, hit[0] - grow[axis]), min(mask.shape[axis], hit[-1] + 1 + grow[axis])))
+        box.append(
+            slice(max(0, hit[0] - grow[axis]), min(mask.shape[axis], hit[-1] + 1 + grow[axis]))
+        )
     return tuple(box)
 
 

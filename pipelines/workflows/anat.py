@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from interfaces.bids_sink import BidsSink
-from interfaces.brain_extraction import AntsBrainExtraction
+from interfaces.brain_extraction import AntsBrainExtraction, extraction_memory_gb
 from interfaces.convert import DicomToNifti
 from interfaces.qc import MaskReport
 from interfaces.reorient import Reorient
@@ -38,7 +39,20 @@ def series_tag(plan: SubjectPlan, series: PlannedSeries) -> str:
     return node_name(series.stem.removeprefix(plan.key).strip("_")) or "series"
 
 
-def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
+@dataclass(frozen=True)
+class SeriesSize:
+    """What the series table says of a series' size, for the memory its nodes declare."""
+
+    files: int = 1
+    voxels: int = 0  # rows x columns x slices of one volume (0: unknown)
+
+    @classmethod
+    def of(cls, entry: dict) -> SeriesSize:
+        rows, cols, slices = (int(entry.get(k) or 0) for k in ("rows", "columns", "n_slices"))
+        return cls(files=max(1, len(entry.get("files") or [])), voxels=rows * cols * slices)
+
+
+def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Workflow:
     """Reorient a converted T1w, extract the brain with ANTs and draw the QC figure.
 
     Inputs (``inputnode``): ``t1w`` (NIfTI from the converter), ``title`` (figure title).
@@ -46,7 +60,9 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
     ``t1w_brain``, ``probsegs`` (CSF, GM, WM), ``transforms`` (template to T1w: affine
     ``.mat`` and warp field; ``''`` each when the input was already skull-stripped),
     ``report`` (SVG), ``stats`` (JSON), ``sidecar_notes`` (per-output sidecar values known
-    only after the run).
+    only after the run).  ``n_voxels`` (the T1w's size, 0 when unknown) sets the memory the
+    brain-extraction node declares (:func:`interfaces.brainextract.resources.memory_gb`,
+    never below the config's ``memory_gb``).
     """
     bex_cfg = cfg.brain_extraction
     template = resolve_template(
@@ -75,7 +91,7 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf") -> pe.Workflow:
             volume_range_ml=tuple(bex_cfg.volume_range_ml),
         ),
         name="brain_extraction",
-        mem_gb=bex_cfg.memory_gb,
+        mem_gb=max(bex_cfg.memory_gb, extraction_memory_gb(n_voxels)),
         n_procs=bex_cfg.num_threads,
     )
     report = pe.Node(MaskReport(), name="mask_report", mem_gb=1.0)
@@ -107,7 +123,11 @@ def _sink(name: str, output_dir: Path, files: list[Path], sidecars: list[dict] |
 
 
 def init_subject_wf(
-    plan: SubjectPlan, series_table: str, output_dir: Path, cfg: Config, n_files: dict[str, int]
+    plan: SubjectPlan,
+    series_table: str,
+    output_dir: Path,
+    cfg: Config,
+    sizes: dict[str, SeriesSize],
 ) -> pe.Workflow:
     """One subject (and session): convert every planned series; run ``anat_wf`` on each T1w.
 
@@ -117,7 +137,13 @@ def init_subject_wf(
     wf = pe.Workflow(name=node_name(f"{plan.key}_wf"))
     for series in plan.series:
         _add_series(
-            wf, plan, series, series_table, output_dir, cfg, n_files.get(series.series_id, 1)
+            wf,
+            plan,
+            series,
+            series_table,
+            output_dir,
+            cfg,
+            sizes.get(series.series_id, SeriesSize()),
         )
     return wf
 
@@ -129,7 +155,7 @@ def _add_series(
     series_table: str,
     output_dir: Path,
     cfg: Config,
-    n_files: int,
+    size: SeriesSize,
 ) -> None:
     tag = series_tag(plan, series)
     convert = pe.Node(
@@ -142,7 +168,7 @@ def _add_series(
             converter=cfg.conversion.converter,
         ),
         name=f"convert_{tag}",
-        mem_gb=_convert_mem_gb(n_files),
+        mem_gb=_convert_mem_gb(size.files),
     )
     raw_dir = output_dir / plan.rel_dir / series.datatype
     raw_sink = _sink(
@@ -158,7 +184,7 @@ def _add_series(
     if not (series.is_t1w and cfg.brain_extraction.enabled):
         return
 
-    anat_wf = init_anat_wf(cfg, name=f"anat_{tag}_wf")
+    anat_wf = init_anat_wf(cfg, name=f"anat_{tag}_wf", n_voxels=size.voxels)
     anat_wf.inputs.inputnode.title = f"{series.stem}: brain mask"
     deriv_dir = output_dir / DERIVATIVES / plan.rel_dir
     base = series.stem.removesuffix("_T1w")
@@ -205,10 +231,10 @@ def init_anatprep_wf(
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
-    n_files: dict[str, int],
+    sizes: dict[str, SeriesSize],
 ) -> pe.Workflow:
     """All subjects in one workflow (independent subgraphs, run in parallel)."""
     wf = pe.Workflow(name="anatprep_wf", base_dir=str(work_dir))
     for plan in plans:
-        wf.add_nodes([init_subject_wf(plan, series_table, output_dir, cfg, n_files)])
+        wf.add_nodes([init_subject_wf(plan, series_table, output_dir, cfg, sizes)])
     return wf
