@@ -8,8 +8,8 @@
 - **Head box**: the working grid cut to the bounding box of the head's top
   :data:`HEAD_HEIGHT_MM` plus a margin.  Empty field of view (air around the head in a
   256^3 conformed image) costs registration, N4 and the morphology time in proportion to
-  its size and informs nothing; neck and shoulders mislead the registration's start.  The box is found on a
-  coarse copy (see :func:`_head`), grown by ``margin_mm``.
+  its size and informs nothing; neck and shoulders mislead the registration's start.  The
+  box is found on a coarse copy (see :func:`_head`), grown by ``margin_mm``.
 
 Sub-images keep their physical placement (origin moved to the box's first voxel), so every
 transform and resampling between them and the full grids is exact.
