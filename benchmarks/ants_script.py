@@ -38,14 +38,19 @@ anatomical image, no ``-f`` registration mask and ``-c 3,1,2,3``:
    (``addtozero``) with the binary warped prior, ``MD 5``, ``ME 5``; un-padded.
    Radii are in voxels, as in ImageMath.
 
+antsRegistration and Atropos run as ANTs' own mains on the script's argument lists
+(``ants.registration(argv, None)``, the library's ``Atropos`` entry point); N4, Laplacian,
+truncation, thresholds and morphology are the antspyx wrappers of the same ITK/ANTs code.
+
 Differences from the real script (antspyx 0.6.3 exposes no ``antsAI`` main):
 
 * The initial search uses ``antsAffineInitializer`` (``ants.affine_initializer``) with the
-  same search: 15 degree steps over an arc fraction of 0.1, no principal axes, 10 local
-  iterations on the same 4 mm images (this is the call the script itself used before
-  ``antsAI`` and still carries, commented out).  Its metric and local optimizer are that
-  program's own (Mattes MI with its own sampling), not ``antsAI``'s ``Mattes[...,32,
-  Regular,0.25]`` / ``Affine[0.1]``.
+  arguments of the call the script used before ``antsAI`` (still there, commented out):
+  ``15 0.1 0 10`` on the same 4 mm images.  That program searches rotations of 15 degree
+  steps over +-0.1 pi about two axes (derived from the template's principal axes) around
+  the centres of mass, each refined by 20 conjugate-gradient iterations (its last argument
+  is read but not used) of Mattes MI (32 bins) on every 10th template voxel; ``antsAI``'s
+  own start grid, ``Regular 0.25`` sampling and ``Affine[0.1]`` local search differ.
 * The 4 mm smoothing is ``ants.smooth_image`` (discrete Gaussian, physical sigma) instead
   of ITK's recursive Gaussian, and resampled voxels outside the input take 0 instead of the
   value of voxel (1,1,1).
@@ -143,9 +148,17 @@ def _add_to_zero(a: Any, b: Any) -> Any:
     return a + b * (a == 0)
 
 
-def _run_registration(ants: Any, argv: list[str], log: Path) -> None:
+def _run_main(ants: Any, name: str, argv: list[str], log: Path) -> None:
+    """One ANTs main (antsRegistration, Atropos) on a raw argument list, output to ``log``."""
     with _native_output_to(log):
-        ants.registration(argv, None)
+        if name == "antsRegistration":
+            ants.registration(argv, None)  # raises on a non-zero exit
+            return
+        from ants.internal import get_lib_fn, process_arguments
+
+        status = get_lib_fn(name)(process_arguments(argv))
+    if status != 0:
+        raise RuntimeError(f"{name} exited with status {status}; see {log}")
 
 
 def extract(t1w: Path, out_dir: Path, template_head: Path, template_mask: Path) -> Path:
@@ -235,7 +248,7 @@ def extract(t1w: Path, out_dir: Path, template_head: Path, template_mask: Path) 
         "-m", f"CC[{tpl_lap_path},{lap_path},{SYN_CC}]",
         "-c", SYN_CONVERGENCE, "-t", SYN, "-f", SYN_SHRINK, "-s", SYN_SIGMAS,
     ]  # fmt: skip
-    _run_registration(ants, argv, log)
+    _run_main(ants, "antsRegistration", argv, log)
     affine = f"{prefix}0GenericAffine.mat"
     inverse_warp = f"{prefix}1InverseWarp.nii.gz"
     for p in (affine, inverse_warp):
@@ -257,20 +270,17 @@ def extract(t1w: Path, out_dir: Path, template_head: Path, template_mask: Path) 
     # 6. segmentation region and Atropos
     region = ants.iMath(prior_bin, "MD", 2)
     region = ants.iMath(region, "GetLargestComponent")
-    ants.image_write(region, str(out_dir / "BrainExtractionAtroposRegion.nii.gz"))
+    region_path = str(out_dir / "BrainExtractionAtroposRegion.nii.gz")
+    ants.image_write(region, region_path)
     lap("prior")
-    with _native_output_to(log):
-        atropos = ants.atropos(
-            a=n4,
-            x=region,
-            i=f"kmeans[{ATROPOS_CLASSES}]",
-            m=ATROPOS_MRF,
-            c=ATROPOS_CONVERGENCE,
-            k="Gaussian",
-            r=0,
-        )
-    seg = atropos["segmentation"]
-    ants.image_write(seg, path("Segmentation"))
+    seg_path = path("Segmentation")
+    argv = [
+        "-d", "3", "-o", seg_path, "-a", n4_path, "-x", region_path,
+        "-i", f"kmeans[{ATROPOS_CLASSES}]", "-c", ATROPOS_CONVERGENCE, "-m", ATROPOS_MRF,
+        "-k", "Gaussian", "-r", "0", "--verbose", "1",
+    ]  # fmt: skip
+    _run_main(ants, "Atropos", argv, log)
+    seg = ants.image_read(seg_path, pixeltype="float")
     lap("atropos")
 
     # 7. tissue clean-up on padded images
