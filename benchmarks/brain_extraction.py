@@ -115,13 +115,13 @@ def _report(results: dict, args: argparse.Namespace) -> None:
     print(f"\nmedians of {args.runs} run(s), quality={args.quality}, threads={args.threads}, "
           f"parallel={args.parallel}")  # fmt: skip
     print(
-        f"{'method':9} {'head':8} {'wall s':>7} {'RSS MB':>7} {'mask mL':>8} {'comp':>4} "
+        f"{'method':11} {'head':8} {'wall s':>7} {'RSS MB':>7} {'mask mL':>8} {'comp':>4} "
         f"{'diff vox':>8} Dice"
     )
     for (method, name), runs in results.items():
         ok = [r for r in runs if "error" not in r]
         if not ok:
-            print(f"{method:9} {name:8} failed: {runs[0]['error']}")
+            print(f"{method:11} {name:8} failed: {runs[0]['error']}")
             continue
 
         def med(key: str, runs=ok) -> float:
@@ -132,7 +132,7 @@ def _report(results: dict, args: argparse.Namespace) -> None:
             values = [r["dice"] for r in ok]
             dice = f"{statistics.median(values):.4f} (min {min(values):.4f})"
         differ = _differing_voxels([r["mask"] for r in ok]) if len(ok) > 1 else "-"
-        print(f"{method:9} {name:8} {med('wall'):7.1f} {med('rss_mb'):7.0f} {med('ml'):8.1f} "
+        print(f"{method:11} {name:8} {med('wall'):7.1f} {med('rss_mb'):7.0f} {med('ml'):8.1f} "
               f"{max(r['components'] for r in ok):4d} {differ!s:>8} {dice}")  # fmt: skip
 
 
