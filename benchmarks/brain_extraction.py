@@ -232,6 +232,8 @@ def main() -> int:
         "--methods", default="anatprep,ants-script", help="anatprep, robex, ants-script (slow)"
     )
     parser.add_argument("--heads", default=",".join(ALL_HEADS))
+    parser.add_argument("--second-heads", default="colin27,asl_t1",
+                        help="heads the other methods run on (the real ones by default)")  # fmt: skip
     parser.add_argument("--second-runs", type=int, default=1,
                         help="runs of the other methods (the second opinion is slow)")  # fmt: skip
     args = parser.parse_args()
@@ -244,7 +246,11 @@ def main() -> int:
             for method in args.methods.split(","):
                 if method != "anatprep" and run >= args.second_runs:
                     continue
-                jobs = [(method, h, tmp / f"{method}_{h.name}_{run}") for h in heads.values()]
+                jobs = [
+                    (method, h, tmp / f"{method}_{h.name}_{run}")
+                    for h in heads.values()
+                    if method == "anatprep" or h.name in args.second_heads.split(",")
+                ]
                 with ThreadPoolExecutor(max_workers=args.parallel) as pool:
                     outs = pool.map(
                         lambda j: (j, _run(j[0], j[1].t1w, j[2], args.quality, args.threads)),

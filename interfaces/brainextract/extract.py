@@ -129,7 +129,7 @@ def extract_brain(
     else:
         stats["skull_stripped_input"] = False
         head, template_prior = load_prior(ants, template_head, template_mask)
-        field = bias.n4_field(ants, img, p.n4_first_spacing_mm, p.n4_iterations, p.n4_spline_mm)
+        field = bias.n4_field(ants, img, p.n4_spacing_mm, p.n4_iterations, p.n4_spline_mm)
         lap("n4")
         transforms = registration.register_template(
             ants, bias.corrected(ants, img, field), head, template_prior, out_dir, p

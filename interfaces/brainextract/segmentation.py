@@ -30,7 +30,7 @@ def atropos(ants, image, region, p: BrainExtractionParams):
     seg = ants.atropos(
         a=image,
         x=region,
-        i="kmeans[3]",
+        i=f"{p.atropos_init}[3]",
         m=f"[{p.atropos_mrf},1x1x1]",
         c=f"[{int(p.atropos_iterations)},0]",
         priorweight=0.0,
@@ -64,7 +64,7 @@ def refine_mask(
     near = morphology.dilate(tissue, p.csf_margin_mm, spacing)
     mask = tissue | ((labels == 1) & near & region)
     if p.prior_union:
-        mask |= prior >= p.prior_threshold
+        mask |= prior >= p.prior_union_min
     mask = morphology.close(mask, p.close_mm, spacing)
     return clean_mask(mask, prior)
 
