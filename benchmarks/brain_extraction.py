@@ -233,7 +233,7 @@ def main() -> int:
     )
     parser.add_argument("--heads", default=",".join(ALL_HEADS))
     parser.add_argument("--second-heads", default="colin27,asl_t1",
-                        help="heads the other methods run on (the real ones by default)")  # fmt: skip
+                        help="heads the other methods run on (default: the real ones)")  # fmt: skip
     parser.add_argument("--second-runs", type=int, default=1,
                         help="runs of the other methods (the second opinion is slow)")  # fmt: skip
     args = parser.parse_args()
