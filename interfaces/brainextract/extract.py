@@ -1,11 +1,13 @@
 """One brain extraction: input checks, N4, registration, Atropos, refinement, outputs.
 
-Every output is written atomically on the input's own header (data go through numpy, so
-ANTs' LPS reading never changes the geometry), and a JSON of the run's measurements and
-settings sits beside them.  Anything that would give an untrustworthy mask raises
+The work runs on the head box of the working grid (:mod:`.grids`: no finer than 1 mm, the
+head's top 180 mm plus a margin); the mask, the tissue maps, the prior (for the QC) and the
+bias field are brought back to the input's own grid at the end.  Every output is written
+atomically on the input's own header (data go through numpy, so ANTs' LPS reading never
+changes the geometry), and a JSON of the run's measurements, timings and settings sits
+beside them.  Anything that would give an untrustworthy mask raises
 :class:`BrainExtractionError` with the file and the reason.
 """
-
 from __future__ import annotations
 
 import shutil

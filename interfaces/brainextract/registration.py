@@ -1,17 +1,20 @@
 """Template-to-subject registration, with ANTs' own ``antsRegistration`` main.
 
 Start: a search over rotations around the centres of mass (antsAI, via
-``ants.affine_initializer``) on a coarse copy of both images.  Then rigid -> affine (Mattes
-mutual information) -> SyN (neighbourhood cross-correlation), each multi-resolution; the SyN
-stage is restricted to the template's dilated brain mask (the registration mask).  All
-stages run on images resampled to ``registration_spacing_mm`` (at 1 mm with the script's
-schedules this is antsBrainExtraction.sh's registration: the benchmark's slow baseline).  The
-transform is written as an affine (``.mat``, the start folded in) and a displacement field
-(``.nii.gz``), not as one HDF5 composite: HDF5 stamps times into the file, which would break
-byte-identical reruns.  Both are applied to the template's brain probability mask at the
-subject's full resolution.
-"""
+``ants.affine_initializer``) on 4 mm copies of both images.  Then two ``antsRegistration``
+runs, each multi-resolution, on images resampled to ``registration_spacing_mm``:
 
+1. rigid -> affine, Mattes mutual information, over the subject's head box;
+2. SyN, neighbourhood cross-correlation, restricted to the template's dilated brain mask
+   (the moving mask) and run on the subject's image cut to the affinely placed template
+   brain plus :data:`SYN_MARGIN_MM`: the metric's cost follows the fixed image's extent,
+   and nothing beyond the brain's neighbourhood bears on the brain mask.
+
+The transform is written as an affine (``.mat``: the start and both linear stages folded
+in) and a displacement field (``.nii.gz``, defined over the SyN box; identity beyond it),
+not as one HDF5 composite: HDF5 stamps times into the file, which would break byte-identical
+reruns.  Both are applied to the template's brain probability mask on the working grid.
+"""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,17 +1,21 @@
 """Atropos three-class segmentation in the warped prior, and the mask refinement.
 
-Atropos (k-means start, Gaussian classes, a light MRF, fixed seed) runs in the prior mask
-dilated by ``atropos_margin_mm``; classes are ordered by mean intensity (CSF < GM < WM in a
-T1w).  The refinement follows the ANTs script's idea in our own steps:
+Atropos (Otsu start by default, Gaussian classes, a light MRF, fixed seed) runs in the prior
+mask dilated by ``atropos_margin_mm``; classes are ordered by mean intensity (CSF < GM < WM
+in a T1w).  The refinement follows antsBrainExtraction.sh's idea in our own steps, with
+radii in millimetres (:mod:`.morphology`):
 
-1. tissue = GM or WM, opened (erode, largest component, dilate) to cut thin bridges to
-   scalp or dura;
-2. holes filled;
-3. CSF within ``csf_margin_mm`` of the tissue added (sulcal and outer CSF belong to the
+1. tissue = GM or WM, opened (erode 2 mm, largest component, dilate) to cut thin bridges
+   to scalp or dura; cavities filled;
+2. CSF within ``csf_margin_mm`` of the tissue added (sulcal and outer CSF belong to the
    brain mask);
-4. closed (dilate, erode), largest component, holes filled: one solid component.
+3. the warped template brain where its probability is at least ``prior_union_min`` joined
+   (as the script does): where the segmentation misses cortex (low contrast, atrophy,
+   a dark vertex) or labels enlarged ventricles as outside, the template brain holds;
+4. closed by ``close_mm``; then :func:`clean_mask`: the largest component, cavities filled,
+   and every slice hole inside the template brain filled in all three planes, so the
+   invariants the QC checks (:mod:`.quality`) hold by construction.
 """
-
 from __future__ import annotations
 
 import numpy as np
