@@ -236,10 +236,12 @@ def main() -> int:
                         help="heads the other methods run on (default: the real ones)")  # fmt: skip
     parser.add_argument("--second-runs", type=int, default=1,
                         help="runs of the other methods (the second opinion is slow)")  # fmt: skip
+    parser.add_argument("--keep", help="write the heads and outputs here (kept) for a look")
     args = parser.parse_args()
     data = Path(args.data).resolve()
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(args.keep or tmp_name)
+        tmp.mkdir(parents=True, exist_ok=True)
         heads = _heads(data, tmp, args.heads.split(","))
         results: dict[tuple[str, str], list[dict]] = {}
         for run in range(args.runs):
