@@ -163,8 +163,8 @@ def extract_brain(
 
     # back on the input's own grid
     native_grid = _NativeGrid(ants, native, work, box)
-    mask = native_grid.mask(mask, prior)
     native_prior = native_grid.values(prior) if prior is not None else None
+    mask = native_grid.mask(mask, native_prior)
     native_spacing = tuple(float(s) for s in native.spacing)
     quality = measure_mask(mask, native_spacing, native_prior, ref.affine)
     del native_prior
@@ -197,11 +197,12 @@ class _NativeGrid:
         img = self.work.new_image_like(full)
         return self.ants.resample_image_to_target(img, self.native, interp_type="linear").numpy()
 
-    def mask(self, mask: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    def mask(self, mask: np.ndarray, native_prior: np.ndarray | None) -> np.ndarray:
+        """``mask`` on the input's grid; a resampled mask is cleaned again there, with the
+        prior already on that grid (``native_prior``)."""
         if self.work is self.native:
             return self.box.paste(mask.astype(np.uint8))
         resampled = self.values(mask.astype(np.float32)) >= 0.5
-        native_prior = self.values(prior) if prior is not None else None
         return segmentation.clean_mask(resampled, native_prior).astype(np.uint8)
 
 

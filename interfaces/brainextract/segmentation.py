@@ -25,10 +25,6 @@ from .params import BrainExtractionParams
 from .quality import fill_plane_holes
 
 
-def _vox(img, mm: float) -> int:
-    return max(1, round(mm / float(min(img.spacing))))
-
-
 def atropos(ants, image, region, p: BrainExtractionParams):
     """(labels 1..3 ordered CSF, GM, WM; posteriors [CSF, GM, WM]) within ``region``."""
     seg = ants.atropos(
