@@ -165,3 +165,26 @@ def test_declared_memory_follows_the_image_size():
     declared = [memory_gb(n) for n in sizes]
     assert declared == sorted(declared) and declared[0] < declared[-1]
     assert memory_gb(0) == memory_gb(256**3)  # unknown size: a whole 256^3 head
+
+
+def test_atropos_leaves_no_file_in_the_temporary_directory(ants, tmp_path, monkeypatch):
+    """antspyx's atropos writes its posteriors under tempfile's directory and keeps them;
+    ours must leave the user's temporary directory as it found it."""
+    import tempfile
+
+    from interfaces.brainextract.params import BrainExtractionParams
+    from interfaces.brainextract.segmentation import atropos
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shape = (24, 24, 24)
+    ball = _ball(shape, (12, 12, 12), 9)
+    core = _ball(shape, (12, 12, 12), 5)
+    arr = np.where(core, 900.0, np.where(ball, 600.0, 100.0)).astype(np.float32)
+    arr += np.random.default_rng(1).normal(0, 20, shape).astype(np.float32)
+    image = ants.from_numpy(arr)
+    region = ants.from_numpy(_ball(shape, (12, 12, 12), 11).astype(np.float32))
+    labels, posteriors = atropos(ants, image, region, BrainExtractionParams())
+    assert len(posteriors) == 3 and labels.numpy().max() == 3
+    assert posteriors[2].numpy()[12, 12, 12] > 0.5  # the bright core is the third class
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert tempfile.tempdir == str(tmp_path)

@@ -16,7 +16,7 @@ class BrainExtractionParams:
     # mm), field applied at full resolution, as antsBrainExtraction.sh does once; an optional
     # second pass is weighted by the warped template brain (~18 s more at 4 mm for a 1 mm
     # head, no better mask on the evaluation heads)
-    n4_spacing_mm: float = 5.0
+    n4_spacing_mm: float = 6.0
     n4_iterations: tuple[int, ...] = (50, 50, 50)
     n4_spline_mm: float = 200.0
     n4_second_pass: bool = False
@@ -26,7 +26,7 @@ class BrainExtractionParams:
     init_search_arc: float = 0.12  # fraction of pi searched either side of each axis
     rigid_iterations: tuple[int, ...] = (500, 250)
     affine_iterations: tuple[int, ...] = (500, 250, 100)
-    syn_iterations: tuple[int, ...] = (50, 30, 10)
+    syn_iterations: tuple[int, ...] = (50, 30, 5)
     syn_shrink_factors: tuple[int, ...] = (4, 2, 1)
     syn_cc_radius: int = 2
     syn_gradient_step: float = 0.1
@@ -39,7 +39,7 @@ class BrainExtractionParams:
     atropos_init: str = "otsu"  # Atropos' start: otsu (3 s) or kmeans (ANTs' script, 9 s)
     atropos_iterations: int = 3
     atropos_mrf: float = 0.1
-    csf_margin_mm: float = 2.0  # CSF within this distance of the tissue mask is kept
+    csf_margin_mm: float = 3.0  # CSF within this distance of the tissue mask is kept
     prior_union: bool = True  # the confident warped template brain joins the mask ...
     prior_union_min: float = 0.5  # ... where the prior is at least this
     close_mm: float = 5.0  # final closing radius (antsBrainExtraction.sh's MD 5 / ME 5)

@@ -18,6 +18,10 @@ radii in millimetres (:mod:`.morphology`):
 """
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from . import morphology
@@ -27,15 +31,8 @@ from .quality import fill_plane_holes
 
 def atropos(ants, image, region, p: BrainExtractionParams):
     """(labels 1..3 ordered CSF, GM, WM; posteriors [CSF, GM, WM]) within ``region``."""
-    seg = ants.atropos(
-        a=image,
-        x=region,
-        i=f"{p.atropos_init}[3]",
-        m=f"[{p.atropos_mrf},1x1x1]",
-        c=f"[{int(p.atropos_iterations)},0]",
-        priorweight=0.0,
-        r=0,  # Atropos: 0 = constant seed (deterministic)
-    )
+    with _private_tempdir():
+        seg = _run_atropos(ants, image, region, p)
     labels = seg["segmentation"].numpy().astype(np.int16)
     data = image.numpy()
     means = [float(data[labels == k].mean()) if (labels == k).any() else -np.inf for k in (1, 2, 3)]
@@ -46,6 +43,33 @@ def atropos(ants, image, region, p: BrainExtractionParams):
     ordered = remap[labels]
     posteriors = [seg["probabilityimages"][int(k)] for k in order]
     return image.new_image_like(ordered.astype(np.float32)), posteriors
+
+
+def _run_atropos(ants, image, region, p: BrainExtractionParams) -> dict:
+    return ants.atropos(
+        a=image,
+        x=region,
+        i=f"{p.atropos_init}[3]",
+        m=f"[{p.atropos_mrf},1x1x1]",
+        c=f"[{int(p.atropos_iterations)},0]",
+        priorweight=0.0,
+        r=0,  # Atropos: 0 = constant seed (deterministic)
+    )
+
+
+@contextmanager
+def _private_tempdir() -> Iterator[None]:
+    """antspyx's ``atropos`` writes its posteriors to files named by ``tempfile.mktemp`` and
+    never removes them (three files, about 5 MB, per run: a cluster's /tmp fills up).  Point
+    ``tempfile`` at a private directory for the call and remove it afterwards; the posteriors
+    are in memory by then."""
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="anatprep-atropos-") as private:
+        tempfile.tempdir = private
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
 
 
 def refine_mask(
