@@ -7,12 +7,12 @@ DEMO_DIR ?= demo
 
 .PHONY: demo test lint bench clean
 
-SOURCES := setup.cfg pyproject.toml $(shell find interfaces pipelines -name '*.py')
+SOURCES := setup.cfg pyproject.toml
 
 $(STAMP): $(SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet ".[test]"
+	$(BIN)/pip install --quiet --editable ".[test]"
 	touch $(STAMP)
 
 ## demo: build a 2-subject DICOM study from installed data and run the whole pipeline on it

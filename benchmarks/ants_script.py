@@ -1,7 +1,8 @@
 """An independent port of ANTs' ``antsBrainExtraction.sh`` (3-D, T1, defaults) on antspyx.
 
 A second opinion for the project's own extractor: nothing here comes from
-``interfaces.brainextract``; only the template paths (``interfaces.templates``) are shared.
+``anatprep.interfaces.brainextract``; only the template paths
+(``anatprep.interfaces.templates``) are shared.
 
 Source read: ``Scripts/antsBrainExtraction.sh`` of ANTsX/ANTs at commit
 ``026e2ec642c7668abac6a11c1df680e773563f77`` (the version in which the initial search is
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     head, brain = args.template_head, args.template_mask
     if head is None or brain is None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from interfaces.templates import robex_template
+        from anatprep.interfaces.templates import robex_template
 
         tpl = robex_template()
         head, brain = head or tpl.head, brain or tpl.mask

@@ -43,9 +43,9 @@ stats_path = None
 out = Path(out); out.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
 if method == "anatprep":
-    from interfaces.brainextract.extract import extract_brain
-    from interfaces.brainextract.params import preset
-    from interfaces.templates import robex_template
+    from anatprep.interfaces.brainextract.extract import extract_brain
+    from anatprep.interfaces.brainextract.params import preset
+    from anatprep.interfaces.templates import robex_template
     tpl = robex_template()
     res = extract_brain(src, tpl.head, tpl.mask, out,
                         preset(quality, {"num_threads": int(threads)}), "robex")
@@ -53,7 +53,7 @@ if method == "anatprep":
     stats_path = res["stats"]
 elif method == "ants-script":
     from benchmarks.ants_script import extract
-    from interfaces.templates import robex_template
+    from anatprep.interfaces.templates import robex_template
     tpl = robex_template()
     mask_path = str(extract(Path(src), out, tpl.head, tpl.mask))
 else:
@@ -117,7 +117,7 @@ def _dice(a, b) -> float:
 def _asl_t1(data: Path, tmp: Path) -> Path:
     out = tmp / "asl_t1"
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "convert",
+        [sys.executable, "-m", "anatprep.pipelines.cli", "convert",
          str(data / "dicom" / "dcm_qa_asl_t1" / "In"), str(out)],
         check=True, capture_output=True, cwd=REPO,
     )  # fmt: skip
@@ -139,8 +139,8 @@ def _heads(data: Path, tmp: Path, wanted: list[str]) -> dict[str, Head]:
     import nibabel as nb
     import numpy as np
 
+    from anatprep.interfaces.atomic import write_nifti
     from benchmarks.stress_heads import NAMES, make_all
-    from interfaces.atomic import write_nifti
 
     heads: dict[str, Head] = {}
     if "colin27" in wanted:
@@ -170,7 +170,7 @@ def _measure(res: dict, head: Head) -> None:
     """Truth Dice, ventricle coverage and the invariants of the mask (``res`` updated)."""
     import nibabel as nb
 
-    from interfaces.brainextract.quality import measure_mask
+    from anatprep.interfaces.brainextract.quality import measure_mask
 
     mask = _load_mask(res["mask"])
     if head.truth is not None:

@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from interfaces.dicomio.reference import readable_copy
+from anatprep.interfaces.dicomio.reference import readable_copy
 
 MEMORY = """
 import json, resource, sys
 from pathlib import Path
-from interfaces.dicomio.conversion import convert_entry
-from interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
 table = index_tree(sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 nii, _ = convert_entry(table["series"][0], Path(sys.argv[2]) / "mem")
@@ -49,7 +49,7 @@ def _time(cmd: list[str]) -> float:
 def multi_vendor(data: Path, exe: str, runs: int, compression: int) -> None:
     """Every shared set with each tool: median wall per set, totals and their ratio."""
     sets = sorted(p.parent for p in (data / "dicom").glob("dcm_qa_*/In"))
-    ours_cmd = [sys.executable, "-m", "pipelines.cli", "convert", "--compression"]
+    ours_cmd = [sys.executable, "-m", "anatprep.pipelines.cli", "convert", "--compression"]
     medians: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for folder in sets:
@@ -95,7 +95,7 @@ def main() -> int:
     if not src.is_dir() or exe is None:
         print(f"needs {src} and dcm2niix on PATH", file=sys.stderr)
         return 2
-    ours_cmd = [sys.executable, "-m", "pipelines.cli"]  # what the `anatprep` script runs
+    ours_cmd = [sys.executable, "-m", "anatprep.pipelines.cli"]  # what the `anatprep` script runs
     ours_t, ref_t = [], []
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 CHILD = """
 import json, resource, sys, time
-from interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.index import index_tree
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 table = index_tree(sys.argv[1])

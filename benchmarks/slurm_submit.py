@@ -29,17 +29,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.config import validate_config  # noqa: E402
-from pipelines.slurm import array  # noqa: E402
-from pipelines.slurm.client import SlurmClient, slurm_available  # noqa: E402
-from pipelines.synthetic import write_series  # noqa: E402
+from anatprep.pipelines.config import validate_config  # noqa: E402
+from anatprep.pipelines.slurm import array  # noqa: E402
+from anatprep.pipelines.slurm.client import SlurmClient, slurm_available  # noqa: E402
+from anatprep.pipelines.synthetic import write_series  # noqa: E402
 
 
 def _cli_submission_s(src: Path, out: Path, cfg_file: Path) -> float:
     """Seconds from starting ``anatprep run`` until it reports the submitted array."""
     start = time.perf_counter()
     head = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", str(src), str(out), "--config",
+        [sys.executable, "-m", "anatprep.pipelines.cli", "run", str(src), str(out), "--config",
          str(cfg_file)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO,
     )  # fmt: skip
     assert head.stderr is not None

@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated names: " + ",".join(NAMES))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from interfaces.atomic import write_nifti
+    from anatprep.interfaces.atomic import write_nifti
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,1 @@
-"""anatprep nipype interfaces: one module per unit of work."""
-
-__version__ = "0.1.0"
+"""anatprep nipype interfaces: one module per unit of work (``anatprep.interfaces``)."""

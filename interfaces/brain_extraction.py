@@ -1,5 +1,5 @@
 """Brain extraction interface: ANTs' algorithm (N4, template registration, Atropos, mask
-refinement) from :mod:`interfaces.brainextract`, as one nipype node."""
+refinement) from :mod:`anatprep.interfaces.brainextract`, as one nipype node."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ class AntsBrainExtraction(SimpleInterface):
     Outputs: ``out_mask``, ``out_brain``, ``bias_corrected``, ``out_probsegs`` (CSF, GM, WM),
     ``out_transforms``, ``out_stats``, ``mask_volume_ml``, ``skull_stripped``; the mask's
     sidecar notes carry its QC signals (``MaskQuality``) and the ``QualityFlags`` of those out
-    of range (:mod:`interfaces.brainextract.quality`): a flagged mask is still written.  Raises
+    of range (:mod:`anatprep.interfaces.brainextract.quality`): a flagged mask is still
+    written.  Raises
     :class:`BrainExtractionError` on non-3D or constant input, a template mask that misses
     its head, or a warped or final mask volume outside ``volume_range_ml``.
     """

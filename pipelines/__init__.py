@@ -1,5 +1,1 @@
-"""anatprep workflows, configuration, execution and command line."""
-
-from interfaces import __version__
-
-__all__ = ["__version__"]
+"""anatprep workflows, configuration, execution and command line (``anatprep.pipelines``)."""

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interfaces import __version__
+from anatprep import __version__
 
 from .exitcodes import EXIT_INTERNAL, EXIT_NO_DATA, EXIT_OK, EXIT_USAGE
 
@@ -152,7 +152,7 @@ def _report(summary: RunSummary, output: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "convert":
-        from interfaces.dicomio.geometry import GeometryPolicy
+        from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 
         from .convert_cmd import convert_tree
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from interfaces.reorient import check_orientation_code
+from anatprep.interfaces.orientation import check_orientation_code
 
 
 class ConfigError(ValueError):
@@ -166,7 +166,8 @@ class ReorientConfig(_Strict):
 
 class BrainExtractionConfig(_Strict):
     """ANTs brain extraction: a ``quality`` preset, optional per-parameter overrides
-    (``parameters``: any field of ``interfaces.brainextract.params.BrainExtractionParams``),
+    (``parameters``: any field of
+    ``anatprep.interfaces.brainextract.params.BrainExtractionParams``),
     the template, and the run's seed, threads and plausibility range."""
 
     enabled: bool = True
@@ -193,7 +194,7 @@ class BrainExtractionConfig(_Strict):
 
     @model_validator(mode="after")
     def _template_files(self):
-        from interfaces.brainextract.params import preset
+        from anatprep.interfaces.brainextract.params import preset
 
         if self.template == "custom" and not (self.template_head and self.template_mask):
             raise ValueError("template 'custom' needs template_head and template_mask")

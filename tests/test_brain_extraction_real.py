@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from interfaces.brainextract.extract import BrainExtractionError, extract_brain, load_prior
-from interfaces.brainextract.params import preset
-from interfaces.brainextract.runtime import import_ants
-from interfaces.templates import robex_template
+from anatprep.interfaces.brainextract.extract import BrainExtractionError, extract_brain, load_prior
+from anatprep.interfaces.brainextract.params import preset
+from anatprep.interfaces.brainextract.runtime import import_ants
+from anatprep.interfaces.templates import robex_template
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

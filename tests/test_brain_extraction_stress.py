@@ -24,16 +24,16 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+from anatprep.interfaces.atomic import write_nifti
+from anatprep.interfaces.brainextract.resources import memory_gb
 from benchmarks.stress_heads import make_all
-from interfaces.atomic import write_nifti
-from interfaces.brainextract.resources import memory_gb
 
 CHILD = r"""
 import json, resource, sys
 from pathlib import Path
-from interfaces.brainextract.extract import extract_brain
-from interfaces.brainextract.params import preset
-from interfaces.templates import robex_template
+from anatprep.interfaces.brainextract.extract import extract_brain
+from anatprep.interfaces.brainextract.params import preset
+from anatprep.interfaces.templates import robex_template
 tpl = robex_template()
 out = extract_brain(sys.argv[1], tpl.head, tpl.mask, Path(sys.argv[2]), preset("default"), "robex")
 stats = json.loads(Path(out["stats"]).read_text())

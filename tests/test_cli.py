@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.cli import main
-from pipelines.config import Config
-from pipelines.synthetic import write_series
+from anatprep.pipelines.cli import main
+from anatprep.pipelines.config import Config
+from anatprep.pipelines.synthetic import write_series
 
 
 def _run(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
+        [sys.executable, "-m", "anatprep.pipelines.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import Config, ConfigError, dump_config, load_config
+from anatprep.pipelines.config import Config, ConfigError, dump_config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

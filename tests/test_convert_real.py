@@ -11,9 +11,9 @@ import pydicom
 import pytest
 from conftest import REAL_PHI, assert_same_image, grep_outputs, run_dcm2niix
 
-from interfaces.dicomio.conversion import convert_entry
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.sidecar import FORBIDDEN_KEYS
+from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.sidecar import FORBIDDEN_KEYS
 
 pytestmark = pytest.mark.data
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.cli import main
-from pipelines.report import SeriesOutcome, format_outcomes, printable
-from pipelines.synthetic import write_series
+from anatprep.pipelines.cli import main
+from anatprep.pipelines.report import SeriesOutcome, format_outcomes, printable
+from anatprep.pipelines.synthetic import write_series
 
 AFFINE = np.array([[-0.9, 0, 0, 40.0], [0, -1.1, 0, 30.0], [0, 0, 1.7, -12.0], [0, 0, 0, 1]])
 
@@ -57,7 +57,7 @@ def test_skipped_series_names_the_option(tmp_path, capsys):
 def test_verify_table_names_differing_fields():
     from pathlib import Path
 
-    from pipelines.convert_cmd import format_parity
+    from anatprep.pipelines.convert_cmd import format_parity
 
     rows = [
         (

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import assert_same_image, run_dcm2niix
 
-from interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from interfaces.dicomio.index import index_tree
-from pipelines.synthetic import rotation, write_series
+from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.pipelines.synthetic import rotation, write_series
 
 #: (name, direction columns in RAS for voxel axes i, j, k) as scanners write them
 PLANES = {

@@ -10,10 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from interfaces.dicom_index import DicomIndex
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.series import SeriesGeometryError, check_uniform_spacing
-from pipelines.synthetic import write_series
+from anatprep.interfaces.dicom_index import DicomIndex
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series import SeriesGeometryError, check_uniform_spacing
+from anatprep.pipelines.synthetic import write_series
 
 AXIAL = np.diag([-1.0, -1.0, 2.0, 1.0])
 SAGITTAL = np.array([[0, 0, 2.0, 0], [-1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]])
@@ -103,7 +103,7 @@ def test_symlinked_folders_are_followed_once(tmp_path):
 @pytest.mark.parametrize("vendor", ["GE", "Philips"])
 def test_b0_map_in_hz_is_not_a_magnitude_part(data_dir, vendor):
     """A B0 map in Hz beside its magnitude: its own part, so no magnitude-only rule takes it."""
-    from interfaces.dicomio.index import index_tree
+    from anatprep.interfaces.dicomio.index import index_tree
 
     table = index_tree(data_dir / "dicom" / "dcm_qa_fmap" / "In" / vendor)
     assert sorted(e["part"] for e in table["series"]) == ["fieldmaphz", "mag"]

@@ -14,11 +14,11 @@ import pytest
 from conftest import run_dcm2niix
 from pydicom.uid import generate_uid
 
-from interfaces.dicomio import diffusion
-from interfaces.dicomio.conversion import convert_entry
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.scan import ScannedHeader
-from pipelines.synthetic import rotation, write_series
+from anatprep.interfaces.dicomio import diffusion
+from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.scan import ScannedHeader
+from anatprep.pipelines.synthetic import rotation, write_series
 
 #: b-value and LPS direction per volume: b=0, four directions, b=0 again
 TABLE = [

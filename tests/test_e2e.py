@@ -13,7 +13,7 @@ import pytest
 from conftest import REAL_PHI, grep_outputs, tool
 from scipy import ndimage
 
-from pipelines.synthetic import FAKE_PHI, write_series
+from anatprep.pipelines.synthetic import FAKE_PHI, write_series
 
 
 def _anatprep(*args, timeout=1800) -> subprocess.CompletedProcess:

@@ -12,9 +12,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from interfaces.dicomio import ge
-from interfaces.dicomio.diffusion import fsl_bvecs
-from interfaces.dicomio.scan import (
+from anatprep.interfaces.dicomio import ge
+from anatprep.interfaces.dicomio.diffusion import fsl_bvecs
+from anatprep.interfaces.dicomio.scan import (
     GE_ASSET,
     GE_B_VALUE,
     GE_DIFFUSION_DIRECTIONS,

@@ -8,11 +8,15 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from interfaces.dicomio.conversion import SeriesConversionError, SeriesSkipped, convert_entry
-from interfaces.dicomio.geometry import GeometryPolicy
-from interfaces.dicomio.index import index_tree
-from pipelines.cli import main
-from pipelines.synthetic import write_series
+from anatprep.interfaces.dicomio.conversion import (
+    SeriesConversionError,
+    SeriesSkipped,
+    convert_entry,
+)
+from anatprep.interfaces.dicomio.geometry import GeometryPolicy
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.pipelines.cli import main
+from anatprep.pipelines.synthetic import write_series
 
 AXIAL = np.array([[-1.0, 0, 0, 30.0], [0, -1.0, 0, 20.0], [0, 0, 2.0, -10.0], [0, 0, 0, 1]])
 

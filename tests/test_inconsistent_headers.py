@@ -1,6 +1,6 @@
 """Fuzzed and inconsistent headers: each ends as consistent outputs or a named failure.
 
-Every case is a synthetic series (``pipelines.synthetic``) with one header field broken the
+Every case is a synthetic series (``anatprep.pipelines.synthetic``) with one header field broken the
 way a fuzzer (or a broken PACS) breaks it.  The rule under test: a series is split where its
 files cannot share one voxel grid, or it fails with a :class:`SeriesConversionError` naming
 the file and the field; never a wrong image, never a NaN in a sidecar, never a traceback of
@@ -21,14 +21,14 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from interfaces.atomic import write_json
-from interfaces.dicomio.classic import ClassicSeries
-from interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from interfaces.dicomio.headers import UnusableFile, read_headers
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.series import SeriesGeometryError
-from pipelines.convert_cmd import output_stems
-from pipelines.synthetic import write_series
+from anatprep.interfaces.atomic import write_json
+from anatprep.interfaces.dicomio.classic import ClassicSeries
+from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
+from anatprep.interfaces.dicomio.headers import UnusableFile, read_headers
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series import SeriesGeometryError
+from anatprep.pipelines.convert_cmd import output_stems
+from anatprep.pipelines.synthetic import write_series
 
 AXIAL = np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]], float).T
 
@@ -336,7 +336,7 @@ def test_single_slice_with_nan_thickness_keeps_a_finite_affine(tmp_path):
 
 @pytest.mark.parametrize("column", [np.nan, 0.0])
 def test_a_degenerate_voxel_matrix_is_never_written(column):
-    from interfaces.dicomio.volume import frames_to_volume
+    from anatprep.interfaces.dicomio.volume import frames_to_volume
 
     affine = np.eye(4)
     affine[:3, 2] = column

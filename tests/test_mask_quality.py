@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from interfaces.brain_extraction import _sidecar_notes
-from interfaces.brainextract.quality import (
+from anatprep.interfaces.brain_extraction import _sidecar_notes
+from anatprep.interfaces.brainextract.quality import (
     MAX_PRIOR_OUTSIDE,
     MaskQuality,
     measure_mask,
     quality_flags,
 )
-from pipelines.cli import _report
-from pipelines.execution import Failure, RunSummary
-from pipelines.mask_qc import flagged_lines
+from anatprep.pipelines.cli import _report
+from anatprep.pipelines.execution import Failure, RunSummary
+from anatprep.pipelines.mask_qc import flagged_lines
 
 RANGE = (700.0, 2600.0)
 VOX = (1.0, 1.0, 1.0)

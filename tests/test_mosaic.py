@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from interfaces.dicomio.mosaic import checked_slice_times
+from anatprep.interfaces.dicomio.mosaic import checked_slice_times
 
 TR = 2500.0
 

@@ -11,8 +11,8 @@ import pytest
 from nibabel.orientations import io_orientation
 from scipy.spatial.transform import Rotation
 
-from interfaces.dicomio.nifti1 import nifti1_header
-from interfaces.dicomio.volume import closest_axes, to_closest_ras
+from anatprep.interfaces.dicomio.nifti1 import nifti1_header
+from anatprep.interfaces.dicomio.volume import closest_axes, to_closest_ras
 
 ZOOMS = (0.9, 1.1, 1.7)
 

@@ -10,12 +10,12 @@ import nibabel as nb
 import pydicom
 import pytest
 
-from interfaces.dicomio import philips
-from interfaces.dicomio.conversion import convert_entry
-from interfaces.dicomio.enhanced import frame_headers
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.scan import PHILIPS_SCALE_SLOPE, ScannedHeader
-from interfaces.dicomio.sidecar import build_sidecar
+from anatprep.interfaces.dicomio import philips
+from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.enhanced import frame_headers
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.scan import PHILIPS_SCALE_SLOPE, ScannedHeader
+from anatprep.interfaces.dicomio.sidecar import build_sidecar
 
 
 def _header(**values) -> ScannedHeader:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.cli import main
+from anatprep.pipelines.cli import main
 
 REPO_CONFIG = "configs/fast-conversion-only.yaml"
 

@@ -15,11 +15,11 @@ import pydicom
 import pytest
 from conftest import assert_same_image, run_dcm2niix
 
-from interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from interfaces.dicomio.headers import UnusableFile, read_header
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.pixels import keep_stored_bits, read_frames
-from pipelines.synthetic import write_series
+from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
+from anatprep.interfaces.dicomio.headers import UnusableFile, read_header
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.pixels import keep_stored_bits, read_frames
+from anatprep.pipelines.synthetic import write_series
 
 SHAPE = (12, 10, 4)
 
@@ -103,7 +103,7 @@ def test_keep_stored_bits_leaves_full_width_and_read_only_input_alone():
 def test_multi_frame_pixels_found_by_scan_equal_pydicom(data_dir):
     """An enhanced frame's header (parsed by pydicom for its frame groups) carries no pixel
     offset: the file's own scan finds the pixels, read as pydicom decodes them."""
-    from interfaces.dicomio.headers import read_headers
+    from anatprep.interfaces.dicomio.headers import read_headers
 
     path = sorted((data_dir / "dicom" / "dcm_qa_xa30" / "In" / "5_anat-T1w_acq-tfl").iterdir())[0]
     frame = read_headers(path)[0]
@@ -113,8 +113,8 @@ def test_multi_frame_pixels_found_by_scan_equal_pydicom(data_dir):
 
 
 def test_scanned_twin_of_another_layout_is_not_used(data_dir):
-    from interfaces.dicomio.headers import read_headers
-    from interfaces.dicomio.pixels import _scanned_twin
+    from anatprep.interfaces.dicomio.headers import read_headers
+    from anatprep.interfaces.dicomio.pixels import _scanned_twin
 
     path = sorted((data_dir / "dicom" / "dcm_qa_xa30" / "In" / "5_anat-T1w_acq-tfl").iterdir())[0]
     frame = read_headers(path)[0]

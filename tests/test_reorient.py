@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from nibabel.affines import apply_affine
 
-from interfaces.reorient import Reorient, check_orientation_code, reorient_image
+from anatprep.interfaces.orientation import check_orientation_code, reorient_image
+from anatprep.interfaces.reorient import Reorient
 
 
 def _all_axis_arrangements():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import Config, load_config
-from pipelines.labels import sanitize_label
-from pipelines.rules import classify, plan_subjects
+from anatprep.pipelines.config import Config, load_config
+from anatprep.pipelines.labels import sanitize_label
+from anatprep.pipelines.rules import classify, plan_subjects
 
 
 def _entry(
@@ -174,7 +174,7 @@ def test_single_echo_magnitude_keeps_the_plain_name_and_runs_count_acquisitions(
 
 
 def test_convert_command_names_echoes_and_phase_like_dcm2niix():
-    from pipelines.convert_cmd import output_stems
+    from anatprep.pipelines.convert_cmd import output_stems
 
     series = [
         {"id": "x1", "protocol_name": "gre_fm", "series_number": 8, "echo_time": 4.9},

@@ -17,16 +17,16 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from interfaces.dicomio.headers import read_header, read_slice_header
-from interfaces.dicomio.pixels import read_frames
-from interfaces.dicomio.scan import (
+from anatprep.interfaces.dicomio.headers import read_header, read_slice_header
+from anatprep.interfaces.dicomio.pixels import read_frames
+from anatprep.interfaces.dicomio.scan import (
     FIELDS,
     GE_IMAGE_TYPE,
     ScannedHeader,
     ScanUnsupported,
     scan_file,
 )
-from pipelines.synthetic import write_series
+from anatprep.pipelines.synthetic import write_series
 
 
 def _reference(ds: pydicom.Dataset, keyword: str, kind: str):

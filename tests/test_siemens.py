@@ -9,14 +9,14 @@ import numpy as np
 import pydicom
 import pytest
 
-from interfaces.dicomio.conversion import convert_entry
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.siemens import (
+from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.siemens import (
     acquisition_time_slice_times,
     parse_ascconv,
     protocol_slice_times,
 )
-from pipelines.synthetic import write_series
+from anatprep.pipelines.synthetic import write_series
 
 ASCCONV = b"""junk before
 ### ASCCONV BEGIN ###

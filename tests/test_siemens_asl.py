@@ -11,11 +11,11 @@ import pydicom
 import pytest
 from conftest import run_dcm2niix
 
-from interfaces.dicomio.conversion import convert_entry
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.sidecar import ALLOWED_KEYS, asl_fields
-from interfaces.dicomio.siemens import protocol_asl
-from pipelines.synthetic import write_series
+from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.sidecar import ALLOWED_KEYS, asl_fields
+from anatprep.interfaces.dicomio.siemens import protocol_asl
+from anatprep.pipelines.synthetic import write_series
 
 KEYS = ("LabelingDuration", "PostLabelingDelay", "ArterialSpinLabelingType")
 
@@ -188,7 +188,7 @@ def test_xa30_enhanced_asl_matches_dcm2niix(data_dir, tmp_path, folder):
 
 
 def test_only_files_that_may_name_an_asl_sequence_have_their_protocol_read(tmp_path):
-    from interfaces.dicomio.siemens import _may_name_an_asl_sequence
+    from anatprep.interfaces.dicomio.siemens import _may_name_an_asl_sequence
 
     plain, asl, deflated = tmp_path / "a.dcm", tmp_path / "b.dcm", tmp_path / "c.dcm"
     plain.write_bytes(b"\0" * 200 + b'tSequenceFileName = ""%SiemensSeq%\\ep2d_bold""')

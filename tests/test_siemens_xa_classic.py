@@ -17,9 +17,9 @@ import pydicom
 import pytest
 from conftest import assert_same_image, run_dcm2niix
 
-from interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from interfaces.dicomio.index import index_tree
-from pipelines.synthetic import write_series
+from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.pipelines.synthetic import write_series
 
 N_SLICES, TR_S = 4, 2.0
 #: slice times (s) of an interleaved acquisition: slices 0, 2 first, then 1, 3

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import build_demo_study
-from pipelines.slurm.client import SlurmClient, slurm_available
+from anatprep.pipelines.demo import build_demo_study
+from anatprep.pipelines.slurm.client import SlurmClient, slurm_available
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def _config(path: Path, plugin: str, brain_extraction: str = "quality: fast") ->
 
 def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", *map(str, args)],
+        [sys.executable, "-m", "anatprep.pipelines.cli", "run", *map(str, args)],
         capture_output=True, text=True, timeout=1800, cwd=REPO, **kwargs,
     )  # fmt: skip
 
@@ -65,7 +65,8 @@ def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
 def _start(src: Path, out: Path, cfg: Path) -> subprocess.Popen:
     """``anatprep run`` in the background (the waiting head process)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", str(src), str(out), "--config", str(cfg)],
+        [sys.executable, "-m", "anatprep.pipelines.cli", "run", str(src), str(out),
+         "--config", str(cfg)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
 

@@ -15,16 +15,21 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from walk_dcm2niix import run_dcm2niix, run_ours
 
-from interfaces.dicomio import diffusion, uih
-from interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from interfaces.dicomio.headers import UnusableFile, read_header, read_slice_header
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.reference import compare
-from interfaces.dicomio.scan import UIH_B_VALUE, UIH_GRADIENT, UIH_PHASE_POSITIVE, ScannedHeader
-from interfaces.dicomio.uih import UihSeries
-from pipelines.cli import main
-from pipelines.convert_cmd import convert_tree
-from pipelines.exitcodes import EXIT_PARTIAL
+from anatprep.interfaces.dicomio import diffusion, uih
+from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
+from anatprep.interfaces.dicomio.headers import UnusableFile, read_header, read_slice_header
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.reference import compare
+from anatprep.interfaces.dicomio.scan import (
+    UIH_B_VALUE,
+    UIH_GRADIENT,
+    UIH_PHASE_POSITIVE,
+    ScannedHeader,
+)
+from anatprep.interfaces.dicomio.uih import UihSeries
+from anatprep.pipelines.cli import main
+from anatprep.pipelines.convert_cmd import convert_tree
+from anatprep.pipelines.exitcodes import EXIT_PARTIAL
 
 TILE_ROWS, TILE_COLS = 3, 4
 N_TILES = 5  # a 2 x 3 grid (last cell empty): image of 6 rows x 12 columns

@@ -8,12 +8,12 @@ import nibabel as nb
 import numpy as np
 from conftest import grep_outputs
 
-from interfaces.dicomio.conversion import convert_entry
-from interfaces.dicomio.index import index_tree
-from interfaces.dicomio.reference import ConverterOutput, compare, run_on_series
-from interfaces.dicomio.sidecar import FORBIDDEN_KEYS
-from pipelines.cli import main
-from pipelines.synthetic import FAKE_PHI, write_series
+from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.reference import ConverterOutput, compare, run_on_series
+from anatprep.interfaces.dicomio.sidecar import FORBIDDEN_KEYS
+from anatprep.pipelines.cli import main
+from anatprep.pipelines.synthetic import FAKE_PHI, write_series
 
 AFFINE = np.array([[-0.9, 0, 0, 40.0], [0, -1.1, 0, 30.0], [0, 0, 1.7, -12.0], [0, 0, 0, 1]])
 

@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from interfaces.dicomio.conversion import (  # noqa: E402
+from anatprep.interfaces.dicomio.conversion import (  # noqa: E402
     SeriesConversionError,
     SeriesSkipped,
     convert_entry,
 )
-from interfaces.dicomio.index import index_tree  # noqa: E402
-from interfaces.dicomio.reference import (  # noqa: E402
+from anatprep.interfaces.dicomio.index import index_tree  # noqa: E402
+from anatprep.interfaces.dicomio.reference import (  # noqa: E402
     ConverterOutput,
     best_match,
     compare,

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from interfaces.atomic import atomic_write_bytes
+from anatprep.interfaces.atomic import atomic_write_bytes
 
 from ..config import Config, dump_config
 from .client import SlurmClient
@@ -33,7 +33,7 @@ TASK_SCRIPT = """#!/bin/bash
 set -u
 label="$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {labels})"
 echo "anatprep: subject $label, job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-exec {python} -m pipelines.cli run {input} {output} --config {config} \\
+exec {python} -m anatprep.pipelines.cli run {input} {output} --config {config} \\
     --participant-label "$label" --work-dir {work}/"$label" --n-procs {cpus}
 """
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from interfaces.bids_sink import BidsSink
-from interfaces.brain_extraction import AntsBrainExtraction, extraction_memory_gb
-from interfaces.convert import DicomToNifti
-from interfaces.qc import MaskReport
-from interfaces.reorient import Reorient
-from interfaces.templates import resolve_template
+from anatprep.interfaces.bids_sink import BidsSink
+from anatprep.interfaces.brain_extraction import AntsBrainExtraction, extraction_memory_gb
+from anatprep.interfaces.convert import DicomToNifti
+from anatprep.interfaces.qc import MaskReport
+from anatprep.interfaces.reorient import Reorient
+from anatprep.interfaces.templates import resolve_template
 
 from ..config import Config
 from ..rules import PlannedSeries, SubjectPlan
@@ -61,7 +61,7 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Wo
     ``.mat`` and warp field; ``''`` each when the input was already skull-stripped),
     ``report`` (SVG), ``stats`` (JSON), ``sidecar_notes`` (per-output sidecar values known
     only after the run).  ``n_voxels`` (the T1w's size, 0 when unknown) sets the memory the
-    brain-extraction node declares (:func:`interfaces.brainextract.resources.memory_gb`,
+    brain-extraction node declares (:func:`anatprep.interfaces.brainextract.resources.memory_gb`,
     never below the config's ``memory_gb``).
     """
     bex_cfg = cfg.brain_extraction
