@@ -1,7 +1,14 @@
-"""Nipype interface: convert one series of the series table to NIfTI + BIDS JSON sidecar."""
+"""Nipype interface: convert one series of the series table to NIfTI + BIDS JSON sidecar.
+
+The node's input is that series' own entry (its files with their fingerprints, the geometry
+decided at indexing), so nipype's hash of the node changes exactly when one of its files or
+the decision about it changes: an edited file reruns its series; a new subject, or another
+series changing, reruns nothing here.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -13,12 +20,15 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from .dicomio.conversion import convert_entry, load_series_entry
+from .dicomio.conversion import SeriesConversionError, convert_entry
 
 
 class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
-    series_table = File(exists=True, mandatory=True, desc="series table from DicomIndex")
-    series_id = traits.Str(mandatory=True, desc="id of the series to convert")
+    series_entry = traits.Str(
+        mandatory=True,
+        desc="the series' entry of the series table as JSON (files, their fingerprints, "
+        "geometry): see :func:`entry_input`",
+    )
     out_stem = traits.Str("series", usedefault=True, desc="output file name without extension")
     compression = traits.Range(
         MIN_LEVEL, MAX_LEVEL, DEFAULT_LEVEL, usedefault=True, desc="ISA-L deflate level"
@@ -36,8 +46,8 @@ class _DicomToNiftiOutputSpec(TraitedSpec):
 class DicomToNifti(SimpleInterface):
     """Convert one series to NIfTI with a BIDS sidecar.
 
-    Inputs: ``series_table``, ``series_id``, ``out_stem``, ``compression``, ``verify``,
-    ``converter``.
+    Inputs: ``series_entry`` (:func:`entry_input`), ``out_stem``, ``compression``,
+    ``verify``, ``converter``.
     Outputs: ``out_file`` (``.nii.gz``, laid out like dcm2niix's), ``out_json``.
     Fails with a message naming the series when its files cannot form one volume.
     """
@@ -46,7 +56,9 @@ class DicomToNifti(SimpleInterface):
     output_spec = _DicomToNiftiOutputSpec
 
     def _run_interface(self, runtime):
-        entry = load_series_entry(self.inputs.series_table, self.inputs.series_id)
+        entry = json.loads(self.inputs.series_entry)
+        if not isinstance(entry, dict) or not entry.get("files"):
+            raise SeriesConversionError(f"not a series entry with files: {entry!r:.200}")
         nii, js = convert_entry(
             entry,
             Path(runtime.cwd) / self.inputs.out_stem,
@@ -57,3 +69,9 @@ class DicomToNifti(SimpleInterface):
         self._results["out_file"] = str(nii)
         self._results["out_json"] = str(js)
         return runtime
+
+
+def entry_input(entry: dict) -> str:
+    """The ``series_entry`` input for one entry of the series table: canonical JSON (sorted
+    keys), so equal entries hash equal."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False)

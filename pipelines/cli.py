@@ -139,6 +139,9 @@ def _report(summary: RunSummary, output: Path) -> None:
     figures = sorted((output / "derivatives" / "anatprep").glob("sub-*/**/figures/*.svg"))
     for fig in figures:
         print(f"  QC figure: {fig}")
+    if summary.nodes_run is not None:
+        print(f"  nodes run: {len(summary.nodes_run)} of {summary.nodes_total} "
+              "(the others cached)")  # fmt: skip
     if summary.unusable_files:
         print(f"  {summary.unusable_files} file(s) were not usable DICOM (see the log above)")
     if summary.series:

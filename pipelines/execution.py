@@ -50,6 +50,10 @@ class RunSummary:
     unusable_files: int = 0
     #: what became of every series of the table (and of unusable image files)
     series: list[SeriesOutcome] = field(default_factory=list)
+    #: nodes that ran in this run (work-dir paths, e.g. ``sub-01_wf/convert_T1w``) and all
+    #: nodes of the graph; the others were cached (None: not counted, e.g. SLURMArray)
+    nodes_run: list[str] | None = None
+    nodes_total: int = 0
 
     @property
     def failed_subjects(self) -> list[str]:
@@ -228,7 +232,7 @@ def run_study(
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
-    table_file, table = index_input(input_dir, work_dir, cfg)
+    _table_file, table = index_input(input_dir, work_dir, cfg)
     for entry in table["series"]:
         if entry.get("skipped"):
             LOG.warning("series %s skipped: %s", entry["id"], entry["skipped"])
@@ -261,7 +265,7 @@ def run_study(
     if cfg.execution.plugin == "SLURMArray":
         summary = _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
     else:
-        summary = _run_workflow(plans, table_file, output_dir, work_dir, cfg, table)
+        summary = _run_workflow(plans, output_dir, work_dir, cfg, table)
     summary.series = series_outcomes(
         table, plans, output_dir, summary.failures, cfg, participant_labels
     )
@@ -270,7 +274,6 @@ def run_study(
 
 def _run_workflow(
     plans: list[SubjectPlan],
-    table_file: str,
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
@@ -278,11 +281,11 @@ def _run_workflow(
 ) -> RunSummary:
     """MultiProc, Linear, SLURM or SLURMGraph: one nipype workflow over all subjects."""
     from .workflows import init_anatprep_wf
-    from .workflows.anat import SeriesSize, node_name
+    from .workflows.anat import node_name
 
     log_dir = work_dir / "logs"
-    sizes = {s["id"]: SeriesSize.of(s) for s in table["series"]}
-    wf = init_anatprep_wf(plans, table_file, output_dir.resolve(), work_dir, cfg, sizes)
+    entries = {s["id"]: s for s in table["series"]}
+    wf = init_anatprep_wf(plans, entries, output_dir.resolve(), work_dir, cfg)
     wf.config["execution"].update(
         {
             "crashdump_dir": str(log_dir),
@@ -290,7 +293,10 @@ def _run_workflow(
             "stop_on_first_crash": "false",
             "remove_unnecessary_outputs": "false",
             "create_report": "false",
-            "hash_method": "content",
+            # the conversion nodes hash their series' entry, file fingerprints included
+            # (what changes in INPUT reruns its series); what flows between nodes lives in
+            # the work dir, so size and mtime tell a changed intermediate (no re-reading)
+            "hash_method": "timestamp",
         }
     )
     plugin_args: dict[str, Any] = {"raise_insufficient": False}
@@ -327,7 +333,21 @@ def _run_workflow(
         summary.failures = _crash_failures(log_dir, started, key_by_wf)
         if not summary.failures:
             raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
+    summary.nodes_run = nodes_run_since(work_dir / wf.name, started)
+    summary.nodes_total = len(wf.list_node_names())
     return summary
+
+
+def nodes_run_since(graph_dir: Path, started: float) -> list[str]:
+    """The nodes under ``graph_dir`` whose result file was written after ``started`` (those
+    that ran; a cached node keeps its earlier result), as paths relative to ``graph_dir``."""
+    if not graph_dir.is_dir():
+        return []
+    return sorted(
+        str(result.parent.relative_to(graph_dir))
+        for result in graph_dir.rglob("result_*.pklz")
+        if result.stat().st_mtime >= started
+    )
 
 
 def _run_slurm_array(

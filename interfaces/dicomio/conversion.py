@@ -8,7 +8,6 @@ benchmarked against; it runs here only when asked: ``verify`` (beside ours) or t
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,6 @@ class SeriesConversionError(RuntimeError):
 
 class SeriesSkipped(SeriesConversionError):
     """A series left out on purpose by the geometry policy (not a failure)."""
-
-
-def load_series_entry(table_file: str, series_id: str) -> dict[str, Any]:
-    table = json.loads(Path(table_file).read_text())
-    for entry in table["series"]:
-        if entry["id"] == series_id:
-            return entry
-    raise SeriesConversionError(f"series {series_id} is not in {table_file}")
 
 
 def describe(entry: dict[str, Any]) -> str:

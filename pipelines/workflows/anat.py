@@ -12,7 +12,7 @@ from nipype.pipeline import engine as pe
 
 from anatprep.interfaces.bids_sink import BidsSink
 from anatprep.interfaces.brain_extraction import AntsBrainExtraction, extraction_memory_gb
-from anatprep.interfaces.convert import DicomToNifti
+from anatprep.interfaces.convert import DicomToNifti, entry_input
 from anatprep.interfaces.qc import MaskReport
 from anatprep.interfaces.reorient import Reorient
 from anatprep.interfaces.templates import resolve_template
@@ -124,27 +124,20 @@ def _sink(name: str, output_dir: Path, files: list[Path], sidecars: list[dict] |
 
 def init_subject_wf(
     plan: SubjectPlan,
-    series_table: str,
+    entries: dict[str, dict],
     output_dir: Path,
     cfg: Config,
-    sizes: dict[str, SeriesSize],
 ) -> pe.Workflow:
     """One subject (and session): convert every planned series; run ``anat_wf`` on each T1w.
 
+    ``entries``: the series table's entries by series id; each conversion node gets its own
+    series' entry only.
     Raw BIDS files go to ``OUTPUT/sub-<label>[/ses-<label>]/<datatype>/``, derivatives to
     ``OUTPUT/derivatives/anatprep/...``; each file appears only when complete.
     """
     wf = pe.Workflow(name=node_name(f"{plan.key}_wf"))
     for series in plan.series:
-        _add_series(
-            wf,
-            plan,
-            series,
-            series_table,
-            output_dir,
-            cfg,
-            sizes.get(series.series_id, SeriesSize()),
-        )
+        _add_series(wf, plan, series, entries[series.series_id], output_dir, cfg)
     return wf
 
 
@@ -152,16 +145,15 @@ def _add_series(
     wf: pe.Workflow,
     plan: SubjectPlan,
     series: PlannedSeries,
-    series_table: str,
+    entry: dict,
     output_dir: Path,
     cfg: Config,
-    size: SeriesSize,
 ) -> None:
     tag = series_tag(plan, series)
+    size = SeriesSize.of(entry)
     convert = pe.Node(
         DicomToNifti(
-            series_table=series_table,
-            series_id=series.series_id,
+            series_entry=entry_input(entry),
             out_stem=series.stem,
             compression=cfg.conversion.compression_level,
             verify=cfg.conversion.verify,
@@ -227,14 +219,14 @@ def _add_series(
 
 def init_anatprep_wf(
     plans: list[SubjectPlan],
-    series_table: str,
+    entries: dict[str, dict],
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
-    sizes: dict[str, SeriesSize],
 ) -> pe.Workflow:
-    """All subjects in one workflow (independent subgraphs, run in parallel)."""
+    """All subjects in one workflow (independent subgraphs, run in parallel); ``entries``:
+    the series table's entries by series id."""
     wf = pe.Workflow(name="anatprep_wf", base_dir=str(work_dir))
     for plan in plans:
-        wf.add_nodes([init_subject_wf(plan, series_table, output_dir, cfg, sizes)])
+        wf.add_nodes([init_subject_wf(plan, entries, output_dir, cfg)])
     return wf
