@@ -1,7 +1,8 @@
 """``anatprep`` command line: run, demo, convert, config.
 
-Heavy modules (nipype, pydantic, ANTs) are imported only by the commands that need them, so
-``anatprep convert`` starts as fast as a plain converter.
+Heavy modules (nipype, ANTs) are imported only by the commands that need them, so
+``anatprep convert`` starts as fast as a plain converter.  Options that are also config
+settings take their choices, defaults and help from the config's fields.
 
 Exit codes: 0 success; 1 internal error; 2 bad config or arguments; 3 no usable data;
 4 some subjects or series failed (the others completed; failures listed with crash files).
@@ -14,14 +15,23 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, get_args
+
+from pydantic import BaseModel
 
 from anatprep import __version__
 
+from .config import (
+    Config,
+    ConfigError,
+    ConversionConfig,
+    GeometryConfig,
+    dump_config,
+    load_config,
+)
 from .exitcodes import EXIT_INTERNAL, EXIT_NO_DATA, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
-    from .config import Config
     from .execution import RunSummary
 
 
@@ -74,22 +84,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("input", type=Path, help="DICOM folder (searched recursively)")
     conv.add_argument("output", type=Path, help="folder for the .nii.gz + .json files")
-    conv.add_argument(
-        "--compression", type=int, default=2, choices=range(4), help="deflate level 0-3 (ISA-L)"
-    )
+    # choices, defaults and help come from the config's fields (one source per setting)
+    _option(conv, "--compression", ConversionConfig, "compression_level", type=int)
     conv.add_argument(
         "--verify", action="store_true", help="run dcm2niix beside ours; record the agreement"
     )
-    conv.add_argument(
-        "--converter", choices=("anatprep", "dcm2niix"), default="anatprep", help="backend"
-    )
-    conv.add_argument("--irregular-spacing", choices=("fail", "skip", "split"), default="fail")
-    conv.add_argument("--gantry-tilt", choices=("fail", "skip", "resample"), default="fail")
-    conv.add_argument("--localizers", choices=("convert", "skip"), default="convert")
+    _option(conv, "--converter", ConversionConfig, "converter")
+    for name in ("irregular_spacing", "gantry_tilt", "localizers"):
+        _option(conv, "--" + name.replace("_", "-"), GeometryConfig, name)
 
     cfg = sub.add_parser("config", help="print the effective configuration as YAML")
     cfg.add_argument("--config", type=Path, help="YAML config to merge over the defaults")
     return p
+
+
+def _option(parser, flag: str, model: type[BaseModel], name: str, type=str) -> None:
+    """A command-line option for one config field: its default, its description as help, and
+    its choices (a ``Literal``'s values, or the range of a bounded integer)."""
+    field = model.model_fields[name]
+    choices: Any = get_args(field.annotation) or None
+    if choices is None and type is int:
+        bounds = {type_.__class__.__name__: type_ for type_ in field.metadata}
+        low, high = getattr(bounds.get("Ge"), "ge", None), getattr(bounds.get("Le"), "le", None)
+        if low is not None and high is not None:
+            choices = range(low, high + 1)
+    parser.add_argument(flag, type=type, default=field.default, choices=choices,
+                        help=field.description)  # fmt: skip
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -155,8 +175,6 @@ def _report(summary: RunSummary, output: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "convert":
-        from anatprep.interfaces.dicomio.geometry import GeometryPolicy
-
         from .convert_cmd import convert_tree
 
         return convert_tree(
@@ -165,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             args.compression,
             verify=args.verify,
             converter=args.converter,
-            geometry=GeometryPolicy(args.irregular_spacing, args.gantry_tilt, args.localizers),
+            geometry=GeometryConfig(
+                irregular_spacing=args.irregular_spacing,
+                gantry_tilt=args.gantry_tilt,
+                localizers=args.localizers,
+            ).policy(),
         )
-    from .config import ConfigError, dump_config, load_config
     from .execution import NoDataError, UsageError, run_study
 
     try:

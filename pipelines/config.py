@@ -14,7 +14,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from anatprep.interfaces.brainextract.params import BrainExtractionParams, preset
+from anatprep.interfaces.dicomio.geometry import (
+    GeometryPolicy,
+    IrregularOutcome,
+    LocalizerOutcome,
+    TiltOutcome,
+)
 from anatprep.interfaces.orientation import check_orientation_code
+
+#: the library's own defaults, so each setting has one source
+_BEX = BrainExtractionParams()
+_GEOMETRY = GeometryPolicy()
 
 
 class ConfigError(ValueError):
@@ -131,15 +142,21 @@ class LabelsConfig(_Strict):
 class GeometryConfig(_Strict):
     """Outcomes for series that cannot be one regular volume (interfaces/dicomio/geometry)."""
 
-    irregular_spacing: Literal["fail", "skip", "split"] = Field(
-        "fail", description="missing slices / uneven gaps: fail the series, skip it, or split"
+    irregular_spacing: IrregularOutcome = Field(
+        _GEOMETRY.irregular_spacing,
+        description="missing slices / uneven gaps: fail the series, skip it, or split",
     )
-    gantry_tilt: Literal["fail", "skip", "resample"] = Field(
-        "fail", description="tilted stacks: fail, skip, or resample onto an orthogonal grid"
+    gantry_tilt: TiltOutcome = Field(
+        _GEOMETRY.gantry_tilt,
+        description="tilted stacks: fail, skip, or resample onto an orthogonal grid",
     )
-    localizers: Literal["convert", "skip"] = Field(
-        "convert", description="localizer / scout series: convert (to extra/) or skip"
+    localizers: LocalizerOutcome = Field(
+        _GEOMETRY.localizers,
+        description="localizer / scout series: convert (to extra/) or skip",
     )
+
+    def policy(self) -> GeometryPolicy:
+        return GeometryPolicy(self.irregular_spacing, self.gantry_tilt, self.localizers)
 
 
 class ConversionConfig(_Strict):
@@ -181,11 +198,11 @@ class BrainExtractionConfig(_Strict):
     template_head: str | None = None
     template_mask: str | None = None
     template_resolution: int = Field(1, ge=1, le=9, description="TemplateFlow res- label")
-    random_seed: int = Field(42, ge=0)
+    random_seed: int = Field(_BEX.random_seed, ge=0)
     num_threads: int = Field(
-        1, ge=1, le=256, description="ITK threads per subject (1 = deterministic)"
+        _BEX.num_threads, ge=1, le=256, description="ITK threads per subject (1 = deterministic)"
     )
-    volume_range_ml: tuple[float, float] = (700.0, 2600.0)
+    volume_range_ml: tuple[float, float] = _BEX.volume_range_ml
     memory_gb: float = Field(
         1.0,
         gt=0,
@@ -194,8 +211,6 @@ class BrainExtractionConfig(_Strict):
 
     @model_validator(mode="after")
     def _template_files(self):
-        from anatprep.interfaces.brainextract.params import preset
-
         if self.template == "custom" and not (self.template_head and self.template_mask):
             raise ValueError("template 'custom' needs template_head and template_mask")
         if self.volume_range_ml[0] >= self.volume_range_ml[1]:

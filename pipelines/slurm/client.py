@@ -57,7 +57,7 @@ def slurm_available(timeout_s: float = 5.0) -> bool:
 
 
 class SlurmClient:
-    def __init__(self, outage_s: float = 180.0, first_backoff_s: float = 1.0):
+    def __init__(self, outage_s: float, first_backoff_s: float = 1.0):
         self.outage_s = outage_s
         self.first_backoff_s = first_backoff_s
         self.queries = 0

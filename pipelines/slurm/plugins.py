@@ -32,7 +32,11 @@ from nipype.pipeline.plugins.base import report_crash
 from nipype.pipeline.plugins.slurm import SLURMPlugin
 from nipype.pipeline.plugins.slurmgraph import SLURMGraphPlugin, node_completed_status
 
+from ..config import SlurmConfig
 from .client import SlurmClient
+
+#: outage and poll defaults when the plugins are used without our config (one source)
+_DEFAULTS = SlurmConfig()
 
 LOG = logging.getLogger("anatprep.slurm")
 
@@ -69,10 +73,13 @@ class _OwnJobs:
     def _take_own_args(self, plugin_args: dict | None) -> dict:
         """Set up from our plugin_args; the rest, for nipype's plugin."""
         own, args = _split_args(plugin_args)
-        self._client = SlurmClient(outage_s=float(own.get("outage_seconds", 300)))
+        self._client = SlurmClient(
+            outage_s=float(own.get("outage_seconds", _DEFAULTS.outage_seconds))
+        )
         self._log_dir = own.get("log_dir")
         self._prefix = own.get("job_prefix", "anatprep")
-        self._poll_s = float(own.get("poll_seconds", 2.0))  # SLURMGraph's own wait loop
+        # SLURMGraph's own wait loop
+        self._poll_s = float(own.get("poll_seconds", _DEFAULTS.poll_seconds))
         return args
 
     def _job_args(self, node, script_dir: str, *sbatch_args: str | None) -> list[str]:
