@@ -57,12 +57,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def gzip_bytes(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
-    """Gzip with a zeroed timestamp and no embedded file name (reproducible output)."""
-    comp = isal_zlib.compressobj(_check_level(level), isal_zlib.DEFLATED, _GZIP_WBITS)
-    return comp.compress(data) + comp.flush()
-
-
 def _check_level(level: int) -> int:
     if not MIN_LEVEL <= int(level) <= MAX_LEVEL:
         raise ValueError(f"compression level {level} outside {MIN_LEVEL}..{MAX_LEVEL} (ISA-L)")
@@ -155,7 +149,6 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 __all__ = [
     "atomic_write_bytes",
     "copy_file",
-    "gzip_bytes",
     "write_json",
     "write_nifti",
     "write_nifti_parts",

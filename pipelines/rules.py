@@ -22,7 +22,6 @@ class PlannedSeries:
     suffix: str  # T1w, T2w, FLAIR, or "" for unclassified
     stem: str  # BIDS file name without extension
     description: str
-    problems: tuple[str, ...] = ()
 
     @property
     def is_t1w(self) -> bool:
@@ -187,6 +186,5 @@ def _name_series(
                     n += 1
                     stem = f"{base}part{n}"
                 used.add(stem)
-                problems = tuple(entry.get("problems") or ())
-                named.append(PlannedSeries(entry["id"], datatype, suffix, stem, desc, problems))
+                named.append(PlannedSeries(entry["id"], datatype, suffix, stem, desc))
     return named
