@@ -1,7 +1,14 @@
-"""Place finished files under their final BIDS names, atomically, with optional sidecars."""
+"""Place finished files under their final BIDS names, atomically, with optional sidecars.
+
+:class:`BidsSink` places a list of files under given paths (the converted raw series);
+:class:`DerivativesDataSink` (niworkflows' idea) places one derivative under the name built
+from its BIDS entities by :func:`bids_name`, with its sidecar.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -21,9 +28,6 @@ class _BidsSinkInputSpec(BaseInterfaceInputSpec):
     )
     out_files = traits.List(traits.Str, mandatory=True, desc="absolute final paths, same order")
     sidecars = traits.List(traits.Dict, desc="JSON written beside each output ({} for none)")
-    sidecar_notes = traits.List(
-        traits.Dict, desc="values known at run time, merged over ``sidecars`` (same order)"
-    )
     base_dir = traits.Str(mandatory=True, desc="every output must lie inside this folder")
     companions = traits.List(
         traits.Str,
@@ -40,8 +44,8 @@ class _BidsSinkOutputSpec(TraitedSpec):
 class BidsSink(SimpleInterface):
     """Copy each input to its final path (write to a temporary name, then rename).
 
-    Inputs: ``in_files`` (``''`` entries are skipped), ``out_files``, ``sidecars`` and
-    ``sidecar_notes`` (optional), ``base_dir``.
+    Inputs: ``in_files`` (``''`` entries are skipped), ``out_files``, ``sidecars``
+    (optional), ``base_dir``.
     Outputs: ``out_files``.  Refuses any destination outside ``base_dir``.
     """
 
@@ -53,9 +57,6 @@ class BidsSink(SimpleInterface):
         if len(ins) != len(outs):
             raise ValueError(f"{len(ins)} inputs but {len(outs)} destinations")
         sidecars = list(self.inputs.sidecars) if self.inputs.sidecars else [{}] * len(outs)
-        for k, notes in enumerate(self.inputs.sidecar_notes or []):
-            if notes and k < len(sidecars) and sidecars[k]:
-                sidecars[k] = {**sidecars[k], **notes}
         base = Path(self.inputs.base_dir).resolve()
         written = []
         for src, dst, meta in zip(ins, outs, sidecars, strict=True):
@@ -77,6 +78,112 @@ class BidsSink(SimpleInterface):
                 write_json(meta, dst_path.with_name(name))
             written.append(str(dst_path))
         self._results["out_files"] = written
+        return runtime
+
+
+#: the derivative entities :func:`bids_name` writes, in their order in a file name (after
+#: the source file's own: ``sub``, ``ses``, ``acq``, ``run``...)
+ENTITY_ORDER = ("from", "to", "mode", "label", "desc")
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
+
+
+def bids_name(source: str, entities: Mapping[str, str], suffix: str, extension: str) -> str:
+    """A derivative's file name: the source file's entities (its name without suffix and
+    extension), then ``entities`` in :data:`ENTITY_ORDER`, ``_<suffix>``, ``extension``.
+
+    ``bids_name("sub-01_ses-a_T1w.nii.gz", {"desc": "brain"}, "mask", ".nii.gz")`` gives
+    ``sub-01_ses-a_desc-brain_mask.nii.gz``.  Raises :class:`ValueError` on an entity not in
+    :data:`ENTITY_ORDER` or already in the source's name, on a value or suffix that is not
+    letters and digits, or on an extension not starting with a dot.
+    """
+    parts = Path(source).name.split(".")[0].split("_")
+    if "-" not in parts[-1]:  # the source's suffix (T1w)
+        parts = parts[:-1]
+    if not parts or not parts[0].startswith("sub-"):
+        raise ValueError(f"{source}: not a BIDS file name (sub-<label>_...)")
+    unknown = sorted(set(entities) - set(ENTITY_ORDER))
+    if unknown:
+        raise ValueError(f"unknown BIDS entities {unknown} (known: {', '.join(ENTITY_ORDER)})")
+    present = {part.split("-", 1)[0] for part in parts} & set(entities)
+    if present:
+        raise ValueError(f"{source} already has the entities {sorted(present)}")
+    for key in ENTITY_ORDER:
+        if key in entities:
+            if not _ALNUM.fullmatch(entities[key]):
+                raise ValueError(f"BIDS entity {key}-{entities[key]!r}: letters and digits only")
+            parts.append(f"{key}-{entities[key]}")
+    if not _ALNUM.fullmatch(suffix):
+        raise ValueError(f"BIDS suffix {suffix!r}: letters and digits only")
+    if not re.fullmatch(r"(\.[A-Za-z0-9]+)+", extension):
+        raise ValueError(f"extension {extension!r} must be like .nii.gz")
+    return "_".join([*parts, suffix]) + extension
+
+
+class _DerivativesDataSinkInputSpec(BaseInterfaceInputSpec):
+    in_file = traits.Str(mandatory=True, desc="file to place; '' = not produced this time")
+    base_dir = traits.Str(mandatory=True, desc="the derivatives dataset's root folder")
+    source_file = traits.Str(
+        mandatory=True,
+        desc="the raw file it derives from, relative to the raw dataset's root "
+        "(sub-<label>[/ses-<label>]/<datatype>/<name>): its folders and name's entities",
+    )
+    datatype = traits.Str("anat", usedefault=True, desc="folder under the subject: anat, figures")
+    entities = traits.Dict(traits.Str, traits.Str, desc="derivative entities (desc, label...)")
+    suffix = traits.Str(mandatory=True, desc="BIDS suffix (T1w, mask, probseg, xfm)")
+    extension = traits.Str(mandatory=True, desc="with the dot: .nii.gz, .mat, .svg")
+    metadata = traits.Dict(traits.Str, traits.Any, desc="the sidecar (none when empty)")
+    meta_dict = traits.Dict(
+        traits.Str, traits.Any, desc="sidecar values known at run time, merged over ``metadata``"
+    )
+    allow_absent = traits.Bool(
+        False, usedefault=True, desc="an optional output: '' writes nothing and is no error"
+    )
+
+
+class _DerivativesDataSinkOutputSpec(TraitedSpec):
+    out_file = traits.Str(desc="the placed file; '' when absent")
+    out_meta = traits.Str(desc="its JSON sidecar; '' when none")
+
+
+class DerivativesDataSink(SimpleInterface):
+    """Copy one derivative to ``base_dir/<subject folders>/<datatype>/<bids_name>`` (written
+    to a temporary name, then renamed) with its sidecar, ``metadata`` updated by
+    ``meta_dict`` (keys in that order), beside it when not empty.
+
+    Inputs: ``in_file``, ``base_dir``, ``source_file``, ``datatype``, ``entities``,
+    ``suffix``, ``extension``, ``metadata``, ``meta_dict``, ``allow_absent``.
+    Outputs: ``out_file``, ``out_meta`` (``''`` when nothing was written).  An absent
+    ``in_file`` (``''``) writes no file and no sidecar, and is an error unless
+    ``allow_absent``.  Refuses any destination outside ``base_dir``.
+    """
+
+    input_spec = _DerivativesDataSinkInputSpec
+    output_spec = _DerivativesDataSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        name = bids_name(i.source_file, i.entities or {}, i.suffix, i.extension)
+        self._results.update(out_file="", out_meta="")
+        if not i.in_file:
+            if not i.allow_absent:
+                raise ValueError(f"DerivativesDataSink: no input file for {name}")
+            return runtime
+        if not Path(i.in_file).is_file():
+            raise FileNotFoundError(f"DerivativesDataSink: input file {i.in_file} does not exist")
+        source = Path(i.source_file)
+        if source.is_absolute() or len(source.parts) < 3:
+            raise ValueError(f"{i.source_file}: give the path relative to the raw dataset")
+        base = Path(i.base_dir).resolve()
+        dst = (base / source.parent.parent / i.datatype / name).resolve()
+        if base not in dst.parents:
+            raise ValueError(f"refusing to write {dst} outside {base}")
+        copy_file(i.in_file, dst)
+        self._results["out_file"] = str(dst)
+        meta = {**(i.metadata or {}), **(i.meta_dict or {})}
+        if meta:
+            sidecar = dst.with_name(dst.name.split(".")[0] + ".json")
+            write_json(meta, sidecar)
+            self._results["out_meta"] = str(sidecar)
         return runtime
 
 

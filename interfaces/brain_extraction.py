@@ -41,19 +41,20 @@ class _AntsBrainExtractionOutputSpec(TraitedSpec):
     out_mask = File(exists=True, desc="binary brain mask (uint8)")
     out_brain = File(exists=True, desc="skull-stripped, bias-corrected T1w")
     bias_corrected = File(exists=True, desc="bias-corrected T1w")
-    out_probsegs = traits.List(File(exists=True), desc="CSF, GM, WM probabilities")
-    out_transforms = traits.List(
-        traits.Str,
-        desc="template-to-T1w [affine .mat, warp field .nii.gz]; ['', ''] if no registration",
-    )
+    out_probseg_csf = traits.Str(desc="CSF probability; '' when Atropos is off")
+    out_probseg_gm = traits.Str(desc="GM probability; '' when Atropos is off")
+    out_probseg_wm = traits.Str(desc="WM probability; '' when Atropos is off")
+    out_affine = traits.Str(desc="template-to-T1w affine (.mat); '' when not registered")
+    out_warp = traits.Str(desc="template-to-T1w warp field (.nii.gz); '' when not registered")
     out_stats = File(
         exists=True, desc="JSON: volumes, components, mask QC signals, timings, parameters"
     )
     mask_volume_ml = traits.Float(desc="mask volume in mL")
     skull_stripped = traits.Bool(desc="the input was already skull-stripped")
-    sidecar_notes = traits.List(
-        traits.Dict,
-        desc="sidecar values for [preproc, mask, brain, CSF, GM, WM, affine, warp], in order",
+    out_mask_meta = traits.Dict(desc="sidecar values of ``out_mask`` known after the run")
+    out_brain_meta = traits.Dict(desc="sidecar values of ``out_brain`` known after the run")
+    bias_corrected_meta = traits.Dict(
+        desc="sidecar values of ``bias_corrected`` known after the run"
     )
 
 
@@ -62,13 +63,16 @@ class AntsBrainExtraction(SimpleInterface):
 
     Inputs: ``in_file`` (3D T1w), the template pair, ``quality`` preset with optional
     ``parameters`` overrides, ``random_seed``, ``num_threads``, ``volume_range_ml``.
-    Outputs: ``out_mask``, ``out_brain``, ``bias_corrected``, ``out_probsegs`` (CSF, GM, WM),
-    ``out_transforms``, ``out_stats``, ``mask_volume_ml``, ``skull_stripped``; the mask's
-    sidecar notes carry its QC signals (``MaskQuality``) and the ``QualityFlags`` of those out
-    of range (:mod:`anatprep.interfaces.brainextract.quality`): a flagged mask is still
-    written.  Raises
-    :class:`BrainExtractionError` on non-3D or constant input, a template mask that misses
-    its head, or a warped or final mask volume outside ``volume_range_ml``.
+    Outputs: ``out_mask``, ``out_brain``, ``bias_corrected``; ``out_probseg_csf``,
+    ``out_probseg_gm``, ``out_probseg_wm`` (``''`` when Atropos is off: ``parameters``
+    ``atropos: false``); ``out_affine``, ``out_warp`` (template to T1w; ``''`` when the input
+    was already skull-stripped: no registration); ``out_stats``, ``mask_volume_ml``,
+    ``skull_stripped``; ``out_mask_meta``, ``out_brain_meta``, ``bias_corrected_meta``
+    (sidecar values known only after the run); the mask's carry its QC signals
+    (``MaskQuality``) and the ``QualityFlags`` of those out of range
+    (:mod:`anatprep.interfaces.brainextract.quality`): a flagged mask is still written.
+    Raises :class:`BrainExtractionError` on non-3D or constant input, a template mask that
+    misses its head, or a warped or final mask volume outside ``volume_range_ml``.
     """
 
     input_spec = _AntsBrainExtractionInputSpec
@@ -82,30 +86,50 @@ class AntsBrainExtraction(SimpleInterface):
             num_threads=i.num_threads,
             volume_range_ml=tuple(i.volume_range_ml),
         )
+        params = preset(i.quality, overrides)
         out = extract_brain(
             i.in_file,
             Path(i.template_head),
             Path(i.template_mask),
             Path(runtime.cwd),
-            preset(i.quality, overrides),
+            params,
             template_name=i.template_name,
+        )
+        probsegs = out["probsegs"]
+        notes = _sidecar_notes(
+            out, i.template_name, i.quality, i.random_seed, atropos=params.atropos
         )
         self._results.update(
             out_mask=out["mask"],
             out_brain=out["brain"],
             bias_corrected=out["bias_corrected"],
-            out_probsegs=out["probsegs"],
-            out_transforms=list(reversed(out["transforms"])) if out["transforms"] else ["", ""],
+            out_probseg_csf=probsegs.get("CSF", ""),
+            out_probseg_gm=probsegs.get("GM", ""),
+            out_probseg_wm=probsegs.get("WM", ""),
+            out_affine=out["affine"] or "",
+            out_warp=out["warp"] or "",
             out_stats=out["stats"],
             mask_volume_ml=out["mask_volume_ml"],
             skull_stripped=out["skull_stripped_input"],
-            sidecar_notes=_sidecar_notes(out, i.template_name, i.quality, i.random_seed),
+            out_mask_meta=notes["mask"],
+            out_brain_meta=notes["brain"],
+            bias_corrected_meta=notes["preproc"],
         )
         return runtime
 
 
-def _sidecar_notes(out: dict, template: str, quality: str, seed: int) -> list[dict]:
+def _sidecar_notes(
+    out: dict, template: str, quality: str, seed: int, atropos: bool = True
+) -> dict[str, dict]:
+    """Sidecar values known only after the run, for the ``preproc`` (bias-corrected),
+    ``mask`` and ``brain`` outputs."""
     stripped = bool(out["skull_stripped_input"])
+    if stripped:
+        method = "given mask of a skull-stripped input (no registration)"
+    elif atropos:
+        method = "ANTs: N4, template registration (rigid, affine, SyN), Atropos refinement"
+    else:
+        method = "ANTs: N4, template registration (rigid, affine, SyN), warped template mask"
     run = {
         "SkullStrippedInput": stripped,
         "BrainExtraction": {
@@ -113,11 +137,9 @@ def _sidecar_notes(out: dict, template: str, quality: str, seed: int) -> list[di
             "Quality": quality,
             "RandomSeed": seed,
             "MaskVolumeML": out["mask_volume_ml"],
-            "Method": "given mask of a skull-stripped input (no registration)"
-            if stripped
-            else "ANTs: N4, template registration (rigid, affine, SyN), Atropos refinement",
+            "Method": method,
         },
     }
     preproc = {"SkullStripped": stripped, **run}
     mask = {**run, "MaskQuality": out["mask_quality"], "QualityFlags": out["quality_flags"]}
-    return [preproc, mask, run, {}, {}, {}, {}, {}]
+    return {"preproc": preproc, "mask": mask, "brain": run}

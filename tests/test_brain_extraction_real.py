@@ -39,7 +39,8 @@ def test_mni152_dice_and_outputs(data_dir, tmp_path):
     assert ndimage.label(mask)[1] == 1
     np.testing.assert_array_equal(mask_img.affine, nb.load(src).affine)
     # tissue probabilities: inside the mask, summing to ~1 where Atropos ran
-    probs = np.stack([np.asanyarray(nb.load(p).dataobj) for p in out["probsegs"]])
+    assert list(out["probsegs"]) == ["CSF", "GM", "WM"]
+    probs = np.stack([np.asanyarray(nb.load(p).dataobj) for p in out["probsegs"].values()])
     assert probs.shape[0] == 3 and probs.min() >= 0 and probs.max() <= 1
     assert not probs[:, ~mask].any()
     assert np.median(probs.sum(0)[mask]) == pytest.approx(1.0, abs=1e-3)
@@ -47,7 +48,7 @@ def test_mni152_dice_and_outputs(data_dir, tmp_path):
     t1 = np.asanyarray(nb.load(out["bias_corrected"]).dataobj)
     means = [float(t1[p > 0.9].mean()) for p in probs]
     assert means[0] < means[1] < means[2]
-    warp, affine = (Path(t) for t in out["transforms"])
+    warp, affine = Path(out["warp"]), Path(out["affine"])
     assert affine.suffix == ".mat" and nb.load(warp).shape[3:] == (1, 3)  # ITK vector field
     stats = json.loads(Path(out["stats"]).read_text())
     assert stats["skull_stripped_input"] is False and stats["parameters"]["random_seed"] == 42
@@ -100,10 +101,10 @@ def test_skull_stripped_input_keeps_its_mask(data_dir, tmp_path):
     nb.save(nb.Nifti1Image(brain.astype(np.float32), affine), path)
     tpl = robex_template()
     out = extract_brain(str(path), tpl.head, tpl.mask, tmp_path, preset("default"), "robex")
-    assert out["skull_stripped_input"] is True and out["transforms"] is None
+    assert out["skull_stripped_input"] is True and out["affine"] is out["warp"] is None
     mask = np.asanyarray(nb.load(out["mask"]).dataobj) > 0
     np.testing.assert_array_equal(mask, ndimage.binary_fill_holes(brain != 0))
-    assert len(out["probsegs"]) == 3
+    assert list(out["probsegs"]) == ["CSF", "GM", "WM"]
     # QC without a prior: no prior-outside fraction (not a made-up 0), every slice hole counts
     quality = out["mask_quality"]
     assert "PriorOutsideFraction" not in quality and "SlicesWithHolesOutsidePrior" not in quality

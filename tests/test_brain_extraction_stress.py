@@ -38,7 +38,7 @@ tpl = robex_template()
 out = extract_brain(sys.argv[1], tpl.head, tpl.mask, Path(sys.argv[2]), preset("default"), "robex")
 stats = json.loads(Path(out["stats"]).read_text())
 print(json.dumps({"mask": out["mask"], "stats": stats, "outputs": [out["bias_corrected"],
-                  out["brain"], *out["probsegs"]],
+                  out["brain"], *out["probsegs"].values()],
                   "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
 """
 

@@ -202,3 +202,37 @@ def test_one_bad_series_or_subject_does_not_stop_the_others(tmp_path):
     account = text[text.index("series: 1 converted") :].splitlines()
     assert any(ln.strip().startswith("converted sub-good") for ln in account)
     assert sum(ln.strip().startswith("FAILED    sub-") for ln in account) == 2
+
+
+@pytest.mark.slow
+def test_brain_extraction_without_atropos(tmp_path):
+    """``atropos: false``: the mask is the cleaned warped template brain; the run completes
+    and writes no tissue probabilities (the absent outputs are no error, no sidecar)."""
+    from nibabel.processing import resample_from_to
+
+    from anatprep.pipelines.demo import SUBJECTS, dice, make_head
+
+    t1, truth, affine = make_head(SUBJECTS[0])
+    meta = {"SeriesDescription": "t1_mprage", "ProtocolName": "t1_mprage"}
+    write_series(t1, affine, tmp_path / "study" / "noatropos" / "t1", series_number=3, meta=meta,
+                 study_key="noatropos")  # fmt: skip
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("brain_extraction:\n  quality: fast\n  parameters:\n    atropos: false\n")
+    out = tmp_path / "bids"
+    res = _anatprep("run", tmp_path / "study", out, "--config", cfg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 of 1 subject(s) complete" in res.stdout
+    deriv = out / "derivatives" / "anatprep" / "sub-noatropos"
+    base = deriv / "anat" / "sub-noatropos"
+    for name in ("desc-preproc_T1w", "desc-brain_mask", "desc-brain_T1w"):
+        assert Path(f"{base}_{name}.nii.gz").is_file() and Path(f"{base}_{name}.json").is_file()
+    assert not list(out.rglob("*_probseg.*"))
+    xfm = f"{base}_from-ROBEX_to-T1w_mode-image_desc-"
+    assert Path(f"{xfm}affine_xfm.mat").is_file() and Path(f"{xfm}warp_xfm.nii.gz").is_file()
+    assert (deriv / "figures" / "sub-noatropos_desc-brain_mask.svg").is_file()
+    sidecar = json.loads(Path(f"{base}_desc-brain_mask.json").read_text())
+    assert "Atropos" not in sidecar["BrainExtraction"]["Method"]
+    volume, components = _mask_checks(Path(f"{base}_desc-brain_mask.nii.gz"))
+    assert 900 <= volume <= 2000 and components == 1
+    mask = resample_from_to(nb.load(f"{base}_desc-brain_mask.nii.gz"), (truth.shape, affine), 0)
+    assert dice(np.asanyarray(mask.dataobj), truth) >= 0.9

@@ -194,7 +194,8 @@ def test_sidecar_notes_carry_quality_on_the_mask_only():
     out = _quality(["prior outside mask 0.120 (> 0.06)"])
     out.update(mask_volume_ml=1234.5, skull_stripped_input=False)
     notes = _sidecar_notes(out, "robex", "default", 42)
-    assert notes[1]["MaskQuality"] == {
+    assert set(notes) == {"preproc", "mask", "brain"}
+    assert notes["mask"]["MaskQuality"] == {
         "VolumeMl": 1234.5,
         "Components": 1,
         "SlicesWithHoles": 0,
@@ -203,8 +204,12 @@ def test_sidecar_notes_carry_quality_on_the_mask_only():
         "PriorOutsideFraction": 0.0125,
         "SlicesWithHolesOutsidePrior": 2,
     }
-    assert notes[1]["QualityFlags"] == ["prior outside mask 0.120 (> 0.06)"]
-    assert all("MaskQuality" not in n for k, n in enumerate(notes) if k != 1)
+    assert notes["mask"]["QualityFlags"] == ["prior outside mask 0.120 (> 0.06)"]
+    assert all("MaskQuality" not in n for k, n in notes.items() if k != "mask")
+    method = notes["brain"]["BrainExtraction"]["Method"]
+    assert "Atropos" in method
+    no_atropos = _sidecar_notes(out, "robex", "default", 42, atropos=False)
+    assert "Atropos" not in no_atropos["brain"]["BrainExtraction"]["Method"]
     no_prior = MaskQuality(1.0, 1, {"axis0": 0, "axis1": 0, "axis2": 0}, 0.0, None)
     assert "PriorOutsideFraction" not in no_prior.as_sidecar()
 

@@ -87,7 +87,14 @@ def extract_brain(
     params: BrainExtractionParams | None = None,
     template_name: str = "template",
 ) -> dict[str, Any]:
-    """Run the extraction of ``t1w`` into ``out_dir``; return output paths and stats."""
+    """Run the extraction of ``t1w`` into ``out_dir``; return output paths and stats.
+
+    Keys: ``bias_corrected``, ``mask``, ``brain`` (paths); ``probsegs`` (tissue name ->
+    path, :data:`.segmentation.TISSUES`; empty when Atropos is off); ``affine`` and ``warp``
+    (template to T1w; ``None`` for an input already skull-stripped: no registration);
+    ``stats`` (the JSON's path), ``mask_volume_ml``, ``skull_stripped_input``,
+    ``mask_quality``, ``quality_flags``.
+    """
     p = params or BrainExtractionParams()
     ref = check_t1w_input(t1w)
     ants = import_ants(p.num_threads)
@@ -111,7 +118,7 @@ def extract_brain(
     if work is not native:
         stats["working_grid"] = {"shape": list(work.shape), "spacing_mm": list(work.spacing)}
     posteriors = None
-    transforms: tuple[Path, Path] | None = None
+    transforms: registration.Transforms | None = None
     prior = None  # the template brain prior on the working box, when registered
     lap("prepare")
 
@@ -221,7 +228,7 @@ def _write_outputs(
     corrected: np.ndarray,
     mask: np.ndarray,
     posteriors: Iterable[np.ndarray] | None,
-    transforms: tuple[Path, Path] | None,
+    transforms: registration.Transforms | None,
     stats: dict[str, Any],
     lap: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -240,26 +247,19 @@ def _write_outputs(
         "bias_corrected": save(bc, "bias_corrected.nii.gz", np.float32),
         "mask": save(mask, "brain_mask.nii.gz", np.uint8),
         "brain": save(bc * mask, "brain.nii.gz", np.float32),
-        "probsegs": [],
-        "transforms": None,
+        "probsegs": {},  # by tissue (segmentation.TISSUES); none without Atropos
+        "affine": None,  # template to T1w; None without registration (a stripped input)
+        "warp": None,
     }
     del bc
     if posteriors is not None:
-        for name, post in zip(("CSF", "GM", "WM"), posteriors, strict=True):
+        for name, post in zip(segmentation.TISSUES, posteriors, strict=True):
             prob = np.clip(post, 0.0, 1.0) * mask
-            out["probsegs"].append(save(prob, f"probseg_{name}.nii.gz", np.float32))
+            out["probsegs"][name] = save(prob, f"probseg_{name}.nii.gz", np.float32)
             del prob
-    if transforms is not None:  # (warp field, affine): the order ANTs applies them in
-        finals = []
-        for src, name in zip(
-            transforms, ("template_to_t1w_warp.nii.gz", "template_to_t1w_affine.mat"), strict=True
-        ):
-            final = out_dir / name
-            tmp = final.with_name(final.name + ".part")
-            shutil.copyfile(src, tmp)
-            tmp.replace(final)
-            finals.append(str(final))
-        out["transforms"] = finals
+    if transforms is not None:
+        out["affine"] = _place(transforms.affine, out_dir / "template_to_t1w_affine.mat")
+        out["warp"] = _place(transforms.warp, out_dir / "template_to_t1w_warp.nii.gz")
     lap("write")
     stats_file = out_dir / "brain_extraction.json"
     write_json(stats, stats_file)
@@ -269,3 +269,11 @@ def _write_outputs(
     out["mask_quality"] = stats["MaskQuality"]
     out["quality_flags"] = stats["QualityFlags"]
     return out
+
+
+def _place(src: Path, final: Path) -> str:
+    """Copy ``src`` to ``final`` atomically; return the final path."""
+    tmp = final.with_name(final.name + ".part")
+    shutil.copyfile(src, tmp)
+    tmp.replace(final)
+    return str(final)

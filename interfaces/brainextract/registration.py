@@ -18,6 +18,7 @@ reruns.  Both are applied to the template's brain probability mask on the workin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from .bias import resample_to
 from .grids import bounding_box
@@ -29,6 +30,14 @@ from .runtime import native_output_to
 #: 3 mm); its cost is ~2.6 s per iteration of the finest level for a 3 mm box of 363 k
 #: voxels, so every millimetre of margin counts
 SYN_MARGIN_MM = 10.0
+
+
+class Transforms(NamedTuple):
+    """The template-to-subject transform files, by name; iterating gives them in the order
+    ANTs applies them (``transformlist``): the warp field, then the affine."""
+
+    warp: Path  # displacement field (.nii.gz)
+    affine: Path  # affine (.mat)
 
 
 def _levels(iterations, shrinks) -> tuple[str, str, str]:
@@ -49,9 +58,8 @@ def register_template(
     brain_prior,
     work: Path,
     p: BrainExtractionParams,
-) -> tuple[Path, Path]:
-    """Register ``head`` (template) to ``subject``; return (warp field, affine) paths, the
-    order in which ANTs applies them."""
+) -> Transforms:
+    """Register ``head`` (template) to ``subject``; return the warp field and affine paths."""
     fixed = resample_to(ants, subject, p.registration_spacing_mm)
     moving = resample_to(ants, head, p.registration_spacing_mm)
     fixed_path, moving_path = work / "reg_fixed.nii.gz", work / "reg_moving.nii.gz"
@@ -144,10 +152,10 @@ def register_template(
     for path in (warp, collapsed):
         if not path.is_file():
             raise RuntimeError(f"antsRegistration wrote no transform {path}")
-    return warp, collapsed
+    return Transforms(warp=warp, affine=collapsed)
 
 
-def warp_prior(ants, subject, brain_prior, transforms: tuple[Path, Path]):
+def warp_prior(ants, subject, brain_prior, transforms: Transforms):
     """The template brain probability on the subject's full-resolution grid."""
     return ants.apply_transforms(
         fixed=subject,

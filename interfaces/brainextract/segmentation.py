@@ -28,6 +28,10 @@ from . import morphology
 from .params import BrainExtractionParams
 from .quality import fill_plane_holes
 
+#: the Atropos classes, by rising T1w intensity: the order of :func:`atropos`' labels 1..3 and
+#: of its posteriors
+TISSUES = ("CSF", "GM", "WM")
+
 
 def atropos(ants, image, region, p: BrainExtractionParams):
     """(labels 1..3 ordered CSF, GM, WM; posteriors [CSF, GM, WM]) within ``region``."""

@@ -19,19 +19,12 @@ from anatprep.interfaces.templates import resolve_template
 
 from ..config import Config
 from ..rules import PlannedSeries, SubjectPlan
-
-DERIVATIVES = Path("derivatives") / "anatprep"
+from .derivatives import anat_derivatives, init_anat_derivatives_wf, input_fields
 
 
 def node_name(text: str) -> str:
     """A nipype-safe node or workflow name."""
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
-
-
-def template_label(name: str) -> str:
-    """The template's BIDS label (letters and digits), e.g. ``ROBEX``, ``OASIS30ANTs``."""
-    label = re.sub(r"[^A-Za-z0-9]", "", name)
-    return label.upper() if label.lower() in ("robex", "custom") else label
 
 
 def series_tag(plan: SubjectPlan, series: PlannedSeries) -> str:
@@ -57,12 +50,13 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Wo
 
     Inputs (``inputnode``): ``t1w`` (NIfTI from the converter), ``title`` (figure title).
     Outputs (``outputnode``): ``t1w_preproc`` (reoriented, bias corrected), ``brain_mask``,
-    ``t1w_brain``, ``probsegs`` (CSF, GM, WM), ``transforms`` (template to T1w: affine
-    ``.mat`` and warp field; ``''`` each when the input was already skull-stripped),
-    ``report`` (SVG), ``stats`` (JSON), ``sidecar_notes`` (per-output sidecar values known
-    only after the run).  ``n_voxels`` (the T1w's size, 0 when unknown) sets the memory the
-    brain-extraction node declares (:func:`anatprep.interfaces.brainextract.resources.memory_gb`,
-    never below the config's ``memory_gb``).
+    ``t1w_brain``, each with ``<name>_meta`` (its sidecar values known only after the run);
+    ``probseg_csf``, ``probseg_gm``, ``probseg_wm`` (``''`` each when Atropos is off);
+    ``tpl2t1w_affine`` (``.mat``) and ``tpl2t1w_warp`` (template to T1w; ``''`` each when
+    the input was already skull-stripped); ``report`` (SVG), ``stats`` (JSON).
+    ``n_voxels`` (the T1w's size, 0 when unknown) sets the memory the brain-extraction node
+    declares (:func:`anatprep.interfaces.brainextract.resources.memory_gb`, never below the
+    config's ``memory_gb``).
     """
     bex_cfg = cfg.brain_extraction
     template = resolve_template(
@@ -73,8 +67,9 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Wo
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w", "title"]), name="inputnode")
     outputnode = pe.Node(
         niu.IdentityInterface(
-            fields=["t1w_preproc", "brain_mask", "t1w_brain", "probsegs", "transforms",
-                    "report", "stats", "sidecar_notes"]
+            fields=["t1w_preproc", "t1w_preproc_meta", "brain_mask", "brain_mask_meta",
+                    "t1w_brain", "t1w_brain_meta", "probseg_csf", "probseg_gm", "probseg_wm",
+                    "tpl2t1w_affine", "tpl2t1w_warp", "report", "stats"]
         ),
         name="outputnode",
     )  # fmt: skip
@@ -100,10 +95,13 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Wo
         (reorient, bex, [("out_file", "in_file")]),
         (bex, report, [("bias_corrected", "in_file"), ("out_mask", "mask_file")]),
         (inputnode, report, [("title", "title")]),
-        (bex, outputnode, [("bias_corrected", "t1w_preproc"), ("out_mask", "brain_mask"),
-                           ("out_brain", "t1w_brain"), ("out_probsegs", "probsegs"),
-                           ("out_transforms", "transforms"), ("out_stats", "stats"),
-                           ("sidecar_notes", "sidecar_notes")]),
+        (bex, outputnode, [("bias_corrected", "t1w_preproc"),
+                           ("bias_corrected_meta", "t1w_preproc_meta"),
+                           ("out_mask", "brain_mask"), ("out_mask_meta", "brain_mask_meta"),
+                           ("out_brain", "t1w_brain"), ("out_brain_meta", "t1w_brain_meta"),
+                           ("out_probseg_csf", "probseg_csf"), ("out_probseg_gm", "probseg_gm"),
+                           ("out_probseg_wm", "probseg_wm"), ("out_affine", "tpl2t1w_affine"),
+                           ("out_warp", "tpl2t1w_warp"), ("out_stats", "stats")]),
         (report, outputnode, [("out_report", "report")]),
     ])  # fmt: skip
     return wf
@@ -114,11 +112,9 @@ def _convert_mem_gb(entry_files: int) -> float:
     return round(0.3 + entry_files * 0.5 * 3 / 1024, 2)
 
 
-def _sink(name: str, output_dir: Path, files: list[Path], sidecars: list[dict] | None = None):
+def _sink(name: str, output_dir: Path, files: list[Path]):
     """A node placing files under their final names; it always runs (outputs may be gone)."""
     sink = BidsSink(base_dir=str(output_dir), out_files=[str(p) for p in files])
-    if sidecars:
-        sink.inputs.sidecars = sidecars
     return pe.Node(sink, name=name, run_without_submitting=True, overwrite=True)
 
 
@@ -178,42 +174,13 @@ def _add_series(
 
     anat_wf = init_anat_wf(cfg, name=f"anat_{tag}_wf", n_voxels=size.voxels)
     anat_wf.inputs.inputnode.title = f"{series.stem}: brain mask"
-    deriv_dir = output_dir / DERIVATIVES / plan.rel_dir
-    base = series.stem.removesuffix("_T1w")
     raw_rel = f"{plan.rel_dir}/anat/{series.stem}.nii.gz"
-    tpl = template_label(cfg.brain_extraction.template)
-    anat = deriv_dir / "anat"
-    names = [
-        anat / f"{base}_desc-preproc_T1w.nii.gz",
-        anat / f"{base}_desc-brain_mask.nii.gz",
-        anat / f"{base}_desc-brain_T1w.nii.gz",
-        anat / f"{base}_label-CSF_probseg.nii.gz",
-        anat / f"{base}_label-GM_probseg.nii.gz",
-        anat / f"{base}_label-WM_probseg.nii.gz",
-        anat / f"{base}_from-{tpl}_to-T1w_mode-image_desc-affine_xfm.mat",
-        anat / f"{base}_from-{tpl}_to-T1w_mode-image_desc-warp_xfm.nii.gz",
-        deriv_dir / "figures" / f"{base}_desc-brain_mask.svg",
-    ]
-    source = {"Sources": [f"bids:raw:{raw_rel}"]}
-    sidecars = [
-        {**source, "Description": f"reoriented to {cfg.reorient.orientation}, N4 bias corrected"},
-        {"Type": "Brain", **source},
-        {"SkullStripped": True, **source},
-        *({"Description": f"Atropos posterior probability of {t}", **source}
-          for t in ("CSF", "GM", "WM")),
-        {},
-        {},
-        {},
-    ]  # fmt: skip
-    deriv_sink = _sink(f"sink_deriv_{tag}", output_dir, names, sidecars)
-    merge_d = pe.Node(niu.Merge(6), name=f"merge_deriv_{tag}", run_without_submitting=True)
+    derivatives = anat_derivatives(cfg, raw_rel)
+    deriv_wf = init_anat_derivatives_wf(derivatives, output_dir, raw_rel, name=f"deriv_{tag}_wf")
     wf.connect([
         (convert, anat_wf, [("out_file", "inputnode.t1w")]),
-        (anat_wf, merge_d, [("outputnode.t1w_preproc", "in1"), ("outputnode.brain_mask", "in2"),
-                            ("outputnode.t1w_brain", "in3"), ("outputnode.probsegs", "in4"),
-                            ("outputnode.transforms", "in5"), ("outputnode.report", "in6")]),
-        (merge_d, deriv_sink, [("out", "in_files")]),
-        (anat_wf, deriv_sink, [("outputnode.sidecar_notes", "sidecar_notes")]),
+        (anat_wf, deriv_wf, [(f"outputnode.{f}", f"inputnode.{f}")
+                             for f in input_fields(derivatives)]),
     ])  # fmt: skip
 
 
