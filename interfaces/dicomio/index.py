@@ -41,6 +41,7 @@ from .headers import (
     read_file_headers,
 )
 from .index_cache import FileRead, HeaderCache, Rejected, Result
+from .scan import header_digest
 from .series import (
     SeriesGeometryError,
     check_uniform_spacing,
@@ -103,8 +104,15 @@ def _read_one(path: str) -> FileRead:
     size, mtime_ns = before.st_size, before.st_mtime_ns
     if after is None or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
         cacheable = False  # changed while read
+    if isinstance(result, list) and not digest:  # a reader that left no digest: whole file
+        digest = _file_digest(path)
     fingerprint = f"{size}-{mtime_ns}-{digest}" if digest else ""
     return FileRead(result, fingerprint, size, mtime_ns, cacheable)
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as fh:
+        return header_digest(fh.read())
 
 
 def _read_chunk(paths: Sequence[str]) -> list[FileRead]:

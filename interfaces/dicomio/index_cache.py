@@ -14,9 +14,11 @@ keep size and time).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import time
@@ -57,9 +59,11 @@ _FIELDS = [f.name for f in dataclasses.fields(SliceHeader)]
 
 @functools.cache
 def reader_version() -> str:
-    """A digest of the header-reading code (this package's sources): a cache written by other
-    code is not trusted."""
+    """A digest of the header-reading code (this package's sources and pydicom's version): a
+    cache written by other code is not trusted."""
     digest = hashlib.sha256()
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        digest.update(importlib.metadata.version("pydicom").encode() + b"\0")
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]
