@@ -24,6 +24,7 @@ import logging
 import time
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -69,38 +70,51 @@ def reader_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _header_types() -> dict[str, Any]:
-    return typing.get_type_hints(SliceHeader)
+Check = Callable[[Any], bool]
 
 
-def _valid(value: Any, kind: Any) -> bool:
-    """Whether a decoded JSON value fits a SliceHeader field's annotation."""
+def _checker(kind: Any) -> Check:
+    """A test of whether a decoded JSON value fits a SliceHeader field's annotation."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        return any(_valid(value, a) for a in args)
+        options = [_checker(a) for a in args]
+        return lambda v: any(check(v) for check in options)
     if kind is type(None):
-        return value is None
+        return lambda v: v is None
+    if origin is tuple and args[-1:] == (Ellipsis,):
+        item = _checker(args[0])
+        return lambda v: isinstance(v, list) and all(map(item, v))
     if origin is tuple:
-        if not isinstance(value, list):
-            return False
-        items = args[:1] * len(value) if args[-1:] == (Ellipsis,) else args
-        return len(items) == len(value) and all(map(_valid, value, items))
+        items = [_checker(a) for a in args]
+
+        def fixed(v: Any) -> bool:
+            if not isinstance(v, list) or len(v) != len(items):
+                return False
+            return all(check(x) for check, x in zip(items, v, strict=True))
+
+        return fixed
     if kind is float:
-        return isinstance(value, float | int) and not isinstance(value, bool)
+        return lambda v: type(v) in (float, int)
     if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
+        return lambda v: type(v) is int
+    return lambda v: isinstance(v, kind)
+
+
+@functools.cache
+def _checks() -> tuple[Check, ...]:
+    hints = typing.get_type_hints(SliceHeader)
+    return tuple(_checker(hints[name]) for name in _FIELDS)
 
 
 def _encode_header(h: SliceHeader) -> list[Any]:
     return [getattr(h, name) for name in _FIELDS]
 
 
-def _decode_header(values: Any, kinds: dict[str, Any]) -> SliceHeader:
+def _decode_header(values: Any) -> SliceHeader:
     if not isinstance(values, list) or len(values) != len(_FIELDS):
         raise ValueError("not a header")
-    for name, value in zip(_FIELDS, values, strict=True):
-        if not _valid(value, kinds[name]):
+    for name, value, check in zip(_FIELDS, values, _checks(), strict=True):
+        if not check(value):
             raise ValueError(f"{name}={value!r}")
     return SliceHeader(*(tuple(v) if isinstance(v, list) else v for v in values))
 
@@ -116,17 +130,17 @@ def _encode(read: FileRead) -> list[Any]:
     return [read.size, read.mtime_ns, read.fingerprint, body]
 
 
-def _decode(path: str, item: Any, kinds: dict[str, Any]) -> FileRead:
+def _decode(path: str, item: Any) -> FileRead:
     size, mtime_ns, fingerprint, body = item
     if not (isinstance(size, int) and isinstance(mtime_ns, int) and isinstance(fingerprint, str)):
         raise ValueError("bad key")
     if "headers" in body:
-        result: Result = [_decode_header(v, kinds) for v in body["headers"]]
+        result: Result = [_decode_header(v) for v in body["headers"]]
     else:
         reason, identity, own_series = body["rejected"]
         if not isinstance(reason, str) or not isinstance(own_series, bool):
             raise ValueError("bad rejection")
-        header = None if identity is None else _decode_header(identity, kinds)
+        header = None if identity is None else _decode_header(identity)
         result = (path, reason, header, own_series)
     return FileRead(result, fingerprint, size, mtime_ns, True)
 
@@ -137,7 +151,6 @@ class HeaderCache:
     def __init__(self, path: Path | None):
         self.path = path
         self._entries: dict[str, Any] = self._load() if path is not None else {}
-        self._kinds = _header_types()
 
     def _load(self) -> dict[str, Any]:
         assert self.path is not None
@@ -161,7 +174,7 @@ class HeaderCache:
         if item is None:
             return None
         try:
-            read = _decode(path, item, self._kinds)
+            read = _decode(path, item)
         except Exception as exc:  # a damaged entry (any way at all): the file is read again
             LOG.debug("header cache entry of %s ignored: %s", path, exc)
             return None
