@@ -102,6 +102,24 @@ def test_unexpected_exception_lists_the_file_and_fails_its_series(tmp_path, monk
     _assert_fails_a(table, item)
 
 
+def test_process_pool_isolates_files_alike(tmp_path, monkeypatch):
+    """Read in forked workers (small chunks), a failing file gives the same table."""
+    a, _ = _two_subjects(tmp_path / "dcm")
+    real = index_module.read_file_headers
+
+    def buggy(path):
+        if path == str(a[4]):
+            raise ZeroDivisionError("division by zero")
+        return real(path)
+
+    monkeypatch.setattr(index_module, "read_file_headers", buggy)
+    serial = index_tree(tmp_path / "dcm", n_procs=1)
+    monkeypatch.setattr(index_module, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(index_module, "_CHUNK", 3)
+    assert index_tree(tmp_path / "dcm", n_procs=2) == serial
+    _assert_fails_a(serial, _check(serial, a[4], ["ZeroDivisionError: division by zero"], tmp_path))
+
+
 def test_pixel_data_without_rows(tmp_path):
     a, _ = _two_subjects(tmp_path / "dcm")
     ds = pydicom.dcmread(a[2])
