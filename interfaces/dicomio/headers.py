@@ -454,7 +454,7 @@ def read_header(path: str | os.PathLike) -> Header:
         return _vendor_geometry(ds, path)
     except OSError as exc:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
-    except EOFError as exc:  # a .gz cut short: what does decompress still names the series
+    except EOFError as exc:  # a .gz cut short: the part that decompresses names the series
         reason = f"compressed file is truncated ({describe(exc)})"
         raise UnusableFile(path, reason, _truncated_gzip_identity(path)) from None
     problem = _scanned_pixel_problem(scanned)

@@ -40,7 +40,8 @@ from .headers import (
     identify,
     read_file_headers,
 )
-from .index_cache import FileRead, HeaderCache, Rejected, Result
+from .index_cache import FileRead, HeaderCache, Result
+from .index_cache import Rejected as Rejected  # re-exported: where it was defined before
 from .scan import header_digest
 from .series import (
     SeriesGeometryError,
@@ -76,8 +77,6 @@ LOG = logging.getLogger("anatprep")
 #: below this many files a process pool costs more than it saves
 PARALLEL_MIN_FILES = 1000
 _CHUNK = 200
-
-__all__ = ["FileRead", "Rejected", "index_tree", "iter_files", "read_files", "read_headers"]
 
 
 def _read_one(path: str) -> FileRead:
