@@ -138,7 +138,11 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
     if cleaned is _DROP:
         raise ValueError(f"{path}: nothing finite to write")
     text = json.dumps(cleaned, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a file name that is not UTF-8: kept as \u escapes
+        data = (json.dumps(cleaned, indent=2, allow_nan=False) + "\n").encode("ascii")
+    return atomic_write_bytes(path, data)
 
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -10,6 +10,7 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -24,6 +25,7 @@ class _DicomIndexInputSpec(BaseInterfaceInputSpec):
     irregular_spacing = traits.Enum("fail", "skip", "split", usedefault=True, desc="outcome")
     gantry_tilt = traits.Enum("fail", "skip", "resample", usedefault=True, desc="outcome")
     localizers = traits.Enum("convert", "skip", usedefault=True, desc="outcome")
+    cache_file = File(desc="header cache to reuse and rewrite (a rerun reads changed files only)")
 
 
 class _DicomIndexOutputSpec(TraitedSpec):
@@ -34,8 +36,9 @@ class _DicomIndexOutputSpec(TraitedSpec):
 class DicomIndex(SimpleInterface):
     """Index a DICOM tree (headers only) into a series table.
 
-    Inputs: ``dicom_dir`` (read only), ``folder_levels``, and the geometry outcomes
-    ``irregular_spacing``, ``gantry_tilt``, ``localizers``.
+    Inputs: ``dicom_dir`` (read only), ``folder_levels``, the geometry outcomes
+    ``irregular_spacing``, ``gantry_tilt``, ``localizers``, and optionally ``cache_file``
+    (the header cache, see :mod:`.dicomio.index_cache`).
     Outputs: ``series_table`` (JSON in the working directory), ``n_series``.
     """
 
@@ -46,7 +49,10 @@ class DicomIndex(SimpleInterface):
         policy = GeometryPolicy(
             self.inputs.irregular_spacing, self.inputs.gantry_tilt, self.inputs.localizers
         )
-        table = index_tree(self.inputs.dicom_dir, self.inputs.folder_levels, geometry=policy)
+        cache = Path(self.inputs.cache_file) if isdefined(self.inputs.cache_file) else None
+        table = index_tree(
+            self.inputs.dicom_dir, self.inputs.folder_levels, geometry=policy, cache_file=cache
+        )
         out = Path(runtime.cwd) / "series_table.json"
         write_json(table, out)
         self._results["series_table"] = str(out)

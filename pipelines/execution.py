@@ -88,7 +88,8 @@ def default_work_dir(output_dir: Path) -> Path:
 
 
 def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> tuple[str, dict[str, Any]]:
-    """Run the DicomIndex interface; return the table path and its content."""
+    """Run the DicomIndex interface; return the table path and its content.  The header cache
+    in ``<work>/index/`` lets a rerun read only the files that changed."""
     index_dir = work_dir / "index"
     index_dir.mkdir(parents=True, exist_ok=True)
     geometry = cfg.conversion.geometry
@@ -98,6 +99,7 @@ def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> tuple[str, dict
         irregular_spacing=geometry.irregular_spacing,
         gantry_tilt=geometry.gantry_tilt,
         localizers=geometry.localizers,
+        cache_file=str(index_dir / "header_cache.json"),
     ).run(cwd=str(index_dir))
     table_file = result.outputs.series_table
     return table_file, json.loads(Path(table_file).read_text())

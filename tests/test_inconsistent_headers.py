@@ -264,18 +264,21 @@ def test_non_finite_pixel_spacing_in_one_file_fails_its_series(tmp_path, k):
     assert "PixelSpacing must hold 2 finite numbers" in failed[0] and paths[k].name in failed[0]
 
 
-def test_nan_echo_and_repetition_time_are_left_out(tmp_path):
-    vol, aff = _volume(), _affine()
-    paths = write_series(vol, aff, tmp_path / "dcm")
+@pytest.mark.parametrize(
+    ("key", "text", "message"),
+    [("EchoTime", "NaN", "EchoTime=nan"), ("RepetitionTime", "inf", "RepetitionTime=inf")],
+)
+def test_non_finite_echo_or_repetition_time_fails_the_series_naming_it(
+    tmp_path, key, text, message
+):
+    """Read as absent, a NaN time would split its file off the series (or leave the sidecar
+    without it unnoticed): the file is rejected instead, naming the field."""
+    paths = write_series(_volume(), _affine(), tmp_path / "dcm")
     for p in paths:
-        _mutate(p, EchoTime="NaN", RepetitionTime="inf")
+        _mutate(p, **{key: text})
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
-    assert not failed and len(written) == 1
-    sidecar = json.loads(written[0].with_name(written[0].name[:-7] + ".json").read_text())
-    assert "EchoTime" not in sidecar and "RepetitionTime" not in sidecar
-    img = nb.load(written[0])
-    assert np.all(np.isfinite(img.header["pixdim"]))
-    _assert_truth(img, vol, aff)
+    assert not written and len(failed) == 1
+    assert f"{message} is not a finite number" in failed[0] and paths[0].name in failed[0]
 
 
 def test_write_json_leaves_out_non_finite_numbers(tmp_path):

@@ -20,6 +20,8 @@ import io
 import math
 import os
 import sys
+import traceback
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import ge
-from .scan import ScannedHeader, ScanUnsupported, scan_file
+from .scan import FIELDS, ScannedHeader, ScanUnsupported, header_digest, scan_buffer, scan_file
 from .siemens import xa_series_stack
 
 if TYPE_CHECKING:  # pydicom is imported where a file needs it (its import is slow)
@@ -63,6 +65,30 @@ class UnusableFile(Exception):
         #: problem (e.g. non-spatial images without a plane) are only listed, not a series
         self.own_series = own_series
         super().__init__(f"{self.path}: {reason}")
+
+
+#: header fields by keyword (a KeyError or AttributeError naming one names the field)
+_KEYWORDS = frozenset(name for name, _kind in FIELDS.values())
+
+
+def describe(exc: BaseException) -> str:
+    """``'<type>: <message>'`` of an exception (module-qualified unless built in), prefixed
+    with ``'field <keyword>: '`` when it is a missing header field's KeyError/AttributeError."""
+    kind = type(exc)
+    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    name = f"{module}{kind.__qualname__}"
+    text = f"{name}: {exc}" if str(exc) else name
+    if isinstance(exc, KeyError | AttributeError) and exc.args and exc.args[0] in _KEYWORDS:
+        text = f"field {exc.args[0]}: {text}"
+    return text
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """The reason for a file whose read failed in an unforeseen way: the exception and the
+    line of anatprep (or the library) that raised it, so a bug can be found from the table."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f", at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"header could not be read ({describe(exc)}{where})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +133,8 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
     """Read one file (plain or ``.gz``); return the dataset and the file size in bytes.
 
     Raises :class:`UnusableFile` when the file is not DICOM or cannot be parsed, or (on a
-    header-only read) when its pixel data is shorter than the header says.
+    header-only read) when its pixel data is shorter than the header says.  A header-only
+    read sets ``ds.header_digest`` (see :func:`.scan.header_digest`).
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -126,7 +153,10 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
             ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
             _drop_unreadable(ds)
             if stop_before_pixels:
-                problem = _pixel_length_problem(ds, size - stream.tell())
+                end = stream.tell()
+                stream.seek(0)
+                object.__setattr__(ds, "header_digest", header_digest(stream.read(end)))
+                problem = _pixel_length_problem(ds, size - end)
                 if problem:
                     raise UnusableFile(path, problem, _header_for_report(ds, str(path)))
         finally:
@@ -135,6 +165,9 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
         raise
     except InvalidDicomError:
         raise UnusableFile(path, "not a DICOM file (no DICM preamble or valid header)") from None
+    except zlib.error as exc:
+        reason = f"data set does not inflate under its deflated transfer syntax ({describe(exc)})"
+        raise UnusableFile(path, reason) from None
     except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UnusableFile(path, f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
     return ds, size
@@ -169,7 +202,7 @@ def _first_unreadable(ds: pydicom.Dataset, where: str = "") -> str | None:
         name = f"{where}{keyword_for_tag(tag) or tag}"
         try:
             elem = ds[tag]
-        except _CONVERSION_ERRORS:
+        except (*_CONVERSION_ERRORS, NotImplementedError):  # NotImplemented: an unknown VR
             return name
         if elem.VR == "SQ":
             for k, item in enumerate(elem.value):
@@ -268,6 +301,26 @@ def _value_problem(
     return None
 
 
+#: timing fields a file's grouping and sidecar rest on: a value that is not finite (NaN, inf)
+#: fails the file (read as absent, it would split the file off its series)
+_MUST_BE_FINITE = ("EchoTime", "RepetitionTime")
+
+
+def _non_finite_problem(ds) -> str | None:
+    """Why a timing value of ``ds`` is unusable (NaN or infinite), or None."""
+    for key in _MUST_BE_FINITE:
+        value = ds.get(key)
+        values = [value] if value is None or isinstance(value, str | bytes | int | float) else value
+        for v in values:
+            try:
+                number = float(v) if v not in (None, "") else 0.0
+            except (TypeError, ValueError):
+                continue  # text that is no number: left out, as the scanner does
+            if not math.isfinite(number):
+                return f"{key}={v} is not a finite number"
+    return None
+
+
 def _float_or_none(value) -> float | None:
     """A finite number, else None (NaN and infinities never reach a key or a sidecar)."""
     try:
@@ -340,7 +393,7 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
     problem = unreadable or missing or flavour_problem
     problem = problem or bad_orientation or bad_position or bad_spacing
     if problem is None:
-        problem = _value_problem(orientation, spacing, ds)
+        problem = _value_problem(orientation, spacing, ds) or _non_finite_problem(ds)
     # enhanced frames: the frame's own type (magnitude/phase/...) decides its output
     image_type = ds.get("FrameType") or ds.get("ImageType") or []
     if isinstance(image_type, str):
@@ -401,6 +454,9 @@ def read_header(path: str | os.PathLike) -> Header:
         return _vendor_geometry(ds, path)
     except OSError as exc:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
+    except EOFError as exc:  # a .gz cut short: the part that decompresses names the series
+        reason = f"compressed file is truncated ({describe(exc)})"
+        raise UnusableFile(path, reason, _truncated_gzip_identity(path)) from None
     problem = _scanned_pixel_problem(scanned)
     if problem:
         try:
@@ -409,6 +465,28 @@ def read_header(path: str | os.PathLike) -> Header:
             identity = exc.header
         raise UnusableFile(path, problem, identity)
     return _vendor_geometry(scanned, path)
+
+
+def _truncated_gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
+    """The header keys of a truncated ``.gz`` file from the part that decompresses (its
+    header, mostly), so the series it belongs to fails instead of losing a slice; else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = zlib.decompressobj(wbits=31).decompress(fh.read())
+        return _header_for_report(scan_buffer(head), str(path))
+    except Exception:  # best effort: the file is reported either way
+        return None
+
+
+def identify(path: str | os.PathLike) -> SliceHeader | None:
+    """Best-effort header keys of a file whose read failed unexpectedly (its series then
+    fails loudly); None when not even those are readable."""
+    try:
+        return _header_for_report(read_header(path), str(path))
+    except UnusableFile as exc:
+        return exc.header
+    except Exception:  # best effort: the file is reported either way
+        return None
 
 
 def _vendor_geometry(header: Header, path: str | os.PathLike) -> Header:
@@ -444,7 +522,11 @@ def read_slice_header(path: str | os.PathLike) -> SliceHeader:
 
 def read_headers(path: str | os.PathLike) -> list[Header]:
     """Headers of one file: one per frame for enhanced files, else one."""
-    header = read_header(path)
+    return _frames(read_header(path), path)
+
+
+def _frames(header: Header, path: str | os.PathLike) -> list[Header]:
+    """``header`` itself, or one header per frame when it is an enhanced file's."""
     if detect_flavour(header) != "enhanced":
         return [header]
     from .enhanced import frame_headers
@@ -452,10 +534,11 @@ def read_headers(path: str | os.PathLike) -> list[Header]:
     ds = header if not isinstance(header, ScannedHeader) else open_dicom(path, True)[0]
     try:
         frames = frame_headers(ds)
-    except _CONVERSION_ERRORS as exc:
+    except (*_CONVERSION_ERRORS, NotImplementedError) as exc:
         field = _first_unreadable(ds) or "a functional group value"
+        what = "cannot be decoded" if isinstance(exc, NotImplementedError) else "is not a number"
         header = _header_for_report(ds, str(path))  # the file's series fails, naming it
-        raise UnusableFile(path, f"{field} is not a number ({exc})", header) from None
+        raise UnusableFile(path, f"{field} {what} ({exc})", header) from None
     for frame in frames:  # what the file-level read left out applies to every frame
         frame.malformed = frozenset(getattr(ds, "malformed", ()))
     if not frames:
@@ -477,9 +560,21 @@ def read_slice_headers(path: str | os.PathLike) -> list[SliceHeader]:
 
     A multi-frame file some of whose frames have a plane and others not is broken, not a
     non-spatial image: it fails as a series of its own when it has no other."""
+    return read_file_headers(path)[0]
+
+
+def read_file_headers(path: str | os.PathLike) -> tuple[list[SliceHeader], str]:
+    """:func:`read_slice_headers` and the digest of the file's header bytes (see
+    :func:`.scan.header_digest`), from one read."""
+    header = read_header(path)
+    digest = getattr(header, "header_digest", "")
+    return _slice_headers(_frames(header, path), path), digest
+
+
+def _slice_headers(headers: list[Header], path: str | os.PathLike) -> list[SliceHeader]:
     out: list[SliceHeader] = []
     problem: UnusableFile | None = None
-    for h in read_headers(path):
+    for h in headers:
         try:
             out.append(slice_header_from_dataset(h, str(path)))
         except UnusableFile as exc:

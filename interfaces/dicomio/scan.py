@@ -15,6 +15,7 @@ reference reader; the scanner never guesses.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import mmap
 import os
 import struct
@@ -246,7 +247,9 @@ class ScannedHeader(dict):
     """Decoded header fields by DICOM keyword, with attribute access like a pydicom Dataset.
 
     Extra attributes: ``transfer_syntax``, ``pixel_offset`` / ``pixel_length`` (bytes in the
-    file; ``pixel_length`` is ``None`` for encapsulated data) and ``file_size``.
+    file; ``pixel_length`` is ``None`` for encapsulated data), ``file_size``, ``header_end``
+    (where the pixel data element starts, else the file's end) and, from :func:`scan_file`,
+    ``header_digest`` (see :func:`header_digest`).
     """
 
     transfer_syntax: str = ""
@@ -255,6 +258,9 @@ class ScannedHeader(dict):
     pixel_offset: int | None = None
     pixel_length: int | None = None
     file_size: int = 0
+    #: bytes before the pixel data element (the whole file when it has none)
+    header_end: int = 0
+    header_digest: str = ""
     #: number fields whose text is not a number (left out of the mapping, named here)
     malformed: frozenset[str] = frozenset()
 
@@ -383,6 +389,7 @@ def scan_buffer(buf) -> ScannedHeader:
     fields = FIELDS
     tag_from, u16_from, u32_from = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
     long_vrs = _EXPLICIT_LONG_VRS
+    out.header_end = size
     tail_unchecked = True
     # the hot loop is inlined: a GE slice has ~300 elements before its pixel data
     while pos + 8 <= size:
@@ -406,6 +413,7 @@ def scan_buffer(buf) -> ScannedHeader:
             if _pixel_data_at_end(buf, out, implicit):
                 break
         if group == 0x7FE0 and elem == 0x0010:
+            out.header_end = pos
             out.pixel_offset = vpos
             out.pixel_length = None if length == _UNDEFINED else length
             break
@@ -468,6 +476,7 @@ def _pixel_data_at_end(buf, out: ScannedHeader, implicit: bool) -> bool:
             continue
         stored = _U32.unpack_from(buf, start + header_len - 4)[0]
         if stored == length:
+            out.header_end = start
             out.pixel_offset = start + header_len
             out.pixel_length = length
             return True
@@ -490,11 +499,20 @@ def read_file_bytes(path: str | os.PathLike):
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
+def header_digest(header_bytes) -> str:
+    """The first 16 hex digits of the SHA-256 of a file's header bytes (everything before
+    its pixel data element; decompressed for ``.gz``): a file's content fingerprint that needs
+    no pixel read."""
+    return hashlib.sha256(header_bytes).hexdigest()[:16]
+
+
 def scan_file(path: str | os.PathLike) -> ScannedHeader:
     """Scan one file; see the module docstring for the rule."""
     buf = read_file_bytes(path)
     try:
-        return scan_buffer(buf)
+        out = scan_buffer(buf)
+        out.header_digest = header_digest(buf[: out.header_end])
+        return out
     finally:
         if isinstance(buf, mmap.mmap):
             buf.close()
