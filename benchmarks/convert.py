@@ -34,7 +34,7 @@ from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
 table = index_tree(sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-nii, _ = convert_entry(table["series"][0], Path(sys.argv[2]) / "mem")
+nii, _ = convert_entry(table.series[0], Path(sys.argv[2]) / "mem")
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"growth_mb": (after - before) / 1024}))
 """

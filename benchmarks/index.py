@@ -26,7 +26,7 @@ table = index_tree(sys.argv[1])
 dt = time.perf_counter() - t
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 growth = (after - before) / 1024
-print(json.dumps({"seconds": dt, "files": table["n_files"], "rss_growth_mb": growth}))
+print(json.dumps({"seconds": dt, "files": table.n_files, "rss_growth_mb": growth}))
 """
 
 
@@ -62,11 +62,11 @@ def main() -> int:
                     [sys.executable, "-c", CHILD, tmp], check=True, capture_output=True, text=True
                 )
                 runs.append(json.loads(out.stdout))
-        rate = statistics.median(r["files"] / r["seconds"] for r in runs)
+        rate = statistics.median(r.files / r["seconds"] for r in runs)
         rss = statistics.median(r["rss_growth_mb"] for r in runs)
         print(
             f"{args.set} x{size} files: median {rate:.0f} files/s "
-            f"(runs {[round(r['files'] / r['seconds']) for r in runs]}), "
+            f"(runs {[round(r.files / r['seconds']) for r in runs]}), "
             f"peak RSS growth {rss:.1f} MB"
         )
     return 0

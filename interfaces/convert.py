@@ -8,7 +8,6 @@ series changing, reruns nothing here.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -20,14 +19,15 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from .dicomio.conversion import SeriesConversionError, convert_entry
+from .dicomio.conversion import convert_entry
+from .dicomio.table import SeriesEntry
 
 
 class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
     series_entry = traits.Str(
         mandatory=True,
-        desc="the series' entry of the series table as JSON (files, their fingerprints, "
-        "geometry): see :func:`entry_input`",
+        desc="the series' entry of the series table as canonical JSON (files, their "
+        "fingerprints, geometry): SeriesEntry.to_json()",
     )
     out_stem = traits.Str("series", usedefault=True, desc="output file name without extension")
     compression = traits.Range(
@@ -46,7 +46,7 @@ class _DicomToNiftiOutputSpec(TraitedSpec):
 class DicomToNifti(SimpleInterface):
     """Convert one series to NIfTI with a BIDS sidecar.
 
-    Inputs: ``series_entry`` (:func:`entry_input`), ``out_stem``, ``compression``,
+    Inputs: ``series_entry`` (``SeriesEntry.to_json()``), ``out_stem``, ``compression``,
     ``verify``, ``converter``.
     Outputs: ``out_file`` (``.nii.gz``, laid out like dcm2niix's), ``out_json``.
     Fails with a message naming the series when its files cannot form one volume.
@@ -56,9 +56,7 @@ class DicomToNifti(SimpleInterface):
     output_spec = _DicomToNiftiOutputSpec
 
     def _run_interface(self, runtime):
-        entry = json.loads(self.inputs.series_entry)
-        if not isinstance(entry, dict) or not entry.get("files"):
-            raise SeriesConversionError(f"not a series entry with files: {entry!r:.200}")
+        entry = SeriesEntry.from_json(self.inputs.series_entry)
         nii, js = convert_entry(
             entry,
             Path(runtime.cwd) / self.inputs.out_stem,
@@ -70,8 +68,3 @@ class DicomToNifti(SimpleInterface):
         self._results["out_json"] = str(js)
         return runtime
 
-
-def entry_input(entry: dict) -> str:
-    """The ``series_entry`` input for one entry of the series table: canonical JSON (sorted
-    keys), so equal entries hash equal."""
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False)

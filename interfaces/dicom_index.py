@@ -14,7 +14,6 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .atomic import write_json
 from .dicomio.geometry import GeometryPolicy
 from .dicomio.index import index_tree
 
@@ -53,8 +52,7 @@ class DicomIndex(SimpleInterface):
         table = index_tree(
             self.inputs.dicom_dir, self.inputs.folder_levels, geometry=policy, cache_file=cache
         )
-        out = Path(runtime.cwd) / "series_table.json"
-        write_json(table, out)
+        out = table.save(Path(runtime.cwd) / "series_table.json")
         self._results["series_table"] = str(out)
-        self._results["n_series"] = len(table["series"])
+        self._results["n_series"] = len(table.series)
         return runtime

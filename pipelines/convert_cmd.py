@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from anatprep.interfaces.dicomio.conversion import (
@@ -21,13 +22,14 @@ from anatprep.interfaces.dicomio.conversion import (
 )
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.table import SeriesEntry
 
 from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from .labels import sanitize_label
 from .report import SeriesOutcome, format_outcomes, printable, unusable_images
 
 
-def output_stems(series: list[dict]) -> dict[str, str]:
+def output_stems(series: Sequence[SeriesEntry]) -> dict[str, str]:
     """Series id -> file stem, unique within one output folder.
 
     ``<protocol>_<series number>``, with dcm2niix's suffixes where one series gives several
@@ -39,20 +41,20 @@ def output_stems(series: list[dict]) -> dict[str, str]:
     """
     by_acquisition: dict = {}
     for s in series:
-        name = sanitize_label(s.get("protocol_name") or s.get("series_description") or "")
-        key = (s.get("series_number"), s.get("acquisition"), name)
+        name = sanitize_label(s.protocol_name or s.series_description or "")
+        key = (s.series_number, s.acquisition, name)
         by_acquisition.setdefault(key, []).append(s)
     base = {}
     for (number, _, name), members in by_acquisition.items():
-        echoes = sorted({m["echo_time"] for m in members if m.get("echo_time") is not None})
+        echoes = sorted({m.echo_time for m in members if m.echo_time is not None})
         for m in members:
             stem = f"{name or 'series'}_{number if number is not None else 'x'}"
-            if len(echoes) > 1 and m.get("echo_time") is not None:
-                stem += f"_e{echoes.index(m['echo_time']) + 1}"
-            part = m.get("part") or "mag"
+            if len(echoes) > 1 and m.echo_time is not None:
+                stem += f"_e{echoes.index(m.echo_time) + 1}"
+            part = m.part or "mag"
             if part != "mag":
                 stem += "_ph" if part == "phase" else f"_{part}"
-            base[m["id"]] = stem
+            base[m.id] = stem
     counts = Counter(base.values())
     return {sid: stem if counts[stem] == 1 else f"{stem}_{sid}" for sid, stem in base.items()}
 
@@ -75,21 +77,21 @@ def convert_tree(
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     table = index_tree(input_dir, geometry=geometry)
-    for item in table["unusable"]:
-        if item["series"] is None:
-            print(printable(f"skipped {item['path']}: {item['reason']}"), file=sys.stderr)
-    if not table["series"] and not unusable_images(table["unusable"]):
+    for item in table.unusable:
+        if item.series is None:
+            print(printable(f"skipped {item.path}: {item.reason}"), file=sys.stderr)
+    if not table.series and not unusable_images(table.unusable):
         print(f"anatprep convert: no DICOM series in {input_dir}", file=sys.stderr)
         return EXIT_NO_DATA
-    stems = output_stems(table["series"])
+    stems = output_stems(table.series)
     outcomes: list[SeriesOutcome] = []
     parity: list[tuple[str, Path, dict]] = []
-    for entry in table["series"]:
-        sid, desc = entry["id"], entry.get("series_description") or ""
+    for entry in table.series:
+        sid, desc = entry.id, entry.series_description or ""
         try:
             nii, js = convert_entry(entry, output_dir / stems[sid], compression, verify, converter)
         except SeriesSkipped as exc:
-            outcomes.append(SeriesOutcome(sid, desc, "skipped", str(entry.get("skipped") or exc)))
+            outcomes.append(SeriesOutcome(sid, desc, "skipped", str(entry.skipped or exc)))
             continue
         except SeriesConversionError as exc:
             print(printable(f"FAILED {exc}"), file=sys.stderr)
@@ -98,7 +100,7 @@ def convert_tree(
         outcomes.append(SeriesOutcome(sid, desc, "converted", str(nii)))
         if verify:
             parity.append((sid, nii, json.loads(js.read_text()).get("ConversionVerification", {})))
-    outcomes += unusable_images(table["unusable"])
+    outcomes += unusable_images(table.unusable)
     print(format_outcomes(outcomes))
     if verify:
         print(format_parity(parity))
@@ -108,7 +110,7 @@ def convert_tree(
 def format_parity(rows: list[tuple[str, Path, dict]]) -> str:
     """One line per converted series: equal to dcm2niix, or which fields differ."""
     lines = []
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for sid, nii, report in rows:
         if report.get("Agrees") is True:
             verdict, detail = "equal", ""

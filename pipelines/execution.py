@@ -6,7 +6,6 @@ independent branches); afterwards each crash file is mapped back to its subject.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -17,6 +16,7 @@ from typing import Any
 from anatprep import __version__
 from anatprep.interfaces.atomic import atomic_write_bytes, write_json
 from anatprep.interfaces.dicom_index import DicomIndex
+from anatprep.interfaces.dicomio.table import SeriesTable
 
 from .config import Config
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
@@ -87,7 +87,7 @@ def default_work_dir(output_dir: Path) -> Path:
     return out.parent / f"{out.name}.work"
 
 
-def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> tuple[str, dict[str, Any]]:
+def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> tuple[str, SeriesTable]:
     """Run the DicomIndex interface; return the table path and its content.  The header cache
     in ``<work>/index/`` lets a rerun read only the files that changed."""
     index_dir = work_dir / "index"
@@ -102,12 +102,12 @@ def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> tuple[str, dict
         cache_file=str(index_dir / "header_cache.json"),
     ).run(cwd=str(index_dir))
     table_file = result.outputs.series_table
-    return table_file, json.loads(Path(table_file).read_text())
+    return table_file, SeriesTable.load(table_file)
 
 
-def _describe_unusable(table: dict[str, Any], limit: int = 5) -> str:
-    items = table.get("unusable", [])
-    lines = [f"  {u['path']}: {u['reason']}" for u in items[:limit]]
+def _describe_unusable(table: SeriesTable, limit: int = 5) -> str:
+    items = table.unusable
+    lines = [f"  {u.path}: {u.reason}" for u in items[:limit]]
     if len(items) > limit:
         lines.append(f"  ... and {len(items) - limit} more")
     return "\n".join(lines)
@@ -155,7 +155,7 @@ def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
 
 
 def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) -> list[Failure]:
-    failures = []
+    failures: list[Failure] = []
     if not crash_dir.is_dir():
         return failures
     for crash in sorted(crash_dir.glob("crash-*")):
@@ -178,7 +178,7 @@ def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) ->
 
 
 def series_outcomes(
-    table: dict[str, Any],
+    table: SeriesTable,
     plans: list[SubjectPlan],
     output_dir: Path,
     failures: list[Failure],
@@ -190,12 +190,12 @@ def series_outcomes(
 
     planned = {s.series_id: (p, s) for p in plans for s in p.series}
     wanted = {sanitize_label(p.removeprefix("sub-")) for p in participant_labels or []}
-    root_name = Path(str(table.get("root", "input"))).name
+    root_name = Path(table.root or "input").name
     outcomes = []
-    for entry in table["series"]:
-        sid, desc = entry["id"], entry.get("series_description") or ""
-        if entry.get("skipped"):
-            outcomes.append(SeriesOutcome(sid, desc, "skipped", entry["skipped"]))
+    for entry in table.series:
+        sid, desc = entry.id, entry.series_description or ""
+        if entry.skipped:
+            outcomes.append(SeriesOutcome(sid, desc, "skipped", entry.skipped))
             continue
         if sid not in planned:
             subject = subject_session(entry, cfg, root_name)[0]
@@ -219,7 +219,7 @@ def series_outcomes(
         else:
             outcome = SeriesOutcome(sid, desc, "failed", "no output (see the failures)", plan.key)
         outcomes.append(outcome)
-    return outcomes + unusable_images(table.get("unusable", []))
+    return outcomes + unusable_images(table.unusable)
 
 
 def run_study(
@@ -235,14 +235,14 @@ def run_study(
     log_dir.mkdir(parents=True, exist_ok=True)
 
     _table_file, table = index_input(input_dir, work_dir, cfg)
-    for entry in table["series"]:
-        if entry.get("skipped"):
-            LOG.warning("series %s skipped: %s", entry["id"], entry["skipped"])
-    if not table["series"]:
+    for entry in table.series:
+        if entry.skipped:
+            LOG.warning("series %s skipped: %s", entry.id, entry.skipped)
+    if not table.series:
         reason = (
             "INPUT holds no files"
-            if table["n_files"] == 0
-            else f"no usable DICOM among {table['n_files']} files:\n{_describe_unusable(table)}"
+            if table.n_files == 0
+            else f"no usable DICOM among {table.n_files} files:\n{_describe_unusable(table)}"
         )
         raise NoDataError(f"{input_dir}: {reason}")
     plans = plan_subjects(table, cfg, participant_labels)
@@ -254,8 +254,8 @@ def run_study(
     plans = [p for p in plans if p.series]
     if not plans:
         raise NoDataError(f"{input_dir}: no series matched a rule and series.convert_other is off")
-    for item in table.get("unusable", []):
-        LOG.warning("skipped %s: %s", item["path"], item["reason"])
+    for item in table.unusable:
+        LOG.warning("skipped %s: %s", item.path, item.reason)
     for plan in plans:
         kinds = ", ".join(f"{s.stem} ({s.description})" for s in plan.series)
         LOG.info("%s: %s", plan.key, kinds)
@@ -279,14 +279,14 @@ def _run_workflow(
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
-    table: dict[str, Any],
+    table: SeriesTable,
 ) -> RunSummary:
     """MultiProc, Linear, SLURM or SLURMGraph: one nipype workflow over all subjects."""
     from .workflows import init_anatprep_wf
     from .workflows.anat import node_name
 
     log_dir = work_dir / "logs"
-    entries = {s["id"]: s for s in table["series"]}
+    entries = table.by_id()
     wf = init_anatprep_wf(plans, entries, output_dir.resolve(), work_dir, cfg)
     wf.config["execution"].update(
         {
@@ -308,7 +308,7 @@ def _run_workflow(
             plugin_args["memory_gb"] = cfg.execution.memory_gb
     started = time.time()
     summary = RunSummary(
-        subjects=[p.key for p in plans], unusable_files=len(table.get("unusable", []))
+        subjects=[p.key for p in plans], unusable_files=len(table.unusable)
     )
     plugin: Any = cfg.execution.plugin
     if plugin in ("SLURM", "SLURMGraph"):
@@ -358,7 +358,7 @@ def _run_slurm_array(
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
-    table: dict[str, Any],
+    table: SeriesTable,
 ) -> RunSummary:
     """One job array, a subject per task; each subject's failures from its task's crash
     files, or from SLURM's account of a task that did not end by itself."""
@@ -367,7 +367,7 @@ def _run_slurm_array(
 
     labels = sorted({p.subject for p in plans})
     summary = RunSummary(
-        subjects=[p.key for p in plans], unusable_files=len(table.get("unusable", []))
+        subjects=[p.key for p in plans], unusable_files=len(table.unusable)
     )
     started = time.time()
     outcomes = run_array(labels, input_dir, output_dir, work_dir, cfg)

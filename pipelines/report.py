@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from anatprep.interfaces.dicomio.table import UnusableItem
+
 Status = Literal["converted", "skipped", "failed"]
 
 #: unusable files that are not images (reports, DICOMDIRs, notes): nobody's series
@@ -35,14 +37,14 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def unusable_images(unusable: Iterable[dict]) -> list[SeriesOutcome]:
+def unusable_images(unusable: Iterable[UnusableItem]) -> list[SeriesOutcome]:
     """Image files that could not be used and belong to no series: failures of their own,
     one line per folder and reason (``<folder>/ (17 image files)``)."""
     groups: dict[tuple[str, str], list[str]] = {}
     for item in unusable:
-        reason = str(item["reason"])
-        if item.get("series") is None and not reason.startswith(NOT_IMAGE_REASONS):
-            folder, _, name = str(item["path"]).rpartition("/")
+        reason = item.reason
+        if item.series is None and not reason.startswith(NOT_IMAGE_REASONS):
+            folder, _, name = item.path.rpartition("/")
             groups.setdefault((folder, reason), []).append(name)
     outcomes = []
     for (folder, reason), names in sorted(groups.items()):

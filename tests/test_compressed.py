@@ -34,7 +34,7 @@ ENCODINGS = [
 def _convert_one(src: str, folder) -> np.ndarray:
     folder.mkdir()
     shutil.copy(src, folder / "slice.dcm")
-    (entry,) = index_tree(folder)["series"]
+    (entry,) = index_tree(folder).series
     nii, _ = convert_entry(entry, folder / "out")
     return np.asanyarray(nb.load(nii).dataobj)
 
@@ -71,6 +71,6 @@ def test_gzipped_dicom_reads_transparently(tmp_path):
     folder.mkdir()
     source = Path(get_testdata_file("MR_small.dcm"))
     (folder / "slice.dcm.gz").write_bytes(gzip.compress(source.read_bytes()))
-    (entry,) = index_tree(folder)["series"]
+    (entry,) = index_tree(folder).series
     nii, _ = convert_entry(entry, folder / "out")
     np.testing.assert_array_equal(np.asanyarray(nb.load(nii).dataobj), reference)

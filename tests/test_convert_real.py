@@ -59,14 +59,14 @@ def asl_t1(data_dir, tmp_path_factory):
     src = data_dir / "dicom" / "dcm_qa_asl_t1" / "In" / "T1"
     out = tmp_path_factory.mktemp("asl_t1")
     table = index_tree(src)
-    nii, js = convert_entry(table["series"][0], out / "ours" / "t1")
+    nii, js = convert_entry(table.series[0], out / "ours" / "t1")
     ref = run_dcm2niix(src, out / "ref")
     return src, table, Path(nii), Path(js), ref
 
 
 def test_asl_t1_voxels_and_affine_equal_dcm2niix(asl_t1):
     _, table, nii, _, ref = asl_t1
-    assert len(table["series"]) == 1 and table["series"][0]["n_slices"] == 192
+    assert len(table.series) == 1 and table.series[0].n_slices == 192
     ours, theirs = nb.load(nii), nb.load(ref[0])
     # dcm2niix computes the re-sliced origin in float32: 1 µm apart over 192 mm
     assert_same_image(ours, theirs, atol_mm=2e-3)
@@ -79,7 +79,7 @@ def test_asl_t1_affine_equals_dicom_positions(asl_t1):
     img = nb.load(nii)
     data = np.asanyarray(img.dataobj)
     inv = np.linalg.inv(img.affine)
-    for path in table["series"][0]["files"][::37]:
+    for path in table.series[0].files[::37]:
         ds = pydicom.dcmread(path)
         lps = np.asarray(ds.ImagePositionPatient, float)
         iop = np.asarray(ds.ImageOrientationPatient, float)
@@ -129,9 +129,9 @@ def test_asl_t1_no_phi_anywhere(asl_t1):
 def test_ge_4d_series_equal_dcm2niix_and_ref(data_dir, tmp_path, series):
     src = data_dir / "dicom" / "dcm_qa_nih" / "In" / "20180918GE" / f"mr_000{series}"
     table = index_tree(src)
-    assert len(table["series"]) == 1
-    entry = table["series"][0]
-    assert (entry["n_slices"], entry["n_volumes"]) == (15, 10)
+    assert len(table.series) == 1
+    entry = table.series[0]
+    assert (entry.n_slices, entry.n_volumes) == (15, 10)
     nii, js = convert_entry(entry, tmp_path / "ours")
     ours = nb.load(nii)
     live = nb.load(run_dcm2niix(src, tmp_path / "ref")[0])

@@ -41,8 +41,8 @@ def _affine(dirs: np.ndarray, zooms=(0.9, 1.1, 1.7), origin=(-40.0, 25.0, -12.0)
 
 def _convert_single(dicom_dir: Path, out: Path) -> nb.Nifti1Image:
     table = index_tree(dicom_dir)
-    assert len(table["series"]) == 1, table
-    nii, _ = convert_entry(table["series"][0], out / "ours")
+    assert len(table.series) == 1, table
+    nii, _ = convert_entry(table.series[0], out / "ours")
     return nb.load(nii)
 
 
@@ -103,7 +103,7 @@ def test_missing_slice_fails_naming_series(tmp_path):
     with pytest.raises(
         SeriesConversionError, match=r"gappy_t1.*non-uniform slice spacing.*1 missing"
     ):
-        convert_entry(table["series"][0], tmp_path / "out")
+        convert_entry(table.series[0], tmp_path / "out")
     assert not list(tmp_path.glob("out*"))
 
 
@@ -126,9 +126,9 @@ def test_truncated_file_fails_its_series_only(tmp_path):
     data = bad[0].read_bytes()
     bad[0].write_bytes(data[: len(data) - 100])  # an edge slice: a gap check alone misses it
     table = index_tree(tmp_path / "dcm")
-    by_desc = {s["series_description"]: s for s in table["series"]}
-    assert by_desc["broken"]["problems"] and "truncated" in by_desc["broken"]["problems"][0]
-    assert [u["path"] for u in table["unusable"]] == [str(bad[0])]
+    by_desc = {s.series_description: s for s in table.series}
+    assert by_desc["broken"].problems and "truncated" in by_desc["broken"].problems[0]
+    assert [u.path for u in table.unusable] == [str(bad[0])]
     with pytest.raises(SeriesConversionError, match=rf"broken.*{bad[0].name}.*truncated"):
         convert_entry(by_desc["broken"], tmp_path / "b_out")
     nii, _ = convert_entry(by_desc["good"], tmp_path / "a_out")

@@ -25,15 +25,15 @@ def test_three_plane_localizer_split_by_orientation(tmp_path):
     write_series(vol, AXIAL, tmp_path / "loc", study_key="loc", prefix="A")
     write_series(vol, SAGITTAL, tmp_path / "loc", study_key="loc", prefix="S")
     table = index_tree(tmp_path)
-    assert len(table["series"]) == 2
-    assert {s["n_slices"] for s in table["series"]} == {3}
+    assert len(table.series) == 2
+    assert {s.n_slices for s in table.series} == {3}
 
 
 def test_files_listed_in_spatial_order(tmp_path):
     paths = write_series(np.ones((8, 8, 6)), AXIAL, tmp_path / "s", descending=True)
-    (entry,) = index_tree(tmp_path)["series"]
-    assert entry["files"] == [str(p) for p in paths]  # slice order, not instance order
-    assert entry["n_slices"] == 6 and entry["n_volumes"] == 1
+    (entry,) = index_tree(tmp_path).series
+    assert entry.files == tuple(str(p) for p in paths)  # slice order, not instance order
+    assert entry.n_slices == 6 and entry.n_volumes == 1
 
 
 def test_echoes_split(tmp_path):
@@ -44,7 +44,7 @@ def test_echoes_split(tmp_path):
             ds = pydicom.dcmread(p)
             ds.EchoNumbers = echo
             ds.save_as(p)
-    assert sorted(s["echo_number"] for s in index_tree(tmp_path)["series"]) == [1, 2]
+    assert sorted(s.echo_number for s in index_tree(tmp_path).series) == [1, 2]
 
 
 def test_unusable_files_listed_with_reasons(tmp_path):
@@ -58,11 +58,11 @@ def test_unusable_files_listed_with_reasons(tmp_path):
     del ds.PixelData
     ds.save_as(header_only)
     table = index_tree(tmp_path)
-    reasons = {u["path"].rsplit("/", 1)[1]: u["reason"] for u in table["unusable"]}
+    reasons = {u.path.rsplit("/", 1)[1]: u.reason for u in table.unusable}
     assert "not a DICOM file" in reasons["notes.txt"]
     assert "not a DICOM file" in reasons["empty.dcm"] or "unreadable" in reasons["empty.dcm"]
     assert "no pixel data" in reasons[header_only.name]
-    assert [s["n_slices"] for s in table["series"] if not s["problems"]] == [4]
+    assert [s.n_slices for s in table.series if not s.problems] == [4]
 
 
 def test_gzipped_files_read_transparently(tmp_path):
@@ -70,8 +70,8 @@ def test_gzipped_files_read_transparently(tmp_path):
     for p in paths:
         p.with_name(p.name + ".gz").write_bytes(gzip.compress(p.read_bytes()))
         p.unlink()
-    (entry,) = index_tree(tmp_path)["series"]
-    assert entry["n_slices"] == 3 and all(f.endswith(".dcm.gz") for f in entry["files"])
+    (entry,) = index_tree(tmp_path).series
+    assert entry.n_slices == 3 and all(f.endswith(".dcm.gz") for f in entry.files)
 
 
 def test_table_has_no_identifiers(tmp_path):
@@ -96,8 +96,8 @@ def test_symlinked_folders_are_followed_once(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "subj").symlink_to(tmp_path / "real", target_is_directory=True)
     (tmp_path / "real" / "loop").symlink_to(tmp_path / "real", target_is_directory=True)
-    (entry,) = index_tree(tmp_path / "in")["series"]
-    assert entry["n_slices"] == 4
+    (entry,) = index_tree(tmp_path / "in").series
+    assert entry.n_slices == 4
 
 
 @pytest.mark.parametrize("vendor", ["GE", "Philips"])
@@ -106,4 +106,4 @@ def test_b0_map_in_hz_is_not_a_magnitude_part(data_dir, vendor):
     from anatprep.interfaces.dicomio.index import index_tree
 
     table = index_tree(data_dir / "dicom" / "dcm_qa_fmap" / "In" / vendor)
-    assert sorted(e["part"] for e in table["series"]) == ["fieldmaphz", "mag"]
+    assert sorted(e.part for e in table.series) == ["fieldmaphz", "mag"]

@@ -82,8 +82,8 @@ def write_dwi(
 
 def _ours(dicom: Path, out: Path) -> tuple[nb.Nifti1Image, dict, np.ndarray | None, np.ndarray]:
     table = index_tree(dicom)
-    assert len(table["series"]) == 1, table
-    nii, js = convert_entry(table["series"][0], out / "ours")
+    assert len(table.series) == 1, table
+    nii, js = convert_entry(table.series[0], out / "ours")
     stem = str(nii).removesuffix(".nii.gz")
     has_table = Path(stem + ".bval").exists()
     bvec = np.loadtxt(stem + ".bvec") if has_table else None

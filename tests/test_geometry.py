@@ -45,16 +45,16 @@ def _assert_at_truth(img: nb.Nifti1Image, vol: np.ndarray, affine: np.ndarray) -
 
 def test_irregular_spacing_fails_by_default_with_the_gap(tmp_path):
     _gappy(tmp_path)
-    (entry,) = index_tree(tmp_path / "dcm")["series"]
-    assert "about 1 missing slice" in entry["problems"][0]
+    (entry,) = index_tree(tmp_path / "dcm").series
+    assert "about 1 missing slice" in entry.problems[0]
     with pytest.raises(SeriesConversionError, match=r"gappy.*non-uniform slice spacing"):
         convert_entry(entry, tmp_path / "out")
 
 
 def test_irregular_spacing_skip_is_reported_not_failed(tmp_path, capsys):
     _gappy(tmp_path)
-    (entry,) = index_tree(tmp_path / "dcm", geometry=GeometryPolicy("skip"))["series"]
-    assert "irregular_spacing: skip" in entry["skipped"]
+    (entry,) = index_tree(tmp_path / "dcm", geometry=GeometryPolicy("skip")).series
+    assert "irregular_spacing: skip" in entry.skipped
     with pytest.raises(SeriesSkipped):
         convert_entry(entry, tmp_path / "out")
     code = main(["convert", "--irregular-spacing", "skip", str(tmp_path / "dcm"), str(tmp_path)])
@@ -65,11 +65,11 @@ def test_irregular_spacing_skip_is_reported_not_failed(tmp_path, capsys):
 
 def test_irregular_spacing_split_gives_regular_parts_at_the_right_place(tmp_path):
     vol = _gappy(tmp_path, missing=4)
-    series = index_tree(tmp_path / "dcm", geometry=GeometryPolicy("split"))["series"]
-    assert [s["n_slices"] for s in series] == [4, 5]
+    series = index_tree(tmp_path / "dcm", geometry=GeometryPolicy("split")).series
+    assert [s.n_slices for s in series] == [4, 5]
     for entry in series:
-        assert "part" in entry["split_reason"] and not entry["problems"]
-        nii, _ = convert_entry(entry, tmp_path / entry["id"])
+        assert "part" in entry.split_reason and not entry.problems
+        nii, _ = convert_entry(entry, tmp_path / entry.id)
         _assert_at_truth(nb.load(nii), vol, AXIAL)
 
 
@@ -84,14 +84,14 @@ def _tilted(tmp_path, shift_cols=1.0):
 
 def test_gantry_tilt_fails_by_default(tmp_path):
     _tilted(tmp_path)
-    (entry,) = index_tree(tmp_path / "dcm")["series"]
-    assert "gantry tilt" in entry["problems"][0] and "wrong affine" in entry["problems"][0]
+    (entry,) = index_tree(tmp_path / "dcm").series
+    assert "gantry tilt" in entry.problems[0] and "wrong affine" in entry.problems[0]
 
 
 def test_gantry_tilt_resampled_onto_orthogonal_grid(tmp_path):
     vol, tilted = _tilted(tmp_path)
     policy = GeometryPolicy(gantry_tilt="resample")
-    (entry,) = index_tree(tmp_path / "dcm", geometry=policy)["series"]
+    (entry,) = index_tree(tmp_path / "dcm", geometry=policy).series
     nii, js = convert_entry(entry, tmp_path / "out")
     img = nb.load(nii)
     rot = img.affine[:3, :3] / np.linalg.norm(img.affine[:3, :3], axis=0)
@@ -115,7 +115,7 @@ def test_localizers_skipped_on_request(tmp_path):
     sag = np.array([[0, 0, 2.0, 0], [-1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]])
     write_series(np.ones((8, 8, 1)), AXIAL, tmp_path / "loc", study_key="loc", prefix="A")
     write_series(np.ones((8, 8, 1)), sag, tmp_path / "loc", study_key="loc", prefix="S")
-    kept = index_tree(tmp_path / "loc")["series"]
-    assert len(kept) == 2 and not any(s.get("skipped") for s in kept)
-    skipped = index_tree(tmp_path / "loc", geometry=GeometryPolicy(localizers="skip"))["series"]
-    assert all("localizer" in s["skipped"] for s in skipped)
+    kept = index_tree(tmp_path / "loc").series
+    assert len(kept) == 2 and not any(s.skipped for s in kept)
+    skipped = index_tree(tmp_path / "loc", geometry=GeometryPolicy(localizers="skip")).series
+    assert all("localizer" in s.skipped for s in skipped)

@@ -27,6 +27,7 @@ from anatprep.interfaces.dicomio.conversion import SeriesConversionError, conver
 from anatprep.interfaces.dicomio.headers import UnusableFile, read_headers
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.series import SeriesGeometryError
+from anatprep.interfaces.dicomio.table import SeriesEntry
 from anatprep.pipelines.convert_cmd import output_stems
 from anatprep.pipelines.synthetic import write_series
 
@@ -57,9 +58,9 @@ def _convert_all(root: Path, out: Path) -> tuple[list[Path], list[str]]:
     """Convert every series of ``root``: (written images, failure messages).  Any exception
     other than SeriesConversionError fails the test by propagating."""
     written, failed = [], []
-    for entry in index_tree(root)["series"]:
+    for entry in index_tree(root).series:
         try:
-            nii, js = convert_entry(entry, out / entry["id"])
+            nii, js = convert_entry(entry, out / entry.id)
         except SeriesConversionError as exc:
             failed.append(str(exc))
             continue
@@ -136,14 +137,14 @@ def _two_spacings(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 def test_one_uid_with_two_pixel_spacings_is_split_into_correct_volumes(tmp_path):
     vol_a, aff_a, vol_b, aff_b = _two_spacings(tmp_path / "dcm")
     table = index_tree(tmp_path / "dcm")
-    assert len(table["series"]) == 2
+    assert len(table.series) == 2
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert not failed and len(written) == 2
     by_zoom = {round(float(nb.load(p).header.get_zooms()[0]), 3): nb.load(p) for p in written}
     assert set(by_zoom) == {0.9, 0.5}
     _assert_truth(by_zoom[0.9], vol_a, aff_a)
     _assert_truth(by_zoom[0.5], vol_b, aff_b)
-    stems = output_stems(table["series"])
+    stems = output_stems(table.series)
     assert len(set(stems.values())) == 2
 
 
@@ -258,7 +259,7 @@ def test_non_finite_pixel_spacing_in_one_file_fails_its_series(tmp_path, k):
     paths = write_series(_volume(), _affine(), tmp_path / "dcm")
     _mutate(paths[k], PixelSpacing=["NaN", "1.1"])
     table = index_tree(tmp_path / "dcm")
-    assert [u["series"] for u in table["unusable"]] == [table["series"][0]["id"]]
+    assert [u.series for u in table.unusable] == [table.series[0].id]
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert not written
     assert "PixelSpacing must hold 2 finite numbers" in failed[0] and paths[k].name in failed[0]
@@ -295,18 +296,18 @@ def test_write_json_leaves_out_non_finite_numbers(tmp_path):
 def test_echo_suffixes_only_within_one_acquisition():
     series = [
         # one multi-echo acquisition: two entries split from one DICOM series
-        {"id": "m1", "protocol_name": "gre", "series_number": 4, "echo_time": 4.9,
-         "acquisition": "aaaa"},
-        {"id": "m2", "protocol_name": "gre", "series_number": 4, "echo_time": 7.4,
-         "acquisition": "aaaa"},
+        SeriesEntry(id="m1", protocol_name="gre", series_number=4, echo_time=4.9,
+         acquisition="aaaa"),
+        SeriesEntry(id="m2", protocol_name="gre", series_number=4, echo_time=7.4,
+         acquisition="aaaa"),
         # two unrelated series that happen to share number 7 (another study, another TE)
-        {"id": "u1", "protocol_name": "t1", "series_number": 7, "echo_time": 2.9,
-         "acquisition": "bbbb"},
-        {"id": "u2", "protocol_name": "t1", "series_number": 7, "echo_time": 3.1,
-         "acquisition": "cccc"},
+        SeriesEntry(id="u1", protocol_name="t1", series_number=7, echo_time=2.9,
+         acquisition="bbbb"),
+        SeriesEntry(id="u2", protocol_name="t1", series_number=7, echo_time=3.1,
+         acquisition="cccc"),
         # same number, same acquisition hash absent, different protocols
-        {"id": "p1", "protocol_name": "flair", "series_number": 9, "echo_time": 90.0},
-        {"id": "p2", "protocol_name": "dwi", "series_number": 9, "echo_time": 70.0},
+        SeriesEntry(id="p1", protocol_name="flair", series_number=9, echo_time=90.0),
+        SeriesEntry(id="p2", protocol_name="dwi", series_number=9, echo_time=70.0),
     ]  # fmt: skip
     stems = output_stems(series)
     assert stems["m1"] == "gre_4_e1" and stems["m2"] == "gre_4_e2"
@@ -321,7 +322,7 @@ def test_unrelated_series_sharing_a_number_get_distinct_names_without_echo(tmp_p
             _volume(), _affine(), tmp_path / "dcm" / key, study_key=key, meta={"EchoTime": te}
         )
     table = index_tree(tmp_path / "dcm")
-    stems = output_stems(table["series"])
+    stems = output_stems(table.series)
     assert len(stems) == 2 and len(set(stems.values())) == 2
     assert not any("_e" in stem for stem in stems.values()), stems
 
@@ -381,8 +382,8 @@ def test_images_without_any_plane_are_listed_not_failed(tmp_path):
         _without(p, "ImageOrientationPatient")
     write_series(_volume(), _affine(), tmp_path / "dcm" / "t1", study_key="t1")
     table = index_tree(tmp_path / "dcm")
-    assert len(table["series"]) == 1
-    assert [u["series"] for u in table["unusable"]] == [None] * len(shots)
+    assert len(table.series) == 1
+    assert [u.series for u in table.unusable] == [None] * len(shots)
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert len(written) == 1 and not failed
 

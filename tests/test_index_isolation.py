@@ -24,11 +24,11 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from anatprep.interfaces.atomic import write_json
 from anatprep.interfaces.dicom_index import DicomIndex
 from anatprep.interfaces.dicomio import index as index_module
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.table import SeriesTable
 from anatprep.pipelines.synthetic import write_series
 
 AXIAL = np.diag([-1.0, -1.0, 2.0, 1.0])
@@ -56,14 +56,15 @@ def _mutate(path: Path, **fields) -> None:
 def _check(table: dict, broken: Path, needles: list[str], tmp_path: Path) -> dict:
     """``broken`` is listed with a reason holding every needle; subject B is complete; the
     table writes as strict JSON.  Returns the unusable item."""
-    (item,) = [u for u in table["unusable"] if u["path"] == str(broken)]
+    (item,) = [u for u in table.unusable if u.path == str(broken)]
     for needle in needles:
-        assert needle in item["reason"], item["reason"]
-    (b_entry,) = [s for s in table["series"] if s["folders"][0] == "subB"]
-    assert b_entry["problems"] == [] and b_entry["n_slices"] == N_SLICES
-    assert len(b_entry["files"]) == N_SLICES == len(b_entry["fingerprints"])
-    out = write_json(table, tmp_path / "table.json")
+        assert needle in item.reason, item.reason
+    (b_entry,) = [s for s in table.series if s.folders[0] == "subB"]
+    assert b_entry.problems == () and b_entry.n_slices == N_SLICES
+    assert len(b_entry.files) == N_SLICES == len(b_entry.fingerprints)
+    out = table.save(tmp_path / "table.json")
     json.loads(out.read_text(), parse_constant=_no_constant)
+    assert SeriesTable.load(out) == table
     return item
 
 
@@ -72,14 +73,14 @@ def _no_constant(name: str):
 
 
 def _series_of_a(table: dict) -> dict:
-    (entry,) = [s for s in table["series"] if s["folders"][0] == "subA"]
+    (entry,) = [s for s in table.series if s.folders[0] == "subA"]
     return entry
 
 
 def _assert_fails_a(table: dict, item: dict) -> None:
     entry = _series_of_a(table)
-    assert item["series"] == entry["id"]
-    assert any(item["path"] in p and item["reason"] in p for p in entry["problems"])
+    assert item.series == entry.id
+    assert any(item.path in p and item.reason in p for p in entry.problems)
 
 
 # --- the triggers ---------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_non_finite_timing_in_one_file(tmp_path, key, text, needle):
     _mutate(a[0], **{key: text})
     table = index_tree(tmp_path / "dcm")
     _assert_fails_a(table, _check(table, a[0], [needle], tmp_path))
-    assert len([s for s in table["series"] if s["folders"][0] == "subA"]) == 1
+    assert len([s for s in table.series if s.folders[0] == "subA"]) == 1
 
 
 def test_truncated_gzip(tmp_path):
@@ -252,8 +253,8 @@ def test_anatprep_run_goes_on_past_a_broken_file(tmp_path):
 
 
 def _assert_fingerprints(entry: dict) -> None:
-    assert len(entry["fingerprints"]) == len(entry["files"])
-    for path, fingerprint in zip(entry["files"], entry["fingerprints"], strict=True):
+    assert len(entry.fingerprints) == len(entry.files)
+    for path, fingerprint in zip(entry.files, entry.fingerprints, strict=True):
         st = os.stat(path)
         size, mtime, digest = fingerprint.split("-")
         assert (int(size), int(mtime)) == (st.st_size, st.st_mtime_ns)
@@ -266,37 +267,37 @@ def test_fingerprints_align_with_files(tmp_path):
     gapped = write_series(_volume(3), AXIAL, tmp_path / "dcm" / "gap", series_number=7)
     gapped[2].unlink()  # irregular spacing: split into two parts
     table = index_tree(tmp_path / "dcm", geometry=GeometryPolicy("split"))
-    assert len(table["series"]) == 4 and sum("split_from" in s for s in table["series"]) == 2
-    for entry in table["series"]:
+    assert len(table.series) == 4 and sum(s.split_from is not None for s in table.series) == 2
+    for entry in table.series:
         _assert_fingerprints(entry)
-    (enh,) = [s for s in table["series"] if s["folders"] == ["enh"]]
-    assert len(set(enh["fingerprints"])) == 1 and len(enh["fingerprints"]) == 4
+    (enh,) = [s for s in table.series if s.folders == ("enh",)]
+    assert len(set(enh.fingerprints)) == 1 and len(enh.fingerprints) == 4
 
 
 def test_a_header_change_changes_the_fingerprint_even_at_same_size_and_time(tmp_path):
     paths = write_series(_volume(1), AXIAL, tmp_path / "dcm")
-    before = index_tree(tmp_path / "dcm")["series"][0]
+    before = index_tree(tmp_path / "dcm").series[0]
     st = os.stat(paths[2])
     data = paths[2].read_bytes()
     assert data.count(b"t1_mprage_sag") == 2  # description and protocol name
     paths[2].write_bytes(data.replace(b"t1_mprage_sag", b"t1_mprage_cor", 1))
     os.utime(paths[2], ns=(st.st_atime_ns, st.st_mtime_ns))
-    after = index_tree(tmp_path / "dcm")["series"]
-    changed = next(s for s in after if str(paths[2]) in s["files"])
-    k = changed["files"].index(str(paths[2]))
-    old = before["fingerprints"][before["files"].index(str(paths[2]))]
-    assert changed["fingerprints"][k] != old
-    assert changed["fingerprints"][k].split("-")[:2] == old.split("-")[:2]
+    after = index_tree(tmp_path / "dcm").series
+    changed = next(s for s in after if str(paths[2]) in s.files)
+    k = changed.files.index(str(paths[2]))
+    old = before.fingerprints[before.files.index(str(paths[2]))]
+    assert changed.fingerprints[k] != old
+    assert changed.fingerprints[k].split("-")[:2] == old.split("-")[:2]
 
 
 def test_a_pixel_change_keeps_the_digest_but_not_the_time(tmp_path):
     paths = write_series(_volume(1), AXIAL, tmp_path / "dcm")
-    old = index_tree(tmp_path / "dcm")["series"][0]["fingerprints"][0]
+    old = index_tree(tmp_path / "dcm").series[0].fingerprints[0]
     data = bytearray(paths[0].read_bytes())
     data[-1] ^= 0xFF
     paths[0].write_bytes(bytes(data))
     os.utime(paths[0], ns=(time.time_ns(), time.time_ns() + 10**9))
-    new = index_tree(tmp_path / "dcm")["series"][0]["fingerprints"][0]
+    new = index_tree(tmp_path / "dcm").series[0].fingerprints[0]
     assert new != old and new.split("-")[2] == old.split("-")[2]
 
 
@@ -388,5 +389,5 @@ def test_dicom_index_keeps_its_cache(tmp_path):
         cwd=str(tmp_path / "index")
     )
     assert result.outputs.n_series == 2 and cache.is_file()
-    table = json.loads(Path(result.outputs.series_table).read_text())
-    assert all(len(s["fingerprints"]) == len(s["files"]) for s in table["series"])
+    table = SeriesTable.load(result.outputs.series_table)
+    assert all(len(s.fingerprints) == len(s.files) for s in table.series)

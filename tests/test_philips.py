@@ -54,8 +54,8 @@ def test_enhanced_frames_with_different_scales_keep_display_values():
 def _convert(data_dir, folder, tmp_path):
     table = index_tree(data_dir / "dicom" / folder)
     out = []
-    for entry in table["series"]:
-        nii, js = convert_entry(entry, tmp_path / entry["id"])
+    for entry in table.series:
+        nii, js = convert_entry(entry, tmp_path / entry.id)
         out.append((nb.load(nii), json.loads(js.read_text()), nii))
     return out
 

@@ -68,7 +68,7 @@ def test_12_bit_garbage_matches_dcm2niix(tmp_path, signed):
     """dcm2niix masks (unsigned) or sign-extends (signed) 12-bit samples: so do we."""
     files = _garbage_series(tmp_path / "dcm", 12, signed, seed=3)
     table = index_tree(tmp_path / "dcm")
-    nii, _ = convert_entry(table["series"][0], tmp_path / "ours")
+    nii, _ = convert_entry(table.series[0], tmp_path / "ours")
     ours = nb.load(nii)
     ref = nb.load(run_dcm2niix(tmp_path / "dcm", tmp_path / "ref")[0])
     assert_same_image(ours, ref)
@@ -85,7 +85,7 @@ def test_inconsistent_high_bit_is_refused(tmp_path):
     _garbage_series(tmp_path / "dcm", 12, False, high_bit=15)
     table = index_tree(tmp_path / "dcm")
     with pytest.raises(SeriesConversionError, match="HighBit 15 with BitsStored 12"):
-        convert_entry(table["series"][0], tmp_path / "ours")
+        convert_entry(table.series[0], tmp_path / "ours")
 
 
 def test_keep_stored_bits_leaves_full_width_and_read_only_input_alone():

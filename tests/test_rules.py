@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from anatprep.interfaces.dicomio.table import SeriesEntry, SeriesTable
 from anatprep.pipelines.config import Config, load_config
 from anatprep.pipelines.labels import sanitize_label
-from anatprep.pipelines.rules import classify, plan_subjects
+from anatprep.pipelines.rules import SubjectPlan, classify, plan_subjects
 
 
 def _entry(
@@ -19,19 +22,24 @@ def _entry(
     number=1,
     image_type=("ORIGINAL", "PRIMARY", "M", "ND"),
     seq="",
-):
-    return {
-        "id": sid,
-        "folders": list(folders),
-        "series_description": desc,
-        "protocol_name": desc,
-        "sequence_name": seq,
-        "image_type": list(image_type),
-        "n_slices": n_slices,
-        "n_volumes": n_volumes,
-        "series_number": number,
-        "problems": [],
-    }
+) -> SeriesEntry:
+    return SeriesEntry(
+        id=sid,
+        folders=tuple(folders),
+        series_description=desc,
+        protocol_name=desc,
+        sequence_name=seq,
+        image_type=tuple(image_type),
+        n_slices=n_slices,
+        n_volumes=n_volumes,
+        series_number=number,
+    )
+
+
+def _plan(table: dict, cfg: Config, labels: list[str] | None = None) -> list[SubjectPlan]:
+    """plan_subjects on a table given as ``{"root": ..., "series": [entries]}``."""
+    typed = SeriesTable(root=table["root"], n_files=0, series=tuple(table["series"]))
+    return plan_subjects(typed, cfg, labels)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +87,7 @@ def test_labels_sanitized_and_runs_numbered():
             _entry("../../ep2d bold", sid="c", folders=("Pat.01 (x)",), number=9),
         ],
     }
-    (plan,) = plan_subjects(table, Config())
+    (plan,) = _plan(table, Config())
     assert plan.subject == "Pat01x"
     stems = [s.stem for s in plan.series]
     assert stems == [
@@ -99,10 +107,10 @@ def test_subject_map_sessions_and_participant_filter():
             _entry("MPRAGE", sid="b", folders=("sub-02", "ses-2")),
         ],
     }
-    plans = plan_subjects(table, cfg)
+    plans = _plan(table, cfg)
     assert [(p.subject, p.session) for p in plans] == [("01", "visit1"), ("02", "2")]
     assert plans[0].rel_dir == "sub-01/ses-visit1"
-    assert [p.subject for p in plan_subjects(table, cfg, ["sub-02"])] == ["02"]
+    assert [p.subject for p in _plan(table, cfg, ["sub-02"])] == ["02"]
 
 
 def test_sanitize_label():
@@ -118,19 +126,17 @@ def test_split_series_get_distinct_names():
             _entry("localizer", sid="b", number=1, n_slices=3),
         ],
     }
-    (plan,) = plan_subjects(table, Config())
+    (plan,) = _plan(table, Config())
     assert [s.stem for s in plan.series] == [
         "sub-subj_acq-localizer_run-1",
         "sub-subj_acq-localizer_run-1part2",
     ]
     cfg = load_config(None, {"series.convert_other": False})
-    assert plan_subjects(table, cfg)[0].series == []
+    assert _plan(table, cfg)[0].series == []
 
 
 def _echo(sid, echo_time, part="mag", desc="t1_memprage", number=5):
-    entry = _entry(desc, sid=sid, number=number)
-    entry.update(echo_time=echo_time, part=part)
-    return entry
+    return replace(_entry(desc, sid=sid, number=number), echo_time=echo_time, part=part)
 
 
 def test_multi_echo_and_phase_named_the_bids_way():
@@ -143,7 +149,7 @@ def test_multi_echo_and_phase_named_the_bids_way():
             _echo("d", 3.1, "phase"),
         ],
     }
-    (plan,) = plan_subjects(table, Config())
+    (plan,) = _plan(table, Config())
     stems = {s.series_id: s.stem for s in plan.series}
     # magnitudes are the T1w images; phase parts are kept, under extra/, named alike
     assert stems == {
@@ -159,8 +165,8 @@ def test_unrelated_series_sharing_a_number_are_runs_not_echoes():
     """Two T1w series of the same number and description from different DICOM series (e.g.
     two sessions in one folder) are two runs, not the echoes of one acquisition."""
     first, second = _echo("a", 2.9), _echo("b", 3.4)
-    first["acquisition"], second["acquisition"] = "1111aaaa", "2222bbbb"
-    (plan,) = plan_subjects({"root": "/in", "series": [first, second]}, Config())
+    first, second = replace(first, acquisition="1111aaaa"), replace(second, acquisition="2222bbbb")
+    (plan,) = _plan({"root": "/in", "series": [first, second]}, Config())
     assert [s.stem for s in plan.series] == ["sub-subj_run-1_T1w", "sub-subj_run-2_T1w"]
 
 
@@ -169,7 +175,7 @@ def test_single_echo_magnitude_keeps_the_plain_name_and_runs_count_acquisitions(
         "root": "/in",
         "series": [_echo("a", 2.9, number=3), _echo("b", 2.9, number=7)],
     }
-    (plan,) = plan_subjects(table, Config())
+    (plan,) = _plan(table, Config())
     assert [s.stem for s in plan.series] == ["sub-subj_run-1_T1w", "sub-subj_run-2_T1w"]
 
 
@@ -177,8 +183,8 @@ def test_convert_command_names_echoes_and_phase_like_dcm2niix():
     from anatprep.pipelines.convert_cmd import output_stems
 
     series = [
-        {"id": "x1", "protocol_name": "gre_fm", "series_number": 8, "echo_time": 4.9},
-        {"id": "x2", "protocol_name": "gre_fm", "series_number": 8, "echo_time": 7.4},
-        {"id": "x3", "protocol_name": "gre_fm", "series_number": 9, "part": "phase"},
+        SeriesEntry(id="x1", protocol_name="gre_fm", series_number=8, echo_time=4.9),
+        SeriesEntry(id="x2", protocol_name="gre_fm", series_number=8, echo_time=7.4),
+        SeriesEntry(id="x3", protocol_name="gre_fm", series_number=9, part="phase"),
     ]
     assert output_stems(series) == {"x1": "grefm_8_e1", "x2": "grefm_8_e2", "x3": "grefm_9_ph"}

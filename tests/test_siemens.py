@@ -74,7 +74,7 @@ def test_old_mosaic_slice_timing_from_protocol(data_dir, tmp_path):
     (2200 - 10 ms), as dcm2niix writes them."""
     for folder, n in (("B12", 35), ("B13", 36)):
         table = index_tree(data_dir / "dicom" / "dcm_qa_stc" / "In" / "Siemens" / folder)
-        (entry,) = table["series"]
+        (entry,) = table.series
         _, js = convert_entry(entry, tmp_path / folder)
         sidecar = json.loads(js.read_text())
         assert sidecar["SliceTiming"] == pytest.approx([k * 2.19 / n for k in range(n)], rel=1e-5)
@@ -97,7 +97,7 @@ def _series_2d(folder, times, tr=400, acquisition="2D"):
 
 
 def _sidecar(folder, out):
-    (entry,) = index_tree(folder)["series"]
+    (entry,) = index_tree(folder).series
     _, js = convert_entry(entry, out / "s")
     return json.loads(js.read_text())
 
@@ -145,10 +145,10 @@ def test_acquisition_time_needs_every_time():
 )
 def test_phase_difference_echo_times(data_dir, tmp_path, folder, expected):
     table = index_tree(data_dir / "dicom" / folder)
-    phase = [e for e in table["series"] if e["part"] == "phase"]
+    phase = [e for e in table.series if e.part == "phase"]
     assert phase
     for entry in phase:
-        _, js = convert_entry(entry, tmp_path / entry["id"])
+        _, js = convert_entry(entry, tmp_path / entry.id)
         sidecar = json.loads(js.read_text())
         assert (sidecar["EchoTime1"], sidecar["EchoTime2"]) == expected
 
@@ -206,10 +206,10 @@ def test_field_map_slice_timing_exact_where_dcm2niix_rounds(data_dir, tmp_path):
     from conftest import run_dcm2niix
 
     folder = data_dir / "dicom" / "dcm_qa_fmap" / "In" / "Siemens" / "4_gre_field_ph"
-    (entry,) = index_tree(folder)["series"]
+    (entry,) = index_tree(folder).series
     _, js = convert_entry(entry, tmp_path / "ours")
     ours = json.loads(js.read_text())
-    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in entry["files"]]
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in entry.files]
     seconds = [
         int(t[:2]) * 3600 + int(t[2:4]) * 60 + float(t[4:])
         for t in (str(h.AcquisitionTime) for h in headers)

@@ -150,7 +150,7 @@ def _asl_series(root, sequence: str, where: str, contrast: str | None):
 )
 def test_synthetic_asl_matches_dcm2niix(tmp_path, sequence, where, contrast):
     root = _asl_series(tmp_path / "dcm", sequence, where, contrast)
-    (entry,) = index_tree(root)["series"]
+    (entry,) = index_tree(root).series
     _, js = convert_entry(entry, tmp_path / "ours")
     ours = json.loads(js.read_text())
     (ref_nii,) = run_dcm2niix(root, tmp_path / "ref")
@@ -164,7 +164,7 @@ def test_disagreeing_labeling_types_write_none(tmp_path):
     """Sequence name says PCASL, (0018,9250) says PULSED: dcm2niix writes both keys (the JSON
     reader keeps the last); we write no type."""
     root = _asl_series(tmp_path / "dcm", "ep2d_pcasl", "sds", "PULSED")
-    (entry,) = index_tree(root)["series"]
+    (entry,) = index_tree(root).series
     _, js = convert_entry(entry, tmp_path / "ours")
     ours = json.loads(js.read_text())
     assert "ArterialSpinLabelingType" not in ours
@@ -177,7 +177,7 @@ def test_disagreeing_labeling_types_write_none(tmp_path):
 @pytest.mark.parametrize("folder", ["25_asl_2d_tra", "27_asl_2d_tra", "28_asl_2d_tra"])
 def test_xa30_enhanced_asl_matches_dcm2niix(data_dir, tmp_path, folder):
     src = data_dir / "dicom" / "dcm_qa_xa30" / "In" / folder
-    (entry,) = index_tree(src)["series"]
+    (entry,) = index_tree(src).series
     _, js = convert_entry(entry, tmp_path / "ours")
     ours = json.loads(js.read_text())
     (ref_nii,) = run_dcm2niix(src, tmp_path / "ref")

@@ -72,8 +72,8 @@ def xa_run(
 
 def _convert(root: Path, out: Path) -> list[tuple[dict, nb.Nifti1Image, dict]]:
     results = []
-    for entry in index_tree(root)["series"]:
-        nii, js = convert_entry(entry, out / entry["id"])
+    for entry in index_tree(root).series:
+        nii, js = convert_entry(entry, out / entry.id)
         results.append((entry, nb.load(nii), json.loads(js.read_text())))
     return results
 
@@ -93,7 +93,7 @@ def test_volumes_become_one_4d_image_like_dcm2niix(tmp_path):
     assert "MultibandAccelerationFactor" not in sidecar
     # volumes in acquisition order: the first volume is series 16001's
     first = pydicom.dcmread(sorted((root / "v0").iterdir())[0])
-    assert entry["files"][0].startswith(str(root / "v0"))
+    assert entry.files[0].startswith(str(root / "v0"))
     assert first.SeriesNumber == 16001
 
 
@@ -146,6 +146,6 @@ def test_volume_with_moved_slices_fails_loudly(tmp_path):
         ds.ImagePositionPatient = [float(v) + (1.5 if i == 2 else 0) for i, v in
                                    enumerate(ds.ImagePositionPatient)]  # fmt: skip
         ds.save_as(path)
-    (entry,) = index_tree(root)["series"]
+    (entry,) = index_tree(root).series
     with pytest.raises(SeriesConversionError, match=r"slice locations|spacing"):
         convert_entry(entry, tmp_path / "ours" / "x")

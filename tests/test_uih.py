@@ -226,11 +226,11 @@ def test_series_of_rejected_files_is_a_failed_series(tmp_path):
     src.mkdir()
     paths = _series(src, private=False)
     table = index_tree(src)
-    assert len(table["series"]) == 1
-    entry = table["series"][0]
-    assert entry["series_number"] == 7 and entry["series_description"] == "dwi_SaveBySlc"
-    assert len(entry["problems"]) == len(paths)
-    assert all(item["series"] == entry["id"] for item in table["unusable"])
+    assert len(table.series) == 1
+    entry = table.series[0]
+    assert entry.series_number == 7 and entry.series_description == "dwi_SaveBySlc"
+    assert len(entry.problems) == len(paths)
+    assert all(item.series == entry.id for item in table.unusable)
     with pytest.raises(SeriesConversionError, match=r"0000\.dcm"):
         convert_entry(entry, tmp_path / "out" / "x")
     assert convert_tree(src, tmp_path / "out", 1) == EXIT_PARTIAL
@@ -244,9 +244,9 @@ def test_partly_rejected_uih_series_fails_whole(tmp_path):
     del ds[0x0065, 0x1051]
     ds.save_as(src / "0001.dcm")
     table = index_tree(src)
-    assert len(table["series"]) == 1
-    entry = table["series"][0]
-    assert entry["flavour"] == "uih" and any("0001.dcm" in p for p in entry["problems"])
+    assert len(table.series) == 1
+    entry = table.series[0]
+    assert entry.flavour == "uih" and any("0001.dcm" in p for p in entry.problems)
 
 
 def test_classic_series_without_positions_is_reported(tmp_path):
@@ -258,8 +258,8 @@ def test_classic_series_without_positions_is_reported(tmp_path):
         ds.Manufacturer = "ACME"
         ds.save_as(path)
     table = index_tree(src)  # images with no plane at all: listed, and a failure of convert
-    assert not table["series"]
-    assert [u["reason"] for u in table["unusable"]] == [
+    assert not table.series
+    assert [u.reason for u in table.unusable] == [
         "ImagePositionPatient is missing: cannot place the slice in space"
     ] * 2
     assert main(["convert", str(src), str(tmp_path / "out")]) == 4
@@ -348,7 +348,7 @@ def test_truncated_grid_file_fails_its_series(tmp_path):
     paths = _series(src)
     paths[1].write_bytes(paths[1].read_bytes()[:-20])
     table = index_tree(src)
-    assert len(table["series"]) == 1
-    entry = table["series"][0]
-    assert entry["flavour"] == "uih"
-    assert any("0001.dcm" in p and "truncated" in p for p in entry["problems"])
+    assert len(table.series) == 1
+    entry = table.series[0]
+    assert entry.flavour == "uih"
+    assert any("0001.dcm" in p and "truncated" in p for p in entry.problems)

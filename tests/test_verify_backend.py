@@ -21,7 +21,7 @@ AFFINE = np.array([[-0.9, 0, 0, 40.0], [0, -1.1, 0, 30.0], [0, 0, 1.7, -12.0], [
 def _series(tmp_path):
     vol = np.random.default_rng(3).integers(0, 3000, size=(20, 18, 10)).astype(float)
     write_series(vol, AFFINE, tmp_path / "dcm", series_number=4)
-    (entry,) = index_tree(tmp_path / "dcm")["series"]
+    (entry,) = index_tree(tmp_path / "dcm").series
     return entry
 
 
@@ -44,7 +44,7 @@ def test_verify_flags_a_difference(tmp_path):
     nb.save(nb.Nifti1Image(data, img.affine, img.header), tampered)
     sidecar = json.loads(js.read_text())
     sidecar["EchoTime"] = 1.0
-    with run_on_series(entry["files"]) as outputs:
+    with run_on_series(entry.files) as outputs:
         parity = compare(ConverterOutput(tampered, sidecar), outputs[0])
     assert not parity.agrees
     assert not parity.voxels_identical
@@ -82,7 +82,7 @@ def test_verify_reads_gzipped_dicom(tmp_path):
     for path in sorted((tmp_path / "dcm").iterdir()):
         path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
         path.unlink()
-    (entry,) = index_tree(tmp_path / "dcm")["series"]
-    assert all(f.endswith(".gz") for f in entry["files"])
+    (entry,) = index_tree(tmp_path / "dcm").series
+    assert all(f.endswith(".gz") for f in entry.files)
     _, js = convert_entry(entry, tmp_path / "out" / "t1", verify=True)
     assert json.loads(js.read_text())["ConversionVerification"]["Agrees"] is True

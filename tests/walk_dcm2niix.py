@@ -71,9 +71,9 @@ def run_dcm2niix(src: Path, out: Path) -> list[ConverterOutput]:
 def run_ours(src: Path, out: Path) -> tuple[list[ConverterOutput], list[tuple[dict, str]]]:
     table = index_tree(src)
     outputs, failed = [], []
-    for entry in table["series"]:
+    for entry in table.series:
         try:
-            nii, js = convert_entry(entry, out / entry["id"])
+            nii, js = convert_entry(entry, out / entry.id)
         except SeriesSkipped as exc:
             failed.append((entry, f"skipped: {exc}"))
             continue
@@ -82,9 +82,9 @@ def run_ours(src: Path, out: Path) -> tuple[list[ConverterOutput], list[tuple[di
             continue
         outputs.append(ConverterOutput.beside(nii, json.loads(js.read_text())))
     images = Counter(
-        item["reason"]
-        for item in table["unusable"]
-        if item.get("series") is None and not item["reason"].startswith(NOT_IMAGES)
+        item.reason
+        for item in table.unusable
+        if item.series is None and not item.reason.startswith(NOT_IMAGES)
     )
     for reason, count in sorted(images.items()):
         failed.append(({"id": f"{count} image file(s)", "series_number": None}, reason))
@@ -102,7 +102,7 @@ def walk_set(data_dir: Path, set_name: str, tmp: Path) -> list[Row]:
         shape = tuple(nb.load(ref.nifti).shape)
         candidates = [o for o in ours if o.sidecar.get("SeriesNumber") == number]
         if not candidates:
-            reasons = [r for e, r in failed if e.get("series_number") == number]
+            reasons = [r for e, r in failed if e.series_number == number]
             reason = reasons[0] if reasons else "no output of ours with this SeriesNumber"
             rows.append(Row(set_name, ref.nifti.stem, number, "not converted", shape, 0, [reason]))
             continue
@@ -125,9 +125,9 @@ def walk_set(data_dir: Path, set_name: str, tmp: Path) -> list[Row]:
             )  # fmt: skip
     numbers = {r.series_number for r in rows}
     for entry, reason in failed:
-        if entry.get("series_number") not in numbers or entry.get("series_number") is None:
+        if entry.series_number not in numbers or entry.series_number is None:
             rows.append(
-                Row(set_name, entry["id"], entry.get("series_number"), "not converted",
+                Row(set_name, entry.id, entry.series_number, "not converted",
                     problems=[f"(dcm2niix writes nothing for it either) {reason}"])
             )  # fmt: skip
     return rows

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,6 +27,7 @@ from .reference import (
 )
 from .series import SeriesGeometryError
 from .sidecar import FORBIDDEN_KEYS, build_sidecar
+from .table import SeriesEntry
 from .uih import UihSeries
 
 LOG = logging.getLogger("anatprep")
@@ -49,14 +49,8 @@ class SeriesSkipped(SeriesConversionError):
     """A series left out on purpose by the geometry policy (not a failure)."""
 
 
-def describe(entry: dict[str, Any]) -> str:
-    desc = entry.get("series_description") or entry.get("protocol_name") or "?"
-    folder = "/".join(entry.get("folders") or [])
-    return f"series {entry['id']} ('{desc}' in {folder or '.'})"
-
-
 def convert_entry(
-    entry: dict[str, Any],
+    entry: SeriesEntry,
     out_stem: Path,
     compression: int = DEFAULT_LEVEL,
     verify: bool = False,
@@ -69,22 +63,22 @@ def convert_entry(
     ``verify`` runs dcm2niix beside ours and records the agreement in the sidecar
     (``ConversionVerification``), logging a warning on any difference.
     """
-    name = describe(entry)
-    if entry.get("skipped"):
-        raise SeriesSkipped(f"{name} skipped: {entry['skipped']}")
-    if entry.get("problems"):
-        raise SeriesConversionError(f"{name} cannot be converted: " + "; ".join(entry["problems"]))
+    name = entry.describe()
+    if entry.skipped:
+        raise SeriesSkipped(f"{name} skipped: {entry.skipped}")
+    if entry.problems:
+        raise SeriesConversionError(f"{name} cannot be converted: " + "; ".join(entry.problems))
     if converter == "dcm2niix":
         return _convert_with_dcm2niix(entry, out_stem, compression, name)
     if converter != "anatprep":
         raise ValueError(f"unknown converter {converter!r}")
-    reader = READERS.get(entry.get("flavour"))
+    reader = READERS.get(entry.flavour)
     if reader is None:
         raise SeriesConversionError(
-            f"{name}: {entry.get('flavour')} DICOM is not supported by this converter yet"
+            f"{name}: {entry.flavour} DICOM is not supported by this converter yet"
         )
     try:
-        series = reader(entry["files"], entry.get("frames"), bool(entry.get("resample_tilt")))
+        series = reader(list(entry.files), _frames(entry), entry.resample_tilt)
         volume = series.to_volume()
     except (SeriesGeometryError, UnusableFile) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
@@ -97,7 +91,7 @@ def convert_entry(
         atomic_write_bytes(_with_suffix(out_stem, ".bval"), gradients[0].encode())
         atomic_write_bytes(_with_suffix(out_stem, ".bvec"), gradients[1].encode())
     if verify:
-        report = dcm2niix_agreement(entry["files"], ConverterOutput.beside(nii, sidecar))
+        report = dcm2niix_agreement(list(entry.files), ConverterOutput.beside(nii, sidecar))
         sidecar["ConversionVerification"] = report
         if report.get("Agrees") is not True:
             LOG.warning(
@@ -107,27 +101,31 @@ def convert_entry(
     return nii, js
 
 
+def _frames(entry: SeriesEntry) -> list[int | None] | None:
+    return None if entry.frames is None else list(entry.frames)
+
+
 def _with_suffix(stem: Path, suffix: str) -> Path:
     return stem.with_name(stem.name + suffix)
 
 
 def _convert_with_dcm2niix(
-    entry: dict[str, Any], out_stem: Path, compression: int, name: str
+    entry: SeriesEntry, out_stem: Path, compression: int, name: str
 ) -> tuple[Path, Path]:
     """The optional backend: dcm2niix's image and (anonymised, filtered) sidecar."""
     import nibabel as nb
 
     from .headers import read_headers
 
-    first = read_headers(entry["files"][0])
-    frame = (entry.get("frames") or [None])[0]
+    first = read_headers(entry.files[0])
+    frame = (entry.frames or (None,))[0]
     header = next((h for h in first if getattr(h, "frame", None) == frame), first[0])
     expected = build_sidecar(header)
     try:
-        with run_on_series(entry["files"]) as outputs:
+        with run_on_series(list(entry.files)) as outputs:
             out = best_match(outputs, expected)
-            img = nb.load(out.nifti)
-            data = np.asanyarray(img.dataobj.get_unscaled())
+            img = nb.Nifti1Image.from_filename(out.nifti)
+            data = np.asanyarray(img.dataobj.get_unscaled())  # type: ignore[attr-defined]
             result = nb.Nifti1Image(data, img.affine, img.header)
             result.header["descrip"] = b"dcm2niix via anatprep"
             nii = write_nifti(result, _with_suffix(out_stem, ".nii.gz"), compression)

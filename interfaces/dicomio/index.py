@@ -50,6 +50,7 @@ from .series import (
     order_slices,
     series_id,
 )
+from .table import SeriesTable
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -226,7 +227,7 @@ def index_tree(
     n_procs: int | None = None,
     geometry: GeometryPolicy | None = None,
     cache_file: Path | None = None,
-) -> dict[str, Any]:
+) -> SeriesTable:
     """Build the series table of ``root`` (see module docstring).
 
     ``geometry`` decides what happens to irregular, tilted and localizer series (see
@@ -281,13 +282,15 @@ def index_tree(
     _attach_rejected(rejected, series_list, root, folder_levels, uids)
     for entry in series_list:
         entry["fingerprints"] = [reads[f].fingerprint for f in entry["files"]]
-    return json_safe(
-        {
-            "root": str(root),
-            "n_files": len(reads),
-            "series": series_list,
-            "unusable": [item for item, _, _ in rejected],
-        }
+    return SeriesTable.from_dict(
+        json_safe(
+            {
+                "root": str(root),
+                "n_files": len(reads),
+                "series": series_list,
+                "unusable": [item for item, _, _ in rejected],
+            }
+        )
     )
 
 

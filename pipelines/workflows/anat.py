@@ -12,7 +12,8 @@ from nipype.pipeline import engine as pe
 
 from anatprep.interfaces.bids_sink import BidsSink
 from anatprep.interfaces.brain_extraction import AntsBrainExtraction, extraction_memory_gb
-from anatprep.interfaces.convert import DicomToNifti, entry_input
+from anatprep.interfaces.convert import DicomToNifti
+from anatprep.interfaces.dicomio.table import SeriesEntry
 from anatprep.interfaces.qc import MaskReport
 from anatprep.interfaces.reorient import Reorient
 from anatprep.interfaces.templates import resolve_template
@@ -40,9 +41,9 @@ class SeriesSize:
     voxels: int = 0  # rows x columns x slices of one volume (0: unknown)
 
     @classmethod
-    def of(cls, entry: dict) -> SeriesSize:
-        rows, cols, slices = (int(entry.get(k) or 0) for k in ("rows", "columns", "n_slices"))
-        return cls(files=max(1, len(entry.get("files") or [])), voxels=rows * cols * slices)
+    def of(cls, entry: SeriesEntry) -> SeriesSize:
+        rows, cols, slices = (int(v or 0) for v in (entry.rows, entry.columns, entry.n_slices))
+        return cls(files=max(1, len(entry.files)), voxels=rows * cols * slices)
 
 
 def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Workflow:
@@ -120,7 +121,7 @@ def _sink(name: str, output_dir: Path, files: list[Path]):
 
 def init_subject_wf(
     plan: SubjectPlan,
-    entries: dict[str, dict],
+    entries: dict[str, SeriesEntry],
     output_dir: Path,
     cfg: Config,
 ) -> pe.Workflow:
@@ -141,7 +142,7 @@ def _add_series(
     wf: pe.Workflow,
     plan: SubjectPlan,
     series: PlannedSeries,
-    entry: dict,
+    entry: SeriesEntry,
     output_dir: Path,
     cfg: Config,
 ) -> None:
@@ -149,7 +150,7 @@ def _add_series(
     size = SeriesSize.of(entry)
     convert = pe.Node(
         DicomToNifti(
-            series_entry=entry_input(entry),
+            series_entry=entry.to_json(),
             out_stem=series.stem,
             compression=cfg.conversion.compression_level,
             verify=cfg.conversion.verify,
@@ -186,7 +187,7 @@ def _add_series(
 
 def init_anatprep_wf(
     plans: list[SubjectPlan],
-    entries: dict[str, dict],
+    entries: dict[str, SeriesEntry],
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
