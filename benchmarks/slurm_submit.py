@@ -29,6 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from anatprep.interfaces.dicomio.index import index_tree  # noqa: E402
+from anatprep.interfaces.dicomio.table import SeriesTable  # noqa: E402
 from anatprep.pipelines.config import validate_config  # noqa: E402
 from anatprep.pipelines.slurm import array  # noqa: E402
 from anatprep.pipelines.slurm.client import SlurmClient, slurm_available  # noqa: E402
@@ -97,11 +99,18 @@ def main() -> int:
         )  # fmt: skip
         client = _TimedClient(outage_s=120)
         start = time.perf_counter()
-        outcomes = array.run_array(labels, tmp / "in", tmp / "out", tmp / "work", cfg, client)
+        table = index_tree(tmp / "in", folder_levels=5)
+        tables = {
+            label: SeriesTable(
+                table.root, 0, tuple(e for e in table.series if e.folders[0] == label)
+            )
+            for label in labels
+        }
+        outcomes = array.run_array(tables, tmp / "in", tmp / "out", tmp / "work", cfg, client)
         total = time.perf_counter() - start
     states: dict[str, int] = {}
     for outcome in outcomes.values():
-        states[outcome["state"]] = states.get(outcome["state"], 0) + 1
+        states[outcome.state] = states.get(outcome.state, 0) + 1
     poll_queries = client.queries - 1  # the final scontrol read is not a poll
     print(f"subjects: {args.subjects}")
     print(f"submission, anatprep run from process start to the array submitted: {cli_s:.2f} s")

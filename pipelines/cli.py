@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LABEL",
         help="only these subjects (with or without 'sub-')",
     )
+    run.add_argument(
+        "--series-table",
+        type=Path,
+        metavar="JSON",
+        help="use this series table of INPUT instead of indexing it (what each SLURMArray "
+        "task gets: its subject's part of the batch's table)",
+    )
     common(run)
 
     demo = sub.add_parser("demo", help="build a small synthetic DICOM study and run on it")
@@ -204,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             summary, output = run_demo(args.output.absolute(), cfg)
         else:
             output = args.output.absolute()
-            summary = run_study(args.input.absolute(), output, cfg, args.participant_label)
+            summary = run_study(
+                args.input.absolute(), output, cfg, args.participant_label, args.series_table
+            )
         _report(summary, output)
         return summary.exit_code
     except (ConfigError, UsageError) as exc:

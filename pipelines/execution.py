@@ -223,9 +223,16 @@ def series_outcomes(
 
 
 def run_study(
-    input_dir: Path, output_dir: Path, cfg: Config, participant_labels: list[str] | None = None
+    input_dir: Path,
+    output_dir: Path,
+    cfg: Config,
+    participant_labels: list[str] | None = None,
+    series_table: Path | None = None,
 ) -> RunSummary:
-    """Index INPUT, plan subjects, run the workflow, and summarise the outcome."""
+    """Index INPUT, plan subjects, run the workflow, and summarise the outcome.
+
+    ``series_table``: a table already made for INPUT (a SLURMArray task gets its subject's
+    part of the batch's table), used instead of indexing again."""
 
     work_dir = (
         Path(cfg.execution.work_dir) if cfg.execution.work_dir else default_work_dir(output_dir)
@@ -234,7 +241,10 @@ def run_study(
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
-    _table_file, table = index_input(input_dir, work_dir, cfg)
+    if series_table is None:
+        _table_file, table = index_input(input_dir, work_dir, cfg)
+    else:
+        table = SeriesTable.load(series_table)
     for entry in table.series:
         if entry.skipped:
             LOG.warning("series %s skipped: %s", entry.id, entry.skipped)
@@ -365,30 +375,34 @@ def _run_slurm_array(
     from .slurm.array import run_array
     from .workflows.anat import node_name
 
-    labels = sorted({p.subject for p in plans})
+    tables: dict[str, SeriesTable] = {}
+    for label in sorted({p.subject for p in plans}):
+        ids = {s.series_id for p in plans if p.subject == label for s in p.series}
+        mine = tuple(e for e in table.series if e.id in ids)
+        tables[label] = SeriesTable(root=table.root, n_files=len(mine), series=mine)
     summary = RunSummary(
         subjects=[p.key for p in plans], unusable_files=len(table.unusable)
     )
     started = time.time()
-    outcomes = run_array(labels, input_dir, output_dir, work_dir, cfg)
+    outcomes = run_array(tables, input_dir, output_dir, work_dir, cfg)
     log_dir = work_dir / "logs"
     for label, outcome in sorted(outcomes.items()):
-        state, code = outcome["state"], outcome["exit_code"]
-        if state == "COMPLETED":
+        state, code = outcome.state, outcome.exit_code
+        if outcome.completed:
             continue
         keys = {node_name(f"{p.key}_wf"): p.key for p in plans if p.subject == label}
-        crashes = _crash_failures(Path(outcome["work_dir"]) / "logs", started, keys)
+        crashes = _crash_failures(Path(outcome.work_dir) / "logs", started, keys)
         if state == "FAILED" and code.startswith(f"{EXIT_PARTIAL}:") and crashes:
             summary.failures += crashes
             continue
         report = log_dir / f"crash-slurm-sub-{label}.txt"
         text = (
-            f"Node: slurm job {outcome['job']} (subject sub-{label})\n"
-            f"SLURM job id: {outcome['job']}\nState: {state}\nReason: {outcome['reason']}\n"
-            f"ExitCode: {code}\nTask log: {outcome['log']}\n"
+            f"Node: slurm job {outcome.job} (subject sub-{label})\n"
+            f"SLURM job id: {outcome.job}\nState: {state}\nReason: {outcome.reason}\n"
+            f"ExitCode: {code}\nTask log: {outcome.log}\n"
         )
         atomic_write_bytes(report, text.encode())
-        message = f"SLURM job {outcome['job']} ended {state} ({outcome['reason']}, exit {code})"
-        summary.failures.append(Failure(f"sub-{label}", f"slurm job {outcome['job']}", message,
+        message = f"SLURM job {outcome.job} ended {state} ({outcome.reason}, exit {code})"
+        summary.failures.append(Failure(f"sub-{label}", f"slurm job {outcome.job}", message,
                                         str(report)))  # fmt: skip
     return summary

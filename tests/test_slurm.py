@@ -6,6 +6,7 @@ cannot start, except under CI, where that is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from anatprep.pipelines.demo import build_demo_study
@@ -98,6 +100,10 @@ def test_outputs_equal_multiproc(slurm, demo_dicom, multiproc_run, tmp_path, mod
     names = sorted(p.name for p in logs.iterdir())
     if mode == "SLURMArray":
         assert len(names) == 2
+        # each task got its subject's series table and indexed nothing itself
+        for label in ("01", "02"):
+            task = tmp_path / "out.work" / "slurm" / label
+            assert (task / "series_table.json").is_file() and not (task / "index").exists()
         again = _run([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
         assert again.returncode == 0 and "not resubmitted: 01, 02" in again.stderr
     else:  # one log per job, named by subject and node
@@ -228,3 +234,22 @@ def test_interrupted_run_cancels_its_jobs(slurm, demo_dicom, tmp_path):
     while time.monotonic() < end and slurm.states(running):
         time.sleep(1)
     assert not slurm.states(running), "jobs still queued after the interrupt"
+
+
+def test_array_rerun_resubmits_a_subject_whose_input_changed(slurm, demo_dicom, tmp_path):
+    """A finished subject is resubmitted when its DICOM files are edited in place (its
+    series table changes with their fingerprints); the unchanged one is not."""
+    src = tmp_path / "dicom"
+    shutil.copytree(demo_dicom, src)
+    cfg = _config(tmp_path / "c.yaml", "SLURMArray", brain_extraction="enabled: false")
+    first = _run([src, tmp_path / "out", "--config", cfg])
+    assert first.returncode == 0, first.stdout + first.stderr
+    for path in (src / "sub-01").rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.RepetitionTime = "1234"
+        ds.save_as(path)
+    again = _run([src, tmp_path / "out", "--config", cfg])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "not resubmitted: 02" in again.stderr and "submitted array" in again.stderr
+    (sidecar,) = (tmp_path / "out" / "sub-01").rglob("*_T1w.json")
+    assert json.loads(sidecar.read_text())["RepetitionTime"] == 1.234

@@ -19,9 +19,11 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from anatprep.interfaces.atomic import atomic_write_bytes
+from anatprep.interfaces.dicomio.table import SeriesTable
 
 from ..config import Config, dump_config
 from .client import SlurmClient
@@ -34,8 +36,25 @@ set -u
 label="$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {labels})"
 echo "anatprep: subject $label, job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
 exec {python} -m anatprep.pipelines.cli run {input} {output} --config {config} \\
-    --participant-label "$label" --work-dir {work}/"$label" --n-procs {cpus}
+    --participant-label "$label" --work-dir {work}/"$label" --n-procs {cpus} \\
+    --series-table {work}/"$label"/series_table.json
 """
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """How one subject's array task ended, as SLURM accounts for it."""
+
+    job: str  # <array job>_<task>
+    state: str  # COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, ... or UNKNOWN
+    exit_code: str  # "<code>:<signal>" as sacct gives it ('' when unknown)
+    reason: str
+    log: str  # the task's log file
+    work_dir: str  # the task's own work dir (its crash files are under logs/)
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "COMPLETED"
 
 
 def _sbatch_args(cfg: Config, n: int, log_dir: Path, job_name: str) -> list[str]:
@@ -64,19 +83,32 @@ def _task_config(cfg: Config) -> str:
 
 
 def prepare(
-    labels: list[str], input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config
-) -> tuple[Path, list[str], str]:
-    """Write the task script, config and label list; return (script, labels to run, hash)."""
+    tables: dict[str, SeriesTable],
+    input_dir: Path,
+    output_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+) -> tuple[Path, list[str], dict[str, str]]:
+    """Write the task script, config, label list and each subject's series table (its
+    task's plan: no task indexes INPUT again); return (script, labels to run, their
+    digests).  A subject is run again unless it finished with the same config, paths and
+    series table (an edited input file changes its entry's fingerprints, hence the digest)."""
     root = work_dir / "slurm"
     (root / "logs").mkdir(parents=True, exist_ok=True)
     config_text = _task_config(cfg)
-    digest = hashlib.sha256(
-        (config_text + str(input_dir.resolve()) + str(output_dir.resolve())).encode()
-    ).hexdigest()[:16]
+    common = config_text + str(input_dir.resolve()) + str(output_dir.resolve())
+    digests: dict[str, str] = {}
+    for label, table in tables.items():
+        table_file = table.save(root / label / "series_table.json")
+        text = common + table_file.read_text()
+        digests[label] = hashlib.sha256(text.encode()).hexdigest()[:16]
     todo = [
         label
-        for label in labels
-        if not ((root / label / "done").is_file() and (root / label / "done").read_text() == digest)
+        for label in tables
+        if not (
+            (root / label / "done").is_file()
+            and (root / label / "done").read_text() == digests[label]
+        )
     ]
     atomic_write_bytes(root / "config.yaml", config_text.encode())
     atomic_write_bytes(root / "labels.txt", "".join(f"{x}\n" for x in todo).encode())
@@ -92,23 +124,23 @@ def prepare(
     )
     atomic_write_bytes(script, text.encode())
     os.chmod(script, 0o755)
-    return script, todo, digest
+    return script, todo, digests
 
 
 def run_array(
-    labels: list[str],
+    tables: dict[str, SeriesTable],
     input_dir: Path,
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
     client: SlurmClient | None = None,
-) -> dict[str, dict]:
-    """Submit and wait; ``{label: outcome}`` with ``state``, ``exit_code``, ``reason``,
-    ``job``, ``log`` and ``work_dir`` of each subject that ran (finished ones are skipped)."""
+) -> dict[str, TaskOutcome]:
+    """Submit and wait; the outcome of each subject (``tables``: its series table, by
+    label) that ran; subjects finished in an earlier run are not resubmitted."""
     client = client or SlurmClient(outage_s=cfg.execution.slurm.outage_seconds)
     root = work_dir / "slurm"
-    script, todo, digest = prepare(labels, input_dir, output_dir, work_dir, cfg)
-    skipped = sorted(set(labels) - set(todo))
+    script, todo, digests = prepare(tables, input_dir, output_dir, work_dir, cfg)
+    skipped = sorted(set(tables) - set(todo))
     if skipped:
         LOG.info("already finished, not resubmitted: %s", ", ".join(skipped))
     if not todo:
@@ -130,19 +162,19 @@ def run_array(
         client.cancel([job])
         raise
     finals = client.final_states(job)
-    outcomes: dict[str, dict] = {}
+    outcomes: dict[str, TaskOutcome] = {}
     for k, label in enumerate(todo):
         key = f"{job}_{k}"
         state = finals.get(key) or (finals.get(job) if len(todo) == 1 else None)
-        outcome = {
-            "job": key,
-            "state": state.state if state else "UNKNOWN",
-            "exit_code": state.exit_code if state else "",
-            "reason": state.reason if state else "job not found in scontrol or sacct",
-            "log": str(root / "logs" / f"anatprep-{job}_{k}.out"),
-            "work_dir": str(root / label),
-        }
-        if outcome["state"] == "COMPLETED":
-            atomic_write_bytes(root / label / "done", digest.encode())
+        outcome = TaskOutcome(
+            job=key,
+            state=state.state if state else "UNKNOWN",
+            exit_code=state.exit_code if state else "",
+            reason=state.reason if state else "job not found in scontrol or sacct",
+            log=str(root / "logs" / f"anatprep-{job}_{k}.out"),
+            work_dir=str(root / label),
+        )
+        if outcome.completed:
+            atomic_write_bytes(root / label / "done", digests[label].encode())
         outcomes[label] = outcome
     return outcomes
