@@ -29,7 +29,7 @@ from anatprep.interfaces.dicomio.index import index_tree
 cache = Path(sys.argv[2]) if sys.argv[2] != "-" else None
 t = time.perf_counter()
 table = index_tree(sys.argv[1], cache_file=cache)
-print(json.dumps({"seconds": time.perf_counter() - t, "files": table["n_files"]}))
+print(json.dumps({"seconds": time.perf_counter() - t, "files": table.n_files}))
 """
 
 
