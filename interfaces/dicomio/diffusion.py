@@ -43,7 +43,7 @@ from .scan import SIEMENS_B_VALUE, SIEMENS_DIFFUSION_DIRECTION, private_field
 from .volume import LPS_TO_RAS
 
 #: (b-value, LPS direction or None) of one volume, as a vendor reader returns it
-RawGradient = tuple[float, Sequence[float] | None]
+RawGradient = tuple[float, Sequence[float] | np.ndarray | None]
 
 #: b-values up to this are unweighted (dcm2niix's threshold: CMRR b=0 volumes carry b=5)
 UNWEIGHTED_B = 50.0
@@ -59,9 +59,12 @@ def _standard(header) -> RawGradient | None:
 
 def _csa(header) -> RawGradient | None:
     csa = CsaImage.from_header(header)
-    if csa is None or csa.scalar("B_value") is None:
+    if csa is None:
         return None
-    return float(csa.scalar("B_value")), csa.vector("DiffusionGradientDirection") or None
+    b = csa.scalar("B_value")
+    if b is None:
+        return None
+    return float(b), csa.vector("DiffusionGradientDirection") or None
 
 
 def _siemens_private(header) -> RawGradient | None:

@@ -19,7 +19,7 @@ volume).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .classic import ClassicSeries
 from .scan import PHILIPS_SCALE_SLOPE, ScannedHeader
@@ -96,10 +96,10 @@ def _vr(item: pydicom.Dataset, tag) -> str:
 
 def _private_values(
     item: pydicom.Dataset, creator_name: str, elements: dict[int, str]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Values of a vendor's private block inside a frame's private sequences, found by the
     block's creator (private element numbers move between files; creators do not)."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for tag in item.keys():  # noqa: SIM118 - iterating a Dataset decodes its elements
         if not tag.is_private or _vr(item, tag) != "SQ":
             continue

@@ -252,7 +252,7 @@ def xa_slice_times(headers: Sequence, n_slices: int, n_volumes: int) -> list[flo
     times = [_sdi(h, SIEMENS_XA_SLICE_TIME) for h in second]
     if any(t is None for t in times):
         return None
-    values = [float(t) for t in times]  # type: ignore[arg-type]
+    values = [float(t) for t in times]
     start = min(values)
     return [round(t - start, 6) for t in values]
 

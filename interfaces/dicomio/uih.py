@@ -172,7 +172,7 @@ def read_grid(ds, path) -> UihGrid:
     duration = next((d for d in map(_duration, durations) if d), None)
     return UihGrid(
         n_images=n,
-        positions=tuple(positions),  # type: ignore[arg-type]
+        positions=tuple(positions),
         times=times if all(times) else (),
         acquisition_duration=duration,
     )
@@ -239,7 +239,7 @@ def _image_gradient(header) -> tuple[np.float32, np.ndarray] | None:
     if b is None:
         return None
     vec = _doubles(private_field(header, UIH_GRADIENT), 3)
-    return np.float32(b[0]), np.zeros(3, np.float32) if vec is None else np.float32(vec)
+    return np.float32(b[0]), np.zeros(3, np.float32) if vec is None else np.array(vec, np.float32)
 
 
 def gradient_texts(headers_per_volume) -> tuple[str, str] | None:
@@ -256,7 +256,7 @@ def gradient_texts(headers_per_volume) -> tuple[str, str] | None:
         return None
     bvals = np.array([t[0] for t in table], dtype=np.float32)  # type: ignore[index]
     vecs = np.array([t[1] for t in table], dtype=np.float32)  # type: ignore[index]
-    zero = ~vecs.any(axis=1)
+    zero = ~np.any(vecs, axis=1)
     if np.all(bvals == bvals[0]) and bvals.min() <= 50 and zero[0]:
         if np.all(vecs == vecs[0]) or not zero.any():
             return None
