@@ -143,9 +143,10 @@ def diffusion_plan(headers_per_volume: Sequence) -> DiffusionPlan:
     if len(headers_per_volume) < 2:
         return DiffusionPlan(None)
     found = [volume_gradient(h) for h in headers_per_volume]
-    if any(t is None for t in found):
+    gradients = [t for t in found if t is not None]
+    if len(gradients) < len(found):
         return DiffusionPlan(None)
-    table: list[tuple[float, np.ndarray]] = [(b, d.copy()) for b, d in found]  # type: ignore[misc]
+    table = [(b, d.copy()) for b, d in gradients]
     bvals = [b for b, _ in table]
     if len(set(bvals)) == 1 and bvals[0] <= UNWEIGHTED_B:  # one unweighted b for all
         if all(np.array_equal(d, table[0][1]) for _, d in table):

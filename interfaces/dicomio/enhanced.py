@@ -201,10 +201,11 @@ class EnhancedSeries(ClassicSeries):
         """
         start = self.n_slices if self.n_volumes > 1 else 0
         first = self.headers[start : start + self.n_slices]
-        times = [h.get(SIEMENS_SLICE_TIME) for h in first]
-        if any(t is None for t in times):
-            times = [_seconds_of_day(h.get("FrameAcquisitionDateTime")) for h in first]
-        return None if any(t is None for t in times) else times  # type: ignore[return-value]
+        found = [h.get(SIEMENS_SLICE_TIME) for h in first]
+        if any(t is None for t in found):
+            found = [_seconds_of_day(h.get("FrameAcquisitionDateTime")) for h in first]
+        times = [t for t in found if t is not None]
+        return times if len(times) == len(found) else None
 
 
 def _seconds_of_day(value) -> float | None:

@@ -251,11 +251,12 @@ def gradient_texts(headers_per_volume) -> tuple[str, str] | None:
     the image's axes: FSL's vector is (row, -column, normal) as the rows are stored
     flipped, and this layout is never right-handed, so no axis is mirrored.
     """
-    table = [_image_gradient(h) for h in headers_per_volume]
-    if len(table) < 3 or any(t is None for t in table):
+    found = [_image_gradient(h) for h in headers_per_volume]
+    table = [t for t in found if t is not None]
+    if len(found) < 3 or len(table) < len(found):
         return None
-    bvals = np.array([t[0] for t in table], dtype=np.float32)  # type: ignore[index]
-    vecs = np.array([t[1] for t in table], dtype=np.float32)  # type: ignore[index]
+    bvals = np.array([t[0] for t in table], dtype=np.float32)
+    vecs = np.array([t[1] for t in table], dtype=np.float32)
     zero = ~np.any(vecs, axis=1)
     if np.all(bvals == bvals[0]) and bvals.min() <= 50 and zero[0]:
         if np.all(vecs == vecs[0]) or not zero.any():
