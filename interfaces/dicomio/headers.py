@@ -409,10 +409,10 @@ def slice_header_from_dataset(ds: Header, path: str) -> SliceHeader:
         echo_number=_int_or_none(ds.get("EchoNumbers")),
         image_type=tuple(sys.intern(str(v).upper()) for v in image_type),
         orientation=orientation,
-        position=position,  # type: ignore[arg-type]
+        position=position,  # type: ignore[arg-type]  # 3 values, else a problem is set
         rows=_int_or_none(ds.get("Rows")) or 0,
         columns=_int_or_none(ds.get("Columns")) or 0,
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        pixel_spacing=spacing,  # type: ignore[arg-type]  # 2 values, else a problem is set
         temporal_position=_int_or_none(ds.get("TemporalPositionIdentifier")),
         acquisition_time=str(ds.get("AcquisitionTime", "") or "") or None,
         # text shared by all files of a series is stored once (memory of large trees)

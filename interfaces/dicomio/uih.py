@@ -127,7 +127,7 @@ def with_private_geometry(header: Header, path) -> Header:
     if last_time:
         _set(header, "AcquisitionTime", last_time)
     if grid.n_images > 1:
-        header.uih_grid = grid  # type: ignore[union-attr]
+        header.uih_grid = grid  # type: ignore[union-attr]  # an extra attribute, both types
     return header
 
 
