@@ -23,6 +23,7 @@ demo: $(STAMP)
 ##       a single-node SLURM on localhost is installed and started for the SLURM tests)
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	@bash tests/slurm/up.sh || echo "make test: no local SLURM (needs root and apt); its tests skip" >&2
 	PATH="$(CURDIR)/$(BIN):$$PATH" ANATPREP_TEST_DATA=$${ANATPREP_TEST_DATA:-$(abspath ../shared/data)} \
 		$(BIN)/python -m pytest -q tests

@@ -17,4 +17,4 @@ __version__ = "0.1.0"
 # are its parent's top-level folders, so the checkout's parent joins the package path.
 _here = Path(__file__).resolve().parent
 if not (_here / "interfaces").is_dir() and (_here.parent / "interfaces" / "__init__.py").is_file():
-    __path__.append(str(_here.parent))  # type: ignore[name-defined]
+    __path__.append(str(_here.parent))

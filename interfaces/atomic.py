@@ -67,7 +67,7 @@ def _fortran_bytes(arr: np.ndarray) -> memoryview:
     """Voxels in Fortran order as bytes: a view when the array allows it, else one copy."""
     if not arr.flags.f_contiguous:
         arr = np.asfortranarray(arr)
-    return memoryview(arr.T.view(np.uint8)).cast("B")  # arr.T of a Fortran array: C order
+    return arr.T.view(np.uint8).data.cast("B")  # arr.T of a Fortran array: C order
 
 
 def write_nifti_parts(

@@ -19,11 +19,12 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import atomic_write_bytes
+from .nifti import load_nifti
 
 
 def cuts_through_mask(mask: str, n: int = 7) -> dict[str, list[float]]:
     """``n`` world coordinates per axis spread over the mask's extent (10th-90th percentile)."""
-    img = nb.load(mask)
+    img = load_nifti(mask)
     ijk = np.argwhere(np.asanyarray(img.dataobj) > 0)
     if ijk.size == 0:
         raise ValueError(f"{mask}: empty mask, nothing to show")

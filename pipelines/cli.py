@@ -120,7 +120,7 @@ def _option(parser, flag: str, model: type[BaseModel], name: str, type=str) -> N
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    out = {}
+    out: dict[str, Any] = {}
     if getattr(args, "work_dir", None):
         out["execution.work_dir"] = str(args.work_dir)
     if getattr(args, "n_procs", None) is not None:

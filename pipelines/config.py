@@ -68,7 +68,7 @@ class SeriesRule(_Strict):
     )
 
 
-def _default_rules() -> dict[str, SeriesRule]:
+def _default_rules() -> dict[Literal["T1w", "T2w", "FLAIR"], SeriesRule]:
     not_derived = ["DERIVED", "LOCALIZER", "SCREEN SAVE", "PROJECTION IMAGE", "MPR", "MIP"]
     scouts = [r"(?i)local", r"(?i)scout", r"(?i)survey", r"(?i)aahead", r"(?i)calibration"]
     return {

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -72,7 +72,7 @@ def rotation(axis: int, deg: float) -> np.ndarray:
     return rot
 
 
-def _uid(*parts: object) -> str:
+def _uid(*parts: object) -> UID:
     return generate_uid(entropy_srcs=[str(p) for p in parts])
 
 
@@ -124,7 +124,7 @@ def write_series(
         file_meta.MediaStorageSOPClassUID = MRImageStorage
         file_meta.MediaStorageSOPInstanceUID = sop_uid
         file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        file_meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1234.1"
+        file_meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.10.1234.1")
         path = out_dir / f"{prefix}{series_number:03d}_{instance:04d}.dcm"
         ds = FileDataset(str(path), {}, file_meta=file_meta, preamble=b"\0" * 128)
         ds.SOPClassUID = MRImageStorage

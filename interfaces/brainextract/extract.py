@@ -20,6 +20,7 @@ import nibabel as nb
 import numpy as np
 
 from ..atomic import write_json, write_nifti
+from ..nifti import load_nifti
 from . import bias, grids, morphology, registration, segmentation
 from .params import BrainExtractionParams
 from .quality import measure_mask, quality_flags
@@ -33,7 +34,7 @@ class BrainExtractionError(RuntimeError):
 
 def check_t1w_input(path: str) -> nb.Nifti1Image:
     """A 3D image with some contrast; raise :class:`BrainExtractionError` otherwise."""
-    img = nb.load(path)
+    img = load_nifti(path)
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]

@@ -86,6 +86,7 @@ def bounding_box(mask: np.ndarray, spacing, margin_mm: float) -> Box:
         grow = int(np.ceil(margin_mm / float(spacing[axis])))
         lower.append(max(0, int(hit[0]) - grow) if hit.size else 0)
         upper.append(min(shape[axis], int(hit[-1]) + 1 + grow) if hit.size else shape[axis])
+    # 3 entries each (a 3D grid): a tuple length mypy cannot see
     return Box(tuple(lower), tuple(upper), shape)  # type: ignore[arg-type]
 
 
@@ -130,7 +131,7 @@ def head_box(
     coarse = ants.resample_image(img, target, use_voxels=False, interp_type=0)
     head = _head(coarse.numpy())
     if not head.any():
-        return Box((0, 0, 0), shape, shape)  # type: ignore[arg-type]
+        return Box((0, 0, 0), shape, shape)  # type: ignore[arg-type]  # shape: 3D
     # height above the feet: ITK's physical axes are LPS, so superior is +z
     superior = index_to_point(coarse, np.argwhere(head).astype(float))[:, 2]
     keep = np.zeros_like(head)
@@ -148,4 +149,5 @@ def head_box(
     upper = np.ceil(idx.max(0) + grow).astype(int) + 1
     lower = np.clip(lower, 0, shape)
     upper = np.clip(upper, 0, shape)
+    # 3 entries each (a 3D grid): a tuple length mypy cannot see
     return Box(tuple(int(v) for v in lower), tuple(int(v) for v in upper), shape)  # type: ignore[arg-type]

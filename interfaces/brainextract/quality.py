@@ -203,11 +203,11 @@ def measure_mask(
     by_plane: dict[str, int] = {}
     hole_voxels = 0
     basal_slices = 0
-    for axis, in_brain, outside in plane_holes(crop, p[box] if p is not None else None):
+    for axis, in_brain, out_of_brain in plane_holes(crop, p[box] if p is not None else None):
         others = tuple(a for a in range(3) if a != axis)
         by_plane[planes[axis]] = int(in_brain.any(axis=others).sum())
         hole_voxels += int(in_brain.sum())
-        basal_slices += int(outside.any(axis=others).sum())
+        basal_slices += int(out_of_brain.any(axis=others).sum())
     not_brain = basal_slices if prior is not None else None
     return MaskQuality(count * voxel_ml, components, by_plane, hole_voxels * voxel_ml,
                        prior_outside, not_brain)  # fmt: skip

@@ -254,6 +254,7 @@ class ClassicSeries:
         """(volumes, slices, rows flipped, columns) array with its slope and intercept."""
         h0 = self.headers[0]
         slope, inter, uniform = self.rescale
+        dtype: np.dtype
         if int(h0.get("SamplesPerPixel") or 1) == 3:
             dtype = RGB24  # colour maps (e.g. DTI colour FA): NIfTI RGB24, like dcm2niix
         elif uniform:
@@ -266,7 +267,7 @@ class ClassicSeries:
             dtype = np.dtype(np.float32)
         rows, cols = self.frame_shape
         per_file = self.n_volumes * self.n_slices // len(self.files)
-        stack = np.empty((self.n_volumes * self.n_slices, rows, cols), dtype=dtype)
+        stack: np.ndarray = np.empty((self.n_volumes * self.n_slices, rows, cols), dtype=dtype)
         cached: tuple[str, np.ndarray] | None = None
         for n, (h, path) in enumerate(zip(self.headers, self.files, strict=True)):
             if cached is None or cached[0] != path:  # frames of one file are read once
@@ -326,13 +327,11 @@ class ClassicSeries:
         """GE: directions in GE's logical frame, resolved with the prescription direction."""
         if self.n_slices < 2:
             return None
-        ends = (
-            self.headers[0].get("InstanceNumber"),
-            self.headers[self.n_slices - 1].get("InstanceNumber"),
-        )
-        if None in ends or ends[0] == ends[1]:
+        first = self.headers[0].get("InstanceNumber")
+        last = self.headers[self.n_slices - 1].get("InstanceNumber")
+        if first is None or last is None or first == last:
             return None
-        table = ge.gradient_table(firsts, 1 if int(ends[1]) > int(ends[0]) else -1)
+        table = ge.gradient_table(firsts, 1 if int(last) > int(first) else -1)
         if table is None:
             return None
         patient = [  # the standard diffusion fields, in patient LPS
@@ -430,8 +429,9 @@ class ClassicSeries:
         timing = self._ge_timing
         if timing is None or timing.slice_times is None:
             return None
-        instances = [h.get("InstanceNumber") for h in self.headers[: self.n_slices]]
-        if any(i is None for i in instances) or len(set(instances)) != len(instances):
+        found = [h.get("InstanceNumber") for h in self.headers[: self.n_slices]]
+        instances = [i for i in found if i is not None]
+        if len(instances) < len(found) or len(set(instances)) != len(instances):
             return None
         rank = {n: r for r, n in enumerate(sorted(instances))}
         return [timing.slice_times[rank[n]] for n in instances]

@@ -43,7 +43,7 @@ from .scan import SIEMENS_B_VALUE, SIEMENS_DIFFUSION_DIRECTION, private_field
 from .volume import LPS_TO_RAS
 
 #: (b-value, LPS direction or None) of one volume, as a vendor reader returns it
-RawGradient = tuple[float, Sequence[float] | None]
+RawGradient = tuple[float, Sequence[float] | np.ndarray | None]
 
 #: b-values up to this are unweighted (dcm2niix's threshold: CMRR b=0 volumes carry b=5)
 UNWEIGHTED_B = 50.0
@@ -59,9 +59,12 @@ def _standard(header) -> RawGradient | None:
 
 def _csa(header) -> RawGradient | None:
     csa = CsaImage.from_header(header)
-    if csa is None or csa.scalar("B_value") is None:
+    if csa is None:
         return None
-    return float(csa.scalar("B_value")), csa.vector("DiffusionGradientDirection") or None
+    b = csa.scalar("B_value")
+    if b is None:
+        return None
+    return float(b), csa.vector("DiffusionGradientDirection") or None
 
 
 def _siemens_private(header) -> RawGradient | None:
@@ -140,9 +143,10 @@ def diffusion_plan(headers_per_volume: Sequence) -> DiffusionPlan:
     if len(headers_per_volume) < 2:
         return DiffusionPlan(None)
     found = [volume_gradient(h) for h in headers_per_volume]
-    if any(t is None for t in found):
+    gradients = [t for t in found if t is not None]
+    if len(gradients) < len(found):
         return DiffusionPlan(None)
-    table: list[tuple[float, np.ndarray]] = [(b, d.copy()) for b, d in found]  # type: ignore[misc]
+    table = [(b, d.copy()) for b, d in gradients]
     bvals = [b for b, _ in table]
     if len(set(bvals)) == 1 and bvals[0] <= UNWEIGHTED_B:  # one unweighted b for all
         if all(np.array_equal(d, table[0][1]) for _, d in table):

@@ -19,7 +19,7 @@ volume).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .classic import ClassicSeries
 from .scan import PHILIPS_SCALE_SLOPE, ScannedHeader
@@ -96,10 +96,10 @@ def _vr(item: pydicom.Dataset, tag) -> str:
 
 def _private_values(
     item: pydicom.Dataset, creator_name: str, elements: dict[int, str]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Values of a vendor's private block inside a frame's private sequences, found by the
     block's creator (private element numbers move between files; creators do not)."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for tag in item.keys():  # noqa: SIM118 - iterating a Dataset decodes its elements
         if not tag.is_private or _vr(item, tag) != "SQ":
             continue
@@ -201,10 +201,11 @@ class EnhancedSeries(ClassicSeries):
         """
         start = self.n_slices if self.n_volumes > 1 else 0
         first = self.headers[start : start + self.n_slices]
-        times = [h.get(SIEMENS_SLICE_TIME) for h in first]
-        if any(t is None for t in times):
-            times = [_seconds_of_day(h.get("FrameAcquisitionDateTime")) for h in first]
-        return None if any(t is None for t in times) else times  # type: ignore[return-value]
+        found = [h.get(SIEMENS_SLICE_TIME) for h in first]
+        if any(t is None for t in found):
+            found = [_seconds_of_day(h.get("FrameAcquisitionDateTime")) for h in first]
+        times = [t for t in found if t is not None]
+        return times if len(times) == len(found) else None
 
 
 def _seconds_of_day(value) -> float | None:

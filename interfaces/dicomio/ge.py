@@ -166,6 +166,7 @@ def phase_positive(header, user_data: bytes | None = None) -> int | None:
     """1 (unflipped), 0 (flipped) or None (unknown): from (0018,9034), else from the
     UserDefineData block ``user_data``; reversed for the epi_pepolar research sequence."""
     value = str(header.get("RectilinearPhaseEncodeReordering") or "").strip().upper()
+    positive: int | None
     if value in ("LINEAR", "REVERSE_LINEAR"):
         positive = 0 if value == "LINEAR" else 1
     else:
@@ -517,11 +518,13 @@ def gradient_table(
     None when a volume has none or nothing varies (no diffusion table, as dcm2niix)."""
     if len(headers_per_volume) < 2:
         return None
-    raw = [diffusion_values(h) for h in headers_per_volume]
-    if any(r is None for r in raw):
+    found = [diffusion_values(h) for h in headers_per_volume]
+    raw = [r for r in found if r is not None]
+    if len(raw) < len(found):
         return None
     b0, v0 = raw[0]
     if b0 <= 50 and not np.any(v0) and all(b == b0 and np.array_equal(v, v0) for b, v in raw):
         return None  # nothing varies: not a diffusion table
-    table = [volume_gradient(h, prescription_sign) for h in headers_per_volume]
-    return None if any(t is None for t in table) else table
+    gradients = [volume_gradient(h, prescription_sign) for h in headers_per_volume]
+    table = [t for t in gradients if t is not None]
+    return None if len(table) < len(gradients) else table

@@ -49,7 +49,7 @@ def is_tilted(positions: np.ndarray, normal: np.ndarray) -> bool:
         return False
     offset = positions[-1] - positions[0]
     along = abs(float(np.dot(offset, normal)))
-    drift = np.linalg.norm(lateral_drift(positions, normal)) * (len(positions) - 1)
+    drift = float(np.linalg.norm(lateral_drift(positions, normal))) * (len(positions) - 1)
     return drift > max(0.05, 0.01 * along)
 
 

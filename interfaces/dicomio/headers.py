@@ -274,7 +274,7 @@ SUPPORTED_BITS = (8, 16, 32)
 
 
 def _value_problem(
-    orientation: tuple[float, ...], spacing: tuple[float, ...], ds: pydicom.Dataset
+    orientation: tuple[float, ...], spacing: tuple[float, ...], ds: Header
 ) -> str | None:
     """Why finite geometry and pixel description values cannot make a slice, or None."""
     row, col = orientation[:3], orientation[3:]  # plain floats: this runs for every slice
@@ -290,7 +290,8 @@ def _value_problem(
     if min(spacing) <= 0:
         return f"PixelSpacing must be positive, got {tuple(ds.PixelSpacing)!r}"
     for key in ("Rows", "Columns"):
-        if _int_or_none(ds.get(key)) is None or int(ds.get(key)) < 1:
+        count = _int_or_none(ds.get(key))
+        if count is None or count < 1:
             return f"{key}={ds.get(key)!r}: an image needs at least one {key[:-1].lower()}"
     frames = ds.get("NumberOfFrames")
     if frames not in (None, "") and _int_or_none(frames) is None:
@@ -317,7 +318,7 @@ def _non_finite_problem(ds) -> str | None:
             except (TypeError, ValueError):
                 continue  # text that is no number: left out, as the scanner does
             if not math.isfinite(number):
-                return f"{key}={v} is not a finite number"
+                return f"{key}={v!s} is not a finite number"
     return None
 
 
@@ -339,7 +340,7 @@ def _int_or_none(value) -> int | None:
     return out if out is None or -(2**31) <= out < 2**31 else None
 
 
-def detect_flavour(ds: pydicom.Dataset) -> str:
+def detect_flavour(ds: Header) -> str:
     """``enhanced`` (multi-frame functional groups), ``uih`` (UIH grid), ``mosaic`` (Siemens
     CSA) or ``classic``."""
     if (
@@ -355,7 +356,7 @@ def detect_flavour(ds: pydicom.Dataset) -> str:
     return "classic"
 
 
-def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
+def slice_header_from_dataset(ds: Header, path: str) -> SliceHeader:
     """Build a :class:`SliceHeader`; raise :class:`UnusableFile` when a geometry key is absent."""
     has_pixels = ds.pixel_offset is not None if isinstance(ds, ScannedHeader) else "PixelData" in ds
     if not has_pixels and "Rows" not in ds:
@@ -408,10 +409,10 @@ def slice_header_from_dataset(ds: pydicom.Dataset, path: str) -> SliceHeader:
         echo_number=_int_or_none(ds.get("EchoNumbers")),
         image_type=tuple(sys.intern(str(v).upper()) for v in image_type),
         orientation=orientation,
-        position=position,  # type: ignore[arg-type]
+        position=position,  # type: ignore[arg-type]  # 3 values, else a problem is set
         rows=_int_or_none(ds.get("Rows")) or 0,
         columns=_int_or_none(ds.get("Columns")) or 0,
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        pixel_spacing=spacing,  # type: ignore[arg-type]  # 2 values, else a problem is set
         temporal_position=_int_or_none(ds.get("TemporalPositionIdentifier")),
         acquisition_time=str(ds.get("AcquisitionTime", "") or "") or None,
         # text shared by all files of a series is stored once (memory of large trees)
@@ -537,8 +538,8 @@ def _frames(header: Header, path: str | os.PathLike) -> list[Header]:
     except (*_CONVERSION_ERRORS, NotImplementedError) as exc:
         field = _first_unreadable(ds) or "a functional group value"
         what = "cannot be decoded" if isinstance(exc, NotImplementedError) else "is not a number"
-        header = _header_for_report(ds, str(path))  # the file's series fails, naming it
-        raise UnusableFile(path, f"{field} {what} ({exc})", header) from None
+        report = _header_for_report(ds, str(path))  # the file's series fails, naming it
+        raise UnusableFile(path, f"{field} {what} ({exc})", report) from None
     for frame in frames:  # what the file-level read left out applies to every frame
         frame.malformed = frozenset(getattr(ds, "malformed", ()))
     if not frames:
@@ -552,7 +553,7 @@ def _frames(header: Header, path: str | os.PathLike) -> list[Header]:
             f"holds {len(frames)} item(s): the frames cannot be placed",
             _header_for_report(frames[0], str(path)),
         )
-    return frames
+    return list(frames)  # as Header (a list is invariant)
 
 
 def read_slice_headers(path: str | os.PathLike) -> list[SliceHeader]:

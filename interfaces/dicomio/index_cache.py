@@ -116,7 +116,8 @@ def _decode_header(values: Any) -> SliceHeader:
     for name, value, check in zip(_FIELDS, values, _checks(), strict=True):
         if not check(value):
             raise ValueError(f"{name}={value!r}")
-    return SliceHeader(*(tuple(v) if isinstance(v, list) else v for v in values))
+    fields: list[Any] = [tuple(v) if isinstance(v, list) else v for v in values]
+    return SliceHeader(*fields)
 
 
 def _encode(read: FileRead) -> list[Any]:

@@ -60,7 +60,9 @@ class MosaicSeries(ClassicSeries):
 
     @property
     def n_slices(self) -> int:
-        return int(self.csa.n_images_in_mosaic)
+        n_images = self.csa.n_images_in_mosaic
+        assert n_images, "checked in __init__"
+        return n_images
 
     @property
     def n_volumes(self) -> int:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..nifti import array_proxy, load_nifti
+
 _IGNORED_KEYS = {"ConversionSoftware", "ConversionSoftwareVersion"}
 
 
@@ -132,9 +134,7 @@ def values_equal(a: Any, b: Any, rel: float = RELATIVE_TOLERANCE) -> bool:
 
 
 def _shape(path: Path) -> tuple[int, ...]:
-    import nibabel as nb
-
-    return tuple(nb.load(path).shape)
+    return tuple(load_nifti(path).shape)
 
 
 def best_match(
@@ -194,15 +194,15 @@ def _table(path: Path | None):
 def compare(ours: ConverterOutput, ref: ConverterOutput, reference: str = "") -> Parity:
     """Compare stored voxels and data type, scaling, affine (RAS), ``.bval``/``.bvec`` and
     every key of our sidecar allow-list that dcm2niix writes."""
-    import nibabel as nb
     import numpy as np
 
     from .sidecar import ALLOWED_KEYS
 
     problems: list[str] = []
-    mine, theirs = nb.load(ours.nifti), nb.load(ref.nifti)
-    a = np.asanyarray(mine.dataobj.get_unscaled())
-    b = np.asanyarray(theirs.dataobj.get_unscaled())
+    mine, theirs = load_nifti(ours.nifti), load_nifti(ref.nifti)
+    mine_voxels, their_voxels = array_proxy(mine), array_proxy(theirs)
+    a = np.asanyarray(mine_voxels.get_unscaled())
+    b = np.asanyarray(their_voxels.get_unscaled())
     same_voxels = a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
     if not same_voxels:
         detail = f"ours {a.shape} {a.dtype}, dcm2niix {b.shape} {b.dtype}"
@@ -210,8 +210,8 @@ def compare(ours: ConverterOutput, ref: ConverterOutput, reference: str = "") ->
             diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
             detail += f", {int((diff > 0).sum())} voxels differ (max {diff.max():g})"
         problems.append(f"stored voxels: {detail}")
-    scale_a = (float(mine.dataobj.slope), float(mine.dataobj.inter))
-    scale_b = (float(theirs.dataobj.slope), float(theirs.dataobj.inter))
+    scale_a = (float(mine_voxels.slope), float(mine_voxels.inter))
+    scale_b = (float(their_voxels.slope), float(their_voxels.inter))
     same_scaling = bool(np.allclose(scale_a, scale_b, rtol=RELATIVE_TOLERANCE, atol=1e-9))
     if not same_scaling:
         problems.append(f"scaling (slope, intercept): ours {scale_a}, dcm2niix {scale_b}")

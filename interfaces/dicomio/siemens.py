@@ -197,11 +197,12 @@ def acquisition_time_slice_times(headers: Sequence, tr_ms: float | None) -> list
     AcquisitionTime; None when absent, all equal or spanning more than TR."""
     if len(headers) < 2 or not tr_ms:
         return None
-    times = [_seconds_of_day(h.get("AcquisitionTime")) for h in headers]
-    if any(t is None for t in times):
+    found = [_seconds_of_day(h.get("AcquisitionTime")) for h in headers]
+    times = [t for t in found if t is not None]
+    if len(times) < len(found):
         return None
-    start = min(times)  # type: ignore[type-var]
-    relative = [round(t - start, 6) for t in times]  # type: ignore[operator]
+    start = min(times)
+    relative = [round(t - start, 6) for t in times]
     span = max(relative)
     if span <= 0 or span >= float(tr_ms) / 1000.0:
         return None
@@ -252,7 +253,7 @@ def xa_slice_times(headers: Sequence, n_slices: int, n_volumes: int) -> list[flo
     times = [_sdi(h, SIEMENS_XA_SLICE_TIME) for h in second]
     if any(t is None for t in times):
         return None
-    values = [float(t) for t in times]  # type: ignore[arg-type]
+    values = [float(t) for t in times]
     start = min(values)
     return [round(t - start, 6) for t in values]
 

@@ -127,7 +127,7 @@ def with_private_geometry(header: Header, path) -> Header:
     if last_time:
         _set(header, "AcquisitionTime", last_time)
     if grid.n_images > 1:
-        header.uih_grid = grid  # type: ignore[union-attr]
+        header.uih_grid = grid  # type: ignore[union-attr]  # an extra attribute, both types
     return header
 
 
@@ -172,7 +172,7 @@ def read_grid(ds, path) -> UihGrid:
     duration = next((d for d in map(_duration, durations) if d), None)
     return UihGrid(
         n_images=n,
-        positions=tuple(positions),  # type: ignore[arg-type]
+        positions=tuple(positions),
         times=times if all(times) else (),
         acquisition_duration=duration,
     )
@@ -239,7 +239,7 @@ def _image_gradient(header) -> tuple[np.float32, np.ndarray] | None:
     if b is None:
         return None
     vec = _doubles(private_field(header, UIH_GRADIENT), 3)
-    return np.float32(b[0]), np.zeros(3, np.float32) if vec is None else np.float32(vec)
+    return np.float32(b[0]), np.zeros(3, np.float32) if vec is None else np.array(vec, np.float32)
 
 
 def gradient_texts(headers_per_volume) -> tuple[str, str] | None:
@@ -251,12 +251,13 @@ def gradient_texts(headers_per_volume) -> tuple[str, str] | None:
     the image's axes: FSL's vector is (row, -column, normal) as the rows are stored
     flipped, and this layout is never right-handed, so no axis is mirrored.
     """
-    table = [_image_gradient(h) for h in headers_per_volume]
-    if len(table) < 3 or any(t is None for t in table):
+    found = [_image_gradient(h) for h in headers_per_volume]
+    table = [t for t in found if t is not None]
+    if len(found) < 3 or len(table) < len(found):
         return None
-    bvals = np.array([t[0] for t in table], dtype=np.float32)  # type: ignore[index]
-    vecs = np.array([t[1] for t in table], dtype=np.float32)  # type: ignore[index]
-    zero = ~vecs.any(axis=1)
+    bvals = np.array([t[0] for t in table], dtype=np.float32)
+    vecs = np.array([t[1] for t in table], dtype=np.float32)
+    zero = ~np.any(vecs, axis=1)
     if np.all(bvals == bvals[0]) and bvals.min() <= 50 and zero[0]:
         if np.all(vecs == vecs[0]) or not zero.any():
             return None

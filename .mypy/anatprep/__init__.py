@@ -1,0 +1,1 @@
+../../anatprep/__init__.py
