@@ -81,7 +81,7 @@ def classify(entry: SeriesEntry, cfg: Config) -> str:
 def subject_session(
     entry: SeriesEntry, cfg: Config, root_name: str
 ) -> tuple[str, str | None, str]:
-    folders = entry.folders or []
+    folders = entry.folders
     level = cfg.labels.subject_level
     folder = folders[level - 1] if len(folders) >= level else root_name
     mapped = cfg.labels.subject_map.get(folder, folder)
