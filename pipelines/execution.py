@@ -338,6 +338,10 @@ def _run_workflow(
         plugin_args = {}
     else:
         plugin_args.update(cfg.execution.plugin_args)
+        if plugin == "MultiProc":
+            from .multiproc import SettlingMultiProcPlugin
+
+            plugin, plugin_args = SettlingMultiProcPlugin(plugin_args=plugin_args), {}
     try:
         wf.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError as exc:
