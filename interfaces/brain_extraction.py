@@ -14,7 +14,7 @@ from nipype.interfaces.base import (
 )
 
 from .brainextract.extract import BrainExtractionError, check_t1w_input, extract_brain
-from .brainextract.params import preset
+from .brainextract.params import PRESETS, BrainExtractionParams, preset
 from .brainextract.resources import memory_gb as extraction_memory_gb
 
 __all__ = [
@@ -25,16 +25,22 @@ __all__ = [
 ]
 
 
+#: the library's defaults (one source for the config, this interface and the library)
+_DEFAULTS = BrainExtractionParams()
+
+
 class _AntsBrainExtractionInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="T1w image (3D)")
     template_head = File(exists=True, mandatory=True, desc="whole-head template T1w")
     template_mask = File(exists=True, mandatory=True, desc="template brain probability/mask")
     template_name = traits.Str("template", usedefault=True, desc="recorded in the stats")
-    quality = traits.Enum("default", "fast", "precise", usedefault=True, desc="preset")
+    quality = traits.Enum("default", *sorted(set(PRESETS) - {"default"}), usedefault=True,
+                          desc="preset")  # fmt: skip
     parameters = traits.Dict(traits.Str, traits.Any, desc="overrides of preset fields")
-    random_seed = traits.Int(42, usedefault=True)
-    num_threads = traits.Int(1, usedefault=True)
-    volume_range_ml = traits.Tuple((700.0, 2600.0), traits.Float, traits.Float, usedefault=True)
+    random_seed = traits.Int(_DEFAULTS.random_seed, usedefault=True)
+    num_threads = traits.Int(_DEFAULTS.num_threads, usedefault=True)
+    volume_range_ml = traits.Tuple(_DEFAULTS.volume_range_ml, traits.Float, traits.Float,
+                                   usedefault=True)  # fmt: skip
 
 
 class _AntsBrainExtractionOutputSpec(TraitedSpec):

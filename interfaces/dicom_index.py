@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, get_args
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -14,16 +15,24 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .dicomio.geometry import GeometryPolicy
+from .dicomio.geometry import GeometryPolicy, IrregularOutcome, LocalizerOutcome, TiltOutcome
 from .dicomio.index import index_tree
+
+_POLICY = GeometryPolicy()
+
+
+def _outcome(default: str, choices: Any) -> traits.Enum:
+    """An Enum trait over a geometry outcome's values, the library's default first."""
+    others = [v for v in get_args(choices) if v != default]
+    return traits.Enum(default, *others, usedefault=True, desc="outcome (see dicomio.geometry)")
 
 
 class _DicomIndexInputSpec(BaseInterfaceInputSpec):
     dicom_dir = Directory(exists=True, mandatory=True, desc="root of the DICOM tree")
     folder_levels = traits.Int(2, usedefault=True, desc="folder levels kept per series")
-    irregular_spacing = traits.Enum("fail", "skip", "split", usedefault=True, desc="outcome")
-    gantry_tilt = traits.Enum("fail", "skip", "resample", usedefault=True, desc="outcome")
-    localizers = traits.Enum("convert", "skip", usedefault=True, desc="outcome")
+    irregular_spacing = _outcome(_POLICY.irregular_spacing, IrregularOutcome)
+    gantry_tilt = _outcome(_POLICY.gantry_tilt, TiltOutcome)
+    localizers = _outcome(_POLICY.localizers, LocalizerOutcome)
     cache_file = File(desc="header cache to reuse and rewrite (a rerun reads changed files only)")
 
 

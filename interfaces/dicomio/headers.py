@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import ge
-from .scan import FIELDS, ScannedHeader, ScanUnsupported, header_digest, scan_buffer, scan_file
+from .scan import (
+    FIELDS,
+    UNCOMPRESSED_SYNTAXES,
+    ScannedHeader,
+    ScanUnsupported,
+    header_digest,
+    scan_buffer,
+    scan_file,
+)
 from .siemens import xa_series_stack
 
 if TYPE_CHECKING:  # pydicom is imported where a file needs it (its import is slow)
@@ -38,12 +46,6 @@ if TYPE_CHECKING:  # pydicom is imported where a file needs it (its import is sl
     #: the header of one file: a pydicom Dataset or a ScannedHeader
     Header = pydicom.Dataset | ScannedHeader
 
-#: transfer syntaxes whose pixel data length we can check from the header
-_NATIVE_SYNTAXES = {
-    "1.2.840.10008.1.2",  # implicit little
-    "1.2.840.10008.1.2.1",  # explicit little
-    "1.2.840.10008.1.2.2",  # explicit big (retired)
-}
 
 
 class UnusableFile(Exception):
@@ -228,7 +230,7 @@ def _pixel_length_problem(ds: pydicom.Dataset, remaining: int) -> str | None:
     if "Rows" not in ds or "Columns" not in ds:
         return None  # not an image; reported by the caller
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
-    if syntax and syntax not in _NATIVE_SYNTAXES:
+    if syntax and syntax not in UNCOMPRESSED_SYNTAXES:
         return None  # encapsulated: lengths are per fragment
     if remaining <= 0:
         return "no pixel data (file ends after the header)"
@@ -510,7 +512,7 @@ def _scanned_pixel_problem(h: ScannedHeader) -> str | None:
         return None  # not an image; reported by slice_header_from_dataset
     if h.pixel_offset is None:
         return "no pixel data (file ends after the header)"
-    if h.transfer_syntax not in _NATIVE_SYNTAXES:
+    if h.transfer_syntax not in UNCOMPRESSED_SYNTAXES:
         return None
     available = min(h.pixel_length or 0, h.file_size - h.pixel_offset)
     return _truncation(available, _expected_pixel_bytes(h))

@@ -35,8 +35,12 @@ _ITEM_END = 0xE00D
 _SEQ_END = 0xE0DD
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
-#: transfer syntaxes whose pixel data are raw little-endian samples
+EXPLICIT_BE = "1.2.840.10008.1.2.2"  # retired
+#: transfer syntaxes whose pixel data are raw little-endian samples (what the scanner walks)
 NATIVE_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE})
+#: transfer syntaxes whose pixel data are raw samples of either byte order: their length
+#: follows from the header (rows x columns x frames x bits), so truncation can be checked
+UNCOMPRESSED_SYNTAXES = NATIVE_SYNTAXES | {EXPLICIT_BE}
 PIXEL_DATA = (0x7FE0, 0x0010)
 
 
