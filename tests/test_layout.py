@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
+
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"anatprep.interfaces": REPO / "interfaces", "anatprep.pipelines": REPO / "pipelines"}
 
@@ -38,7 +40,10 @@ def _modules() -> dict[str, Path]:
 
 def _imports(name: str, path: Path) -> set[str]:
     """The absolute names a module imports (relative imports resolved)."""
-    tree = ast.parse(path.read_text(), str(path))
+    return _imports_of(ast.parse(path.read_text(), str(path)), name, path)
+
+
+def _imports_of(tree: ast.AST, name: str, path: Path) -> set[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -103,6 +108,44 @@ def test_interfaces_import_nothing_from_pipelines():
 def test_workflows_import_no_execution_level_module():
     upper = EXECUTION - {"anatprep.pipelines.config", "anatprep.pipelines.rules"}
     assert _hits(WORKFLOWS, lambda imp: any(imp.startswith(u) for u in upper)) == []
+
+
+class _LoadTime(ast.NodeTransformer):
+    """Drops function bodies: what runs when a module is imported."""
+
+    def visit_FunctionDef(self, node):
+        return None
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+
+def _top_level_imports(name: str, path: Path) -> set[str]:
+    """The anatprep modules a module imports when it is loaded (imports inside functions and
+    under ``if TYPE_CHECKING`` are left out: they cannot make an import cycle)."""
+    tree = ast.parse(path.read_text(), str(path))
+    body = [n for n in tree.body if not (isinstance(n, ast.If) and "TYPE_CHECKING" in
+                                         ast.unparse(n.test))]  # fmt: skip
+    sub = _LoadTime().visit(ast.Module(body=body, type_ignores=[]))
+    found = set()
+    for imp in _imports_of(sub, name, path):
+        while imp and imp not in MODULES:
+            imp = imp.rpartition(".")[0]
+        if imp and imp != name:
+            found.add(imp)
+    return found
+
+
+def test_no_import_cycles():
+    """No module imports, when it loads, one that (directly or not) imports it back: such a
+    circle is one job split in the wrong place (``enhanced`` held both the frame headers the
+    index needs and a reader class built on ``classic``; they are now ``frames`` and
+    ``enhanced``)."""
+    graph = nx.DiGraph()
+    for name, path in MODULES.items():
+        graph.add_node(name)
+        graph.add_edges_from((name, dep) for dep in _top_level_imports(name, path))
+    cycles = [c for c in nx.simple_cycles(graph) if len(c) > 1 or graph.has_edge(c[0], c[0])]
+    assert cycles == []
 
 
 def test_nothing_imports_the_command_line():

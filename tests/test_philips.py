@@ -12,7 +12,7 @@ import pytest
 
 from anatprep.interfaces.dicomio import philips
 from anatprep.interfaces.dicomio.conversion import convert_entry
-from anatprep.interfaces.dicomio.enhanced import frame_headers
+from anatprep.interfaces.dicomio.frames import frame_headers
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.scan import PHILIPS_SCALE_SLOPE, ScannedHeader
 from anatprep.interfaces.dicomio.sidecar import build_sidecar

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import ge
+from .frames import frame_headers
 from .scan import (
     FIELDS,
     UNCOMPRESSED_SYNTAXES,
@@ -532,7 +533,6 @@ def _frames(header: Header, path: str | os.PathLike) -> list[Header]:
     """``header`` itself, or one header per frame when it is an enhanced file's."""
     if detect_flavour(header) != "enhanced":
         return [header]
-    from .enhanced import frame_headers
 
     ds = header if not isinstance(header, ScannedHeader) else open_dicom(path, True)[0]
     try:
