@@ -49,8 +49,8 @@ if method == "anatprep":
     tpl = robex_template()
     res = extract_brain(src, tpl.head, tpl.mask, out,
                         preset(quality, {"num_threads": int(threads)}), "robex")
-    mask_path = res["mask"]
-    stats_path = res["stats"]
+    mask_path = res.mask
+    stats_path = res.stats
 elif method == "ants-script":
     from benchmarks.ants_script import extract
     from anatprep.interfaces.templates import robex_template

@@ -13,7 +13,12 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .brainextract.extract import BrainExtractionError, check_t1w_input, extract_brain
+from .brainextract.extract import (
+    BrainExtractionError,
+    BrainExtractionResult,
+    check_t1w_input,
+    extract_brain,
+)
 from .brainextract.params import PRESETS, BrainExtractionParams, preset
 from .brainextract.resources import memory_gb as extraction_memory_gb
 
@@ -101,22 +106,22 @@ class AntsBrainExtraction(SimpleInterface):
             params,
             template_name=i.template_name,
         )
-        probsegs = out["probsegs"]
+        probsegs = out.probsegs
         notes = _sidecar_notes(
             out, i.template_name, i.quality, i.random_seed, atropos=params.atropos
         )
         self._results.update(
-            out_mask=out["mask"],
-            out_brain=out["brain"],
-            bias_corrected=out["bias_corrected"],
+            out_mask=out.mask,
+            out_brain=out.brain,
+            bias_corrected=out.bias_corrected,
             out_probseg_csf=probsegs.get("CSF", ""),
             out_probseg_gm=probsegs.get("GM", ""),
             out_probseg_wm=probsegs.get("WM", ""),
-            out_affine=out["affine"] or "",
-            out_warp=out["warp"] or "",
-            out_stats=out["stats"],
-            mask_volume_ml=out["mask_volume_ml"],
-            skull_stripped=out["skull_stripped_input"],
+            out_affine=out.affine or "",
+            out_warp=out.warp or "",
+            out_stats=out.stats,
+            mask_volume_ml=out.mask_volume_ml,
+            skull_stripped=out.skull_stripped_input,
             out_mask_meta=notes["mask"],
             out_brain_meta=notes["brain"],
             bias_corrected_meta=notes["preproc"],
@@ -125,11 +130,11 @@ class AntsBrainExtraction(SimpleInterface):
 
 
 def _sidecar_notes(
-    out: dict, template: str, quality: str, seed: int, atropos: bool = True
+    out: BrainExtractionResult, template: str, quality: str, seed: int, atropos: bool = True
 ) -> dict[str, dict]:
     """Sidecar values known only after the run, for the ``preproc`` (bias-corrected),
     ``mask`` and ``brain`` outputs."""
-    stripped = bool(out["skull_stripped_input"])
+    stripped = bool(out.skull_stripped_input)
     if stripped:
         method = "given mask of a skull-stripped input (no registration)"
     elif atropos:
@@ -142,10 +147,10 @@ def _sidecar_notes(
             "Template": template if not stripped else None,
             "Quality": quality,
             "RandomSeed": seed,
-            "MaskVolumeML": out["mask_volume_ml"],
+            "MaskVolumeML": out.mask_volume_ml,
             "Method": method,
         },
     }
     preproc = {"SkullStripped": stripped, **run}
-    mask = {**run, "MaskQuality": out["mask_quality"], "QualityFlags": out["quality_flags"]}
+    mask = {**run, "MaskQuality": out.mask_quality, "QualityFlags": list(out.quality_flags)}
     return {"preproc": preproc, "mask": mask, "brain": run}

@@ -29,36 +29,36 @@ def test_mni152_dice_and_outputs(data_dir, tmp_path):
     tpl = robex_template()
     src = data_dir / "anat" / "mni152" / "MNI152_T1.nii.gz"
     out = extract_brain(str(src), tpl.head, tpl.mask, tmp_path, preset("default"), "robex")
-    mask_img = nb.load(out["mask"])
+    mask_img = nb.load(out.mask)
     mask = np.asanyarray(mask_img.dataobj) > 0
     truth = np.asanyarray(nb.load(src.with_name("MNI152_mask.nii.gz")).dataobj) > 0
     dice = _dice(mask, truth)
-    print(f"\nMNI152 Dice {dice:.4f}, {out['mask_volume_ml']:.0f} mL")
+    print(f"\nMNI152 Dice {dice:.4f}, {out.mask_volume_ml:.0f} mL")
     assert dice >= 0.970  # issue 12; measured 0.9723 (benchmarks/README.md)
     # the curated mask is 2075 mL: within 5% of it (measured +1.7%, 2110 mL)
     truth_ml = truth.sum() * float(np.prod(mask_img.header.get_zooms()[:3])) / 1000
-    assert abs(out["mask_volume_ml"] - truth_ml) <= 0.05 * truth_ml
+    assert abs(out.mask_volume_ml - truth_ml) <= 0.05 * truth_ml
     assert ndimage.label(mask)[1] == 1
     np.testing.assert_array_equal(mask_img.affine, nb.load(src).affine)
     # tissue probabilities: inside the mask, summing to ~1 where Atropos ran
-    assert list(out["probsegs"]) == ["CSF", "GM", "WM"]
-    probs = np.stack([np.asanyarray(nb.load(p).dataobj) for p in out["probsegs"].values()])
+    assert list(out.probsegs) == ["CSF", "GM", "WM"]
+    probs = np.stack([np.asanyarray(nb.load(p).dataobj) for p in out.probsegs.values()])
     assert probs.shape[0] == 3 and probs.min() >= 0 and probs.max() <= 1
     assert not probs[:, ~mask].any()
     assert np.median(probs.sum(0)[mask]) == pytest.approx(1.0, abs=1e-3)
     # tissue ordering: WM brighter than GM brighter than CSF
-    t1 = np.asanyarray(nb.load(out["bias_corrected"]).dataobj)
+    t1 = np.asanyarray(nb.load(out.bias_corrected).dataobj)
     means = [float(t1[p > 0.9].mean()) for p in probs]
     assert means[0] < means[1] < means[2]
-    warp, affine = Path(out["warp"]), Path(out["affine"])
+    warp, affine = Path(out.warp), Path(out.affine)
     assert affine.suffix == ".mat" and nb.load(warp).shape[3:] == (1, 3)  # ITK vector field
-    stats = json.loads(Path(out["stats"]).read_text())
+    stats = json.loads(Path(out.stats).read_text())
     assert stats["skull_stripped_input"] is False and stats["parameters"]["random_seed"] == 42
     # QC signals with the warped prior (the values are reported, the flags are not asserted)
     quality = stats["MaskQuality"]
     print(f"MNI152 QC {quality}, flags {stats['QualityFlags']}")
     assert quality["Components"] == 1 and 0 < quality["PriorOutsideFraction"] < 1
-    assert quality == out["mask_quality"] and isinstance(stats["QualityFlags"], list)
+    assert quality == out.mask_quality and isinstance(stats["QualityFlags"], list)
 
 
 def _image(path: Path, data: np.ndarray, zoom: float = 1.0) -> str:
@@ -103,11 +103,11 @@ def test_skull_stripped_input_keeps_its_mask(data_dir, tmp_path):
     nb.save(nb.Nifti1Image(brain.astype(np.float32), affine), path)
     tpl = robex_template()
     out = extract_brain(str(path), tpl.head, tpl.mask, tmp_path, preset("default"), "robex")
-    assert out["skull_stripped_input"] is True and out["affine"] is out["warp"] is None
-    mask = np.asanyarray(nb.load(out["mask"]).dataobj) > 0
+    assert out.skull_stripped_input is True and out.affine is out.warp is None
+    mask = np.asanyarray(nb.load(out.mask).dataobj) > 0
     np.testing.assert_array_equal(mask, ndimage.binary_fill_holes(brain != 0))
-    assert list(out["probsegs"]) == ["CSF", "GM", "WM"]
+    assert list(out.probsegs) == ["CSF", "GM", "WM"]
     # QC without a prior: no prior-outside fraction (not a made-up 0), every slice hole counts
-    quality = out["mask_quality"]
+    quality = out.mask_quality
     assert "PriorOutsideFraction" not in quality and "SlicesWithHolesOutsidePrior" not in quality
-    assert quality["Components"] == 1 and quality["VolumeMl"] == out["mask_volume_ml"]
+    assert quality["Components"] == 1 and quality["VolumeMl"] == out.mask_volume_ml

@@ -36,9 +36,9 @@ from anatprep.interfaces.brainextract.params import preset
 from anatprep.interfaces.templates import robex_template
 tpl = robex_template()
 out = extract_brain(sys.argv[1], tpl.head, tpl.mask, Path(sys.argv[2]), preset("default"), "robex")
-stats = json.loads(Path(out["stats"]).read_text())
-print(json.dumps({"mask": out["mask"], "stats": stats, "outputs": [out["bias_corrected"],
-                  out["brain"], *out["probsegs"].values()],
+stats = json.loads(Path(out.stats).read_text())
+print(json.dumps({"mask": out.mask, "stats": stats, "outputs": [out.bias_corrected,
+                  out.brain, *out.probsegs.values()],
                   "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
 """
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from anatprep.interfaces.bids_sink import ENTITY_ORDER, DerivativesDataSink, bids_name
+from anatprep.interfaces.dicomio.table import SeriesEntry
 from anatprep.pipelines.config import load_config
 from anatprep.pipelines.rules import PlannedSeries, SubjectPlan
 from anatprep.pipelines.workflows.anat import init_subject_wf
@@ -113,12 +114,11 @@ EXPECTED = {
 
 
 def test_one_sink_per_derivative_wired_by_name(tmp_path):
-    table = tmp_path / "series.json"
-    table.write_text("{}")
     cfg = load_config()
     stem = "sub-01_ses-a_run-2_T1w"
     plan = SubjectPlan("01", "a", "in", [PlannedSeries("s1", "anat", "T1w", stem, "t1")])
-    wf = init_subject_wf(plan, str(table), tmp_path / "out", cfg, {})
+    entry = SeriesEntry(id="s1", files=("/in/a.dcm",), rows=8, columns=8, n_slices=4)
+    wf = init_subject_wf(plan, {"s1": entry}, tmp_path / "out", cfg)
     deriv = wf.get_node("deriv_run_2_T1w_wf")
     sinks = {n: deriv.get_node(n) for n in deriv.list_node_names() if n != "inputnode"}
     assert sorted(sinks) == sorted(EXPECTED)

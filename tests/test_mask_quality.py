@@ -17,6 +17,7 @@ import pytest
 from scipy import ndimage
 
 from anatprep.interfaces.brain_extraction import _sidecar_notes
+from anatprep.interfaces.brainextract.extract import BrainExtractionResult
 from anatprep.interfaces.brainextract.quality import (
     MAX_PRIOR_OUTSIDE,
     MaskQuality,
@@ -185,14 +186,17 @@ def test_fast_on_a_256_cube():
     assert time.process_time() - start < 1.0
 
 
-def _quality(flags: list[str]) -> dict:
+def _result(flags: list[str]) -> BrainExtractionResult:
     q = MaskQuality(1234.5, 1, {"axial": 0, "coronal": 0, "sagittal": 0}, 0.0, 0.0125, 2)
-    return {"mask_quality": q.as_sidecar(), "quality_flags": flags}
+    return BrainExtractionResult(
+        bias_corrected="bc.nii.gz", mask="m.nii.gz", brain="b.nii.gz", probsegs={},
+        affine=None, warp=None, stats="s.json", mask_volume_ml=1234.5,
+        skull_stripped_input=False, mask_quality=q.as_sidecar(), quality_flags=tuple(flags),
+    )  # fmt: skip
 
 
 def test_sidecar_notes_carry_quality_on_the_mask_only():
-    out = _quality(["prior outside mask 0.120 (> 0.06)"])
-    out.update(mask_volume_ml=1234.5, skull_stripped_input=False)
+    out = _result(["prior outside mask 0.120 (> 0.06)"])
     notes = _sidecar_notes(out, "robex", "default", 42)
     assert set(notes) == {"preproc", "mask", "brain"}
     assert notes["mask"]["MaskQuality"] == {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,26 @@ def _read_3d(ants, path: str):
     return img.clone("float")
 
 
+@dataclass(frozen=True)
+class BrainExtractionResult:
+    """What :func:`extract_brain` wrote (paths) and measured."""
+
+    bias_corrected: str
+    mask: str
+    brain: str
+    #: tissue name -> probability map (:data:`.segmentation.TISSUES`); empty without Atropos
+    probsegs: dict[str, str]
+    #: template to T1w; None for an input already skull-stripped (no registration)
+    affine: str | None
+    warp: str | None
+    #: the JSON of volumes, QC signals, timings and parameters
+    stats: str
+    mask_volume_ml: float
+    skull_stripped_input: bool
+    mask_quality: dict[str, Any]
+    quality_flags: tuple[str, ...]
+
+
 def extract_brain(
     t1w: str,
     template_head: Path,
@@ -87,15 +108,9 @@ def extract_brain(
     out_dir: Path,
     params: BrainExtractionParams | None = None,
     template_name: str = "template",
-) -> dict[str, Any]:
-    """Run the extraction of ``t1w`` into ``out_dir``; return output paths and stats.
-
-    Keys: ``bias_corrected``, ``mask``, ``brain`` (paths); ``probsegs`` (tissue name ->
-    path, :data:`.segmentation.TISSUES`; empty when Atropos is off); ``affine`` and ``warp``
-    (template to T1w; ``None`` for an input already skull-stripped: no registration);
-    ``stats`` (the JSON's path), ``mask_volume_ml``, ``skull_stripped_input``,
-    ``mask_quality``, ``quality_flags``.
-    """
+) -> BrainExtractionResult:
+    """Run the extraction of ``t1w`` into ``out_dir``; return the output paths and the
+    measures (:class:`BrainExtractionResult`)."""
     p = params or BrainExtractionParams()
     ref = check_t1w_input(t1w)
     ants = import_ants(p.num_threads)
@@ -232,7 +247,7 @@ def _write_outputs(
     transforms: registration.Transforms | None,
     stats: dict[str, Any],
     lap: Callable[[str], None],
-) -> dict[str, Any]:
+) -> BrainExtractionResult:
     def save(arr: np.ndarray, name: str, dtype) -> str:
         img = nb.Nifti1Image(arr.astype(dtype), ref.affine, ref.header)
         img.header.set_data_dtype(dtype)
@@ -244,32 +259,36 @@ def _write_outputs(
         return str(path)
 
     bc = corrected.astype(np.float32)
-    out: dict[str, Any] = {
-        "bias_corrected": save(bc, "bias_corrected.nii.gz", np.float32),
-        "mask": save(mask, "brain_mask.nii.gz", np.uint8),
-        "brain": save(bc * mask, "brain.nii.gz", np.float32),
-        "probsegs": {},  # by tissue (segmentation.TISSUES); none without Atropos
-        "affine": None,  # template to T1w; None without registration (a stripped input)
-        "warp": None,
-    }
+    bias_corrected = save(bc, "bias_corrected.nii.gz", np.float32)
+    mask_file = save(mask, "brain_mask.nii.gz", np.uint8)
+    brain = save(bc * mask, "brain.nii.gz", np.float32)
     del bc
+    probsegs: dict[str, str] = {}
     if posteriors is not None:
         for name, post in zip(segmentation.TISSUES, posteriors, strict=True):
             prob = np.clip(post, 0.0, 1.0) * mask
-            out["probsegs"][name] = save(prob, f"probseg_{name}.nii.gz", np.float32)
+            probsegs[name] = save(prob, f"probseg_{name}.nii.gz", np.float32)
             del prob
+    affine = warp = None
     if transforms is not None:
-        out["affine"] = _place(transforms.affine, out_dir / "template_to_t1w_affine.mat")
-        out["warp"] = _place(transforms.warp, out_dir / "template_to_t1w_warp.nii.gz")
+        affine = _place(transforms.affine, out_dir / "template_to_t1w_affine.mat")
+        warp = _place(transforms.warp, out_dir / "template_to_t1w_warp.nii.gz")
     lap("write")
     stats_file = out_dir / "brain_extraction.json"
     write_json(stats, stats_file)
-    out["stats"] = str(stats_file)
-    out["mask_volume_ml"] = stats["mask_volume_ml"]
-    out["skull_stripped_input"] = stats["skull_stripped_input"]
-    out["mask_quality"] = stats["MaskQuality"]
-    out["quality_flags"] = stats["QualityFlags"]
-    return out
+    return BrainExtractionResult(
+        bias_corrected=bias_corrected,
+        mask=mask_file,
+        brain=brain,
+        probsegs=probsegs,
+        affine=affine,
+        warp=warp,
+        stats=str(stats_file),
+        mask_volume_ml=stats["mask_volume_ml"],
+        skull_stripped_input=stats["skull_stripped_input"],
+        mask_quality=stats["MaskQuality"],
+        quality_flags=tuple(stats["QualityFlags"]),
+    )
 
 
 def _place(src: Path, final: Path) -> str:
