@@ -15,7 +15,7 @@ from typing import Any
 
 from anatprep import __version__
 from anatprep.interfaces.atomic import atomic_write_bytes, write_json
-from anatprep.interfaces.dicom_index import DicomIndex
+from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.table import SeriesTable
 
 from .config import Config
@@ -87,22 +87,19 @@ def default_work_dir(output_dir: Path) -> Path:
     return out.parent / f"{out.name}.work"
 
 
-def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> tuple[str, SeriesTable]:
-    """Run the DicomIndex interface; return the table path and its content.  The header cache
-    in ``<work>/index/`` lets a rerun read only the files that changed."""
+def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> SeriesTable:
+    """The series table of INPUT (also saved as ``<work>/index/series_table.json``).  The
+    header cache beside it lets a rerun read only the files that changed."""
     index_dir = work_dir / "index"
     index_dir.mkdir(parents=True, exist_ok=True)
-    geometry = cfg.conversion.geometry
-    result = DicomIndex(
-        dicom_dir=str(input_dir.resolve()),
+    table = index_tree(
+        input_dir.resolve(),
         folder_levels=5,
-        irregular_spacing=geometry.irregular_spacing,
-        gantry_tilt=geometry.gantry_tilt,
-        localizers=geometry.localizers,
-        cache_file=str(index_dir / "header_cache.json"),
-    ).run(cwd=str(index_dir))
-    table_file = result.outputs.series_table
-    return table_file, SeriesTable.load(table_file)
+        geometry=cfg.conversion.geometry.policy(),
+        cache_file=index_dir / "header_cache.json",
+    )
+    table.save(index_dir / "series_table.json")
+    return table
 
 
 def _describe_unusable(table: SeriesTable, limit: int = 5) -> str:
@@ -242,7 +239,7 @@ def run_study(
     log_dir.mkdir(parents=True, exist_ok=True)
 
     if series_table is None:
-        _table_file, table = index_input(input_dir, work_dir, cfg)
+        table = index_input(input_dir, work_dir, cfg)
     else:
         table = SeriesTable.load(series_table)
     for entry in table.series:
