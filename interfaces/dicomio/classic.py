@@ -41,7 +41,9 @@ LOG = logging.getLogger("anatprep")
 class ClassicSeries:
     """A set of single-frame DICOM files that together form one 3D or 4D volume.
 
-    Construction reads every header and orders the slices; geometry problems raise
+    ``paths`` (and ``frames``) come from the series table in the slice order indexing found;
+    construction reads every header and asserts that order (a series whose files changed
+    since indexing fails, it is never re-ordered here).  Geometry problems raise
     :class:`SeriesGeometryError`, unreadable files :class:`UnusableFile`.  Pixels are read by
     :meth:`to_nifti`.
     """
@@ -78,6 +80,12 @@ class ClassicSeries:
         if len(slices) != len(wanted):
             raise SeriesGeometryError(f"{len(wanted) - len(slices)} listed frame(s) not found")
         self._order = order_slices(slices)
+        listed = list(zip(map(str, paths), frames, strict=True))
+        if list(zip(self._order.files, self._order.frames, strict=True)) != listed:
+            raise SeriesGeometryError(
+                "the files no longer give the slice order the index found (changed since "
+                "indexing?): run again to re-index"
+            )
         self.files = self._order.files
         self.headers: list[Header] = [
             by_key[key] for key in zip(self.files, self._order.frames, strict=True)
