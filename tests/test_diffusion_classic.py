@@ -164,12 +164,12 @@ def test_vendor_reader_hook(monkeypatch):
         calls.append(header)
         return (700.0, (0.0, 0.0, 2.0)) if header.get("Own") else None
 
-    monkeypatch.setitem(diffusion.VENDOR_READERS, "ACME", reader)
-    own = ScannedHeader(Manufacturer="ACME Medical", Own=True, DiffusionBValue=5.0)
+    monkeypatch.setitem(diffusion.VENDOR_READERS, "Canon", reader)  # vendors.CANON
+    own = ScannedHeader(Manufacturer="CANON_MEC", Own=True, DiffusionBValue=5.0)
     b, direction = diffusion.volume_gradient(own)
     assert b == 700.0 and direction.tolist() == [0.0, 0.0, 2.0]  # not scaled: not listed
     std = ScannedHeader(
-        Manufacturer="ACME", DiffusionBValue=5.0, DiffusionGradientOrientation=(0, 1, 0)
+        Manufacturer="Canon", DiffusionBValue=5.0, DiffusionGradientOrientation=(0, 1, 0)
     )
     assert diffusion.volume_gradient(std)[0] == 5.0
     assert len(calls) == 2

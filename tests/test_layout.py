@@ -197,3 +197,14 @@ def test_version_is_the_installed_distribution_version():
 
     assert anatprep.__version__ == importlib.metadata.version("anatprep")
     assert Path(anatprep.interfaces.__file__).parent == REPO / "interfaces"
+
+
+def test_one_vendor_rule():
+    """Only :mod:`anatprep.interfaces.dicomio.vendors` reads the Manufacturer tag to decide
+    the maker (a second reading would be a second, drifting rule)."""
+    readers = sorted(
+        name for name, path in MODULES.items()
+        if 'get("Manufacturer")' in path.read_text()
+        and name != "anatprep.interfaces.dicomio.vendors"
+    )  # fmt: skip
+    assert readers == []

@@ -22,7 +22,6 @@ from .diffusion import (
     diffusion_plan,
     gradient_files,
     table_files,
-    vendor_of,
 )
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
@@ -30,6 +29,7 @@ from .pixels import read_frames
 from .scan import GE_USER_DATA, ScannedHeader, number_or, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
 from .sidecar import asl_fields, g_number, phase_encoding_fields, slice_timing_fields
+from .vendors import vendor_of
 from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
 if TYPE_CHECKING:
@@ -371,7 +371,7 @@ class ClassicSeries:
             positive, bandwidth, spacing = self.phase_info()
             direction = self.headers[0].get("InPlanePhaseEncodingDirection")
             extra.update(phase_encoding_fields(direction, positive, bandwidth, rows, cols, spacing))
-            if str(self.headers[0].get("Manufacturer") or "").upper().startswith("GE"):
+            if ge.is_ge(self.headers[0]):
                 polarity = ge.polarity_name(positive)
                 if polarity:
                     extra["PhaseEncodingPolarityGE"] = polarity

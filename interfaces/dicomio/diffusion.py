@@ -37,9 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import philips
+from . import philips, vendors
 from .csa import CsaImage
 from .scan import SIEMENS_B_VALUE, SIEMENS_DIFFUSION_DIRECTION, private_field
+from .vendors import vendor_of
 from .volume import LPS_TO_RAS
 
 #: (b-value, LPS direction or None) of one volume, as a vendor reader returns it
@@ -78,26 +79,17 @@ def _siemens_private(header) -> RawGradient | None:
     return float(b), vec if isinstance(vec, tuple | list) and len(vec) == 3 else None
 
 
-#: manufacturer (upper-case prefix) -> reader of its own diffusion tags (see module docstring)
+#: maker (:mod:`.vendors`) -> reader of its own diffusion tags (see module docstring)
 VENDOR_READERS: dict[str, Callable[[object], RawGradient | None]] = {
-    "PHILIPS": philips.diffusion,
-    "SIEMENS": _siemens_private,
+    vendors.PHILIPS: philips.diffusion,
+    vendors.SIEMENS: _siemens_private,
 }
 
-#: manufacturers whose b > 0 volumes without a direction are derived images to remove
-DERIVED_VOLUME_VENDORS = frozenset({"PHILIPS"})
-#: manufacturers whose directions are scaled to unit length (dcm2niix does so for these two:
+#: makers whose b > 0 volumes without a direction are derived images to remove
+DERIVED_VOLUME_VENDORS = frozenset({vendors.PHILIPS})
+#: makers whose directions are scaled to unit length (dcm2niix does so for these two:
 #: Philips stores them a little short of it)
-UNIT_LENGTH_VENDORS = frozenset({"PHILIPS", "SIEMENS"})
-
-
-def vendor_of(header) -> str:
-    """The key of :data:`VENDOR_READERS` this header's manufacturer falls under ('' if none)."""
-    name = str(header.get("Manufacturer") or "").strip().upper()
-    for prefix in VENDOR_READERS.keys() | DERIVED_VOLUME_VENDORS | UNIT_LENGTH_VENDORS:
-        if name.startswith(prefix):
-            return prefix
-    return name
+UNIT_LENGTH_VENDORS = frozenset({vendors.PHILIPS, vendors.SIEMENS})
 
 
 def volume_gradient(header) -> tuple[float, np.ndarray] | None:

@@ -75,6 +75,7 @@ from .scan import (
     GE_VELOCITY_ENCODE_SCALE,
     private_field,
 )
+from .vendors import GE, vendor_of
 
 _LINE = re.compile(r'^(\w+) "([^"]*)"', re.M)
 
@@ -83,7 +84,7 @@ EPI, EPI_RT, EPI2, EPI_PEPOLAR = 0, 1, 2, 3
 
 
 def is_ge(header) -> bool:
-    return str(header.get("Manufacturer") or "").strip().upper().startswith("GE")
+    return vendor_of(header) == GE
 
 
 def _number(value) -> float | None:

@@ -40,10 +40,11 @@ from .scan import (
     number_or,
     private_field,
 )
+from .vendors import PHILIPS, vendor_of
 
 
 def is_philips(header) -> bool:
-    return str(header.get("Manufacturer") or "").strip().upper().startswith("PHILIPS")
+    return vendor_of(header) == PHILIPS
 
 
 def display_rescale(header) -> tuple[float, float]:

@@ -54,6 +54,7 @@ from .scan import (
     SIEMENS_XA_SLICE_TIME,
     private_field,
 )
+from .vendors import SIEMENS, vendor_of
 
 #: (0029,1020): CSA series header, which holds the protocol as ASCCONV text
 CSA_SERIES = (0x0029, 0x1020)
@@ -63,7 +64,7 @@ _LINE = re.compile(r"^\s*([A-Za-z_][\w.\[\]]*)\s*=\s*(.*?)\s*$")
 
 
 def is_siemens(header) -> bool:
-    return str(header.get("Manufacturer") or "").strip().upper().startswith("SIEMENS")
+    return vendor_of(header) == SIEMENS
 
 
 def parse_ascconv(raw: bytes) -> dict[str, str]:

@@ -44,6 +44,7 @@ from .scan import (
 )
 from .series import SeriesGeometryError, check_uniform_spacing
 from .sidecar import g_number
+from .vendors import UIH, vendor_of
 from .volume import NiftiVolume, lps_affine
 
 if TYPE_CHECKING:
@@ -58,8 +59,7 @@ _POSITION_TOLERANCE = 1e-3
 
 def is_uih(header) -> bool:
     """Manufacturer UIH (United Imaging Healthcare)."""
-    text = str(header.get("Manufacturer") or "").strip().upper()
-    return text.startswith("UIH") or text.startswith("UNITED IMAGING")
+    return vendor_of(header) == UIH
 
 
 def grid_size(header) -> int:
