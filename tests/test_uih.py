@@ -26,7 +26,7 @@ from anatprep.interfaces.dicomio.scan import (
     UIH_PHASE_POSITIVE,
     ScannedHeader,
 )
-from anatprep.interfaces.dicomio.uih import UihSeries
+from anatprep.interfaces.dicomio.uih_series import UihSeries
 from anatprep.pipelines.cli import main
 from anatprep.pipelines.convert_cmd import convert_tree
 from anatprep.pipelines.exitcodes import EXIT_PARTIAL

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import ge, philips, siemens
+from . import ge, philips, siemens, uih
 from .csa import CsaImage
 from .diffusion import (
     DERIVED_VOLUME_VENDORS,
@@ -23,12 +23,13 @@ from .diffusion import (
     gradient_files,
     table_files,
 )
+from .formats import g_number
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
 from .pixels import read_frames
 from .scan import GE_USER_DATA, ScannedHeader, number_or, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
-from .sidecar import asl_fields, g_number, phase_encoding_fields, slice_timing_fields
+from .sidecar import asl_fields, phase_encoding_fields, slice_timing_fields
 from .vendors import vendor_of
 from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dtype
 
@@ -416,8 +417,6 @@ class ClassicSeries:
         if ge.is_ge(h):
             positive = ge.phase_positive(h, private_field(h, GE_USER_DATA))
             return positive, None, ge.effective_echo_spacing(h)
-        from . import uih  # uih's reader subclasses this module's
-
         return uih.phase_positive(h), None, None
 
     def slice_times(self) -> list[float] | None:

@@ -28,7 +28,7 @@ from .reference import (
 from .series import SeriesGeometryError
 from .sidecar import FORBIDDEN_KEYS, build_sidecar
 from .table import SeriesEntry
-from .uih import UihSeries
+from .uih_series import UihSeries
 
 LOG = logging.getLogger("anatprep")
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import philips, vendors
+from . import philips, uih, vendors
 from .csa import CsaImage
 from .scan import SIEMENS_B_VALUE, SIEMENS_DIFFUSION_DIRECTION, private_field
 from .vendors import vendor_of
@@ -95,8 +95,6 @@ UNIT_LENGTH_VENDORS = frozenset({vendors.PHILIPS, vendors.SIEMENS})
 def volume_gradient(header) -> tuple[float, np.ndarray] | None:
     """(b-value, direction in LPS; zeros for b = 0 or no direction) of the volume this
     header's slice belongs to, or None when the headers carry no diffusion values."""
-    from . import uih  # uih's reader imports classic, which imports this module
-
     found: RawGradient | None = uih.volume_gradient(header)
     if found is None:
         reader = VENDOR_READERS.get(vendor_of(header))

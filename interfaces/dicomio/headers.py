@@ -496,7 +496,7 @@ def identify(path: str | os.PathLike) -> SliceHeader | None:
 def _vendor_geometry(header: Header, path: str | os.PathLike) -> Header:
     """UIH keeps slice positions in a private group (see :mod:`.uih`); a file whose private
     geometry is unusable is rejected with its series named."""
-    from . import uih  # uih's reader subclasses classic, which imports this module
+    from . import uih  # uih reads its private geometry with this module's open_dicom
 
     try:
         return uih.with_private_geometry(header, path)

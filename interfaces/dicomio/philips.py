@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .formats import g_number
 from .scan import (
     PHILIPS_B_FACTOR,
     PHILIPS_DIRECTION_AP,
@@ -97,8 +98,6 @@ def uses_precise(headers: Sequence[Any], enhanced: bool) -> bool:
 
 def sidecar_fields(header, precise: bool) -> dict[str, Any]:
     """The four scaling keys of a Philips image (dcm2niix's names); {} without SS."""
-    from .sidecar import g_number
-
     ss = scale_slope(header)
     if ss is None:
         return {}

@@ -47,6 +47,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .formats import g_number
 from .scan import (
     SIEMENS_SDI_CREATOR,
     SIEMENS_XA_BW_PHASE,
@@ -147,8 +148,6 @@ def field_map_echo_times(header, path: str) -> dict[str, float | int]:
     echo = header.get("EchoTime")
     if echo is None or abs(float(echo) - te2 / 1000.0) > 1e-3:
         return {}
-    from .sidecar import g_number
-
     return {"EchoTime1": g_number(te1 / 1e6), "EchoTime2": g_number(te2 / 1e6)}
 
 
@@ -280,8 +279,6 @@ def _seconds(protocol: dict[str, str], key: str) -> float | int | None:
     value = _number(protocol.get(key))
     if value is None or value <= 0:
         return None
-    from .sidecar import g_number
-
     return g_number(value / 1e6)
 
 
