@@ -347,8 +347,18 @@ def _run_workflow(
         if not summary.failures:
             raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
     summary.nodes_run = nodes_run_since(work_dir / wf.name, started)
-    summary.nodes_total = len(wf.list_node_names())
+    summary.nodes_total = _work_nodes(wf)
     return summary
+
+
+def _work_nodes(wf) -> int:
+    """The nodes of a (nested) workflow that run (nipype drops pass-through identity nodes
+    such as ``inputnode`` / ``outputnode`` before running)."""
+    from nipype.interfaces.utility import IdentityInterface
+
+    return sum(
+        not isinstance(node.interface, IdentityInterface) for node in wf._get_all_nodes()
+    )
 
 
 def nodes_run_since(graph_dir: Path, started: float) -> list[str]:
