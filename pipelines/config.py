@@ -7,9 +7,10 @@ with the key path and what is allowed.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,8 @@ from anatprep.interfaces.dicomio.geometry import (
 )
 from anatprep.interfaces.orientation import check_orientation_code
 
+from .config_yaml import ConfigYAMLError, parse, read_text
+
 #: the library's own defaults, so each setting has one source
 _BEX = BrainExtractionParams()
 _GEOMETRY = GeometryPolicy()
@@ -33,7 +36,18 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    """Unknown keys refused; every float finite (``.nan`` / ``.inf`` are config errors)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+#: upper bounds of counts and sizes: far beyond any real run, short of absurd
+MAX_PROCS = 4096
+MAX_NODE_GB = 4096.0
+MAX_BUDGET_GB = 65536.0
+MAX_SEED = 2**31 - 1
+#: a brain-volume bound, in mL
+_Volume = Annotated[float, Field(ge=0, le=100_000)]
 
 
 def _check_regexes(patterns: list[str]) -> list[str]:
@@ -61,7 +75,7 @@ class SeriesRule(_Strict):
     magnitude_only: bool = Field(
         True, description="phase/real/imaginary parts never match (they go to extra/)"
     )
-    min_slices: int = Field(1, ge=1)
+    min_slices: int = Field(1, ge=1, le=100_000)
 
     _validate = field_validator("description", "exclude_description", "exclude_image_type")(
         classmethod(lambda cls, v: _check_regexes(v))
@@ -198,14 +212,15 @@ class BrainExtractionConfig(_Strict):
     template_head: str | None = None
     template_mask: str | None = None
     template_resolution: int = Field(1, ge=1, le=9, description="TemplateFlow res- label")
-    random_seed: int = Field(_BEX.random_seed, ge=0)
+    random_seed: int = Field(_BEX.random_seed, ge=0, le=MAX_SEED)
     num_threads: int = Field(
         _BEX.num_threads, ge=1, le=256, description="ITK threads per subject (1 = deterministic)"
     )
-    volume_range_ml: tuple[float, float] = _BEX.volume_range_ml
+    volume_range_ml: tuple[_Volume, _Volume] = _BEX.volume_range_ml
     memory_gb: float = Field(
         1.0,
         gt=0,
+        le=MAX_NODE_GB,
         description="least memory the node declares; a larger image declares what it needs",
     )
 
@@ -232,15 +247,20 @@ class SlurmConfig(_Strict):
     the batch; each task runs one subject's graph with MultiProc on ``cpus_per_task``."""
 
     cpus_per_task: int = Field(2, ge=1, le=256)
-    mem_gb: float = Field(6.0, gt=0)
+    mem_gb: float = Field(6.0, gt=0, le=MAX_NODE_GB)
     time: str = Field("04:00:00", description="sbatch --time of each task")
     partition: str | None = None
     account: str | None = None
-    throttle: int | None = Field(None, ge=1, description="at most this many tasks at once (%)")
+    throttle: int | None = Field(
+        None, ge=1, le=1_000_000, description="at most this many tasks at once (%)"
+    )
     extra_args: list[str] = Field(default_factory=list, description="more sbatch arguments")
     poll_seconds: float = Field(5.0, gt=0, le=600)
     outage_seconds: float = Field(
-        300.0, gt=0, description="how long a silent controller is waited for, with retries"
+        300.0,
+        gt=0,
+        le=86_400,
+        description="how long a silent controller is waited for, with retries",
     )
 
 
@@ -250,10 +270,32 @@ class ExecutionConfig(_Strict):
         default_factory=dict,
         description="passed to the nipype plugin (e.g. sbatch_args for SLURM / SLURMGraph)",
     )
-    n_procs: int | None = Field(None, ge=1, description="parallel processes (default: all cores)")
-    memory_gb: float | None = Field(None, gt=0, description="memory budget (default: 90% of RAM)")
+    n_procs: int | None = Field(
+        None, ge=1, le=MAX_PROCS, description="parallel processes (default: all cores)"
+    )
+    memory_gb: float | None = Field(
+        None, gt=0, le=MAX_BUDGET_GB, description="memory budget (default: 90% of RAM)"
+    )
     work_dir: str | None = Field(None, description="default: <OUTPUT>.work beside OUTPUT")
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+
+    @field_validator("plugin_args")
+    @classmethod
+    def _finite_args(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _check_finite(v, "plugin_args")
+        return v
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """ValueError naming the first NaN or infinity in nested dicts and lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: must be a finite number, got {value!r}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{path}.{index}")
 
 
 class Config(_Strict):
@@ -275,9 +317,17 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         elif err["type"] == "literal_error":
             msg = f"must be one of {err.get('ctx', {}).get('expected', '')}"
         got = err.get("input")
-        got_text = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        got_text = (
+            "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {_short(got)})"
+        )
         lines.append(f"  {path}: {msg}{got_text}")
     return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error message stays readable."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]} ...{text[-1]}"
 
 
 def validate_config(data: dict[str, Any] | None, source: str = "config") -> Config:
@@ -292,25 +342,53 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config {path} must be a mapping at the top level")
-        data = loaded or {}
+        data = _read_yaml(Path(path))
     for dotted, value in (overrides or {}).items():
-        node = data
-        keys = dotted.split(".")
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = value
+        _set_dotted(data, dotted, value)
+    if overrides:  # the command line's settings: say which keys did not come from the file
+        source = f"{source} (with overrides of {', '.join(overrides)})"
     return validate_config(data, source)
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping; ConfigError naming the file (and key path) otherwise."""
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except ConfigYAMLError as exc:
+        raise ConfigError(f"config {path} is {exc}") from None
+    try:
+        loaded = parse(text)
+    except ConfigYAMLError as exc:
+        raise ConfigError(f"invalid configuration in {path}:\n  {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return loaded or {}
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts.  A section that is not a mapping is left as it is, so
+    validation reports it (``execution: 5`` with ``--n-procs 2``), not a TypeError here."""
+    node = data
+    *sections, last = dotted.split(".")
+    for key in sections:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            return
+    node[last] = value
+
+
 def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100)
+    """The config as YAML that :func:`load_config` reads back (no anchors, which it refuses)."""
+    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_NoAliasDumper, sort_keys=False, width=100)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """SafeDumper writing a value seen twice out twice, never as an anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True

@@ -6,6 +6,7 @@ config.  Spacings are in mm; iteration lists run coarse to fine.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -57,37 +58,109 @@ class BrainExtractionParams:
         if unknown:
             raise ValueError(f"unknown brain-extraction parameter(s): {', '.join(unknown)}")
         clean = {name: _checked(name, getattr(self, name), v) for name, v in overrides.items()}
-        return replace(self, **clean)
+        return _consistent(replace(self, **clean))
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _consistent(p: BrainExtractionParams) -> BrainExtractionParams:
+    """``p``, if its parameters agree with each other; ValueError naming them otherwise."""
+    if len(p.syn_iterations) != len(p.syn_shrink_factors):
+        raise ValueError(
+            f"syn_iterations {list(p.syn_iterations)} and syn_shrink_factors "
+            f"{list(p.syn_shrink_factors)} need one value per level each"
+        )
+    if len(p.winsorize) != 2 or p.winsorize[0] >= p.winsorize[1]:
+        raise ValueError(f"winsorize must be [low, high] with low < high, got {list(p.winsorize)}")
+    return p
+
+
 _CHOICES = {"atropos_init": ("kmeans", "otsu")}
+#: numbers that must be above 0 (spacings, iteration counts, shrink factors, radii); every
+#: other number must be at least 0
+_POSITIVE = frozenset(
+    {
+        "n4_spacing_mm",
+        "n4_iterations",
+        "n4_spline_mm",
+        "registration_spacing_mm",
+        "rigid_iterations",
+        "affine_iterations",
+        "syn_iterations",
+        "syn_shrink_factors",
+        "syn_cc_radius",
+        "syn_gradient_step",
+        "atropos_iterations",
+        "working_spacing_mm",
+        "num_threads",
+    }
+)
+#: numbers between 0 and 1 (quantiles, probabilities, a fraction of pi)
+_FRACTIONS = frozenset({"init_search_arc", "winsorize", "prior_threshold", "prior_union_min"})
+#: the largest integer each integer parameter takes (iterations, factors, radii: 100000)
+_MAX_INT = {"random_seed": 2**31 - 1, "num_threads": 256}
 
 
 def _checked(name: str, default: Any, value: Any) -> Any:
-    """``value`` in the type of ``default``; ValueError naming the parameter otherwise."""
+    """``value`` in the type of ``default`` and in the parameter's range; ValueError naming the
+    parameter otherwise (NaN and infinities are never allowed)."""
+    converted = _converted(name, default, value)
+    if converted is None:
+        shown = list(default) if isinstance(default, tuple) else default
+        raise ValueError(f"{name} must be like {shown!r}, got {value!r}")
+    numbers = converted if isinstance(converted, tuple) else (converted,)
+    for number in numbers:
+        problem = _out_of_range(name, number)
+        if problem:
+            raise ValueError(f"{name} must be {problem}, got {value!r}")
+    return converted
+
+
+def _converted(name: str, default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default``, or None if it is not one."""
     if isinstance(default, str):
-        if isinstance(value, str) and value in _CHOICES.get(name, (value,)):
-            return value
-    elif isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(default, tuple) and isinstance(value, list | tuple) and value:
-        kind = type(default[0])
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-            return tuple(kind(v) for v in value)
-    raise ValueError(
-        f"{name} must be like {list(default) if isinstance(default, tuple) else default!r}, "
-        f"got {value!r}"
-    )
+        ok = isinstance(value, str) and value in _CHOICES.get(name, (value,))
+        return value if ok else None
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(default, int | float):
+        return _number(type(default), value)
+    if isinstance(default, tuple) and isinstance(value, list | tuple) and value:
+        items = tuple(_number(type(default[0]), v) for v in value)
+        return None if None in items else items
+    return None
+
+
+def _number(kind: type, value: Any) -> int | float | None:
+    """``value`` as an int (an integral number) or a float; None if it is neither."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if kind is int:
+        integral = isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+        return int(value) if integral else None
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+
+
+def _out_of_range(name: str, number: Any) -> str:
+    """What ``number`` must be instead, or "" if it is fine for parameter ``name``."""
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return ""
+    if not math.isfinite(number):
+        return "a finite number"
+    if name in _FRACTIONS and not 0 <= number <= 1:
+        return "between 0 and 1"
+    if name in _POSITIVE and number <= 0:
+        return "above 0"
+    if number < 0:
+        return "at least 0"
+    highest = _MAX_INT.get(name, 100_000)
+    if isinstance(number, int) and number > highest:
+        return f"at most {highest}"
+    return ""
 
 
 PRESETS: dict[str, BrainExtractionParams] = {
