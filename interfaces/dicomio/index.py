@@ -10,7 +10,10 @@ more than :data:`PARALLEL_MIN_FILES` files; results are the same as a serial rea
 
 Every file is read on its own: whatever goes wrong while reading one (an unusable file, or an
 exception nobody foresaw) lists that file under ``unusable`` with the reason, and the series
-it belongs to, when its header still names it, fails; the index goes on.
+it belongs to, when its header still names it, fails; the index goes on.  Only regular files
+are opened: FIFOs, sockets, devices and broken links are listed under ``unusable`` without
+being opened, and so are folders that could not be listed and hidden folders (not searched;
+see :func:`iter_files`).
 
 Each file in a series entry has a fingerprint, ``"<size>-<mtime_ns>-<digest>"`` (the digest
 covers the header bytes before the pixel data, see :func:`.scan.header_digest`), in the
