@@ -138,10 +138,13 @@ def conflicts(
     (``sub-01``, ``01``, ``sub-ü01``), a folder that leaves no letters or digits (``sub-``,
     ``sub-日本``; else ``sub-unknown``), and one DICOM series with files in two subjects'
     folders.  Folders all named in ``labels.subject_map`` are the user's choice: no conflict.
+    Session folders of one subject reduced to one session label (or to none) conflict too.
     """
     mapped = cfg.labels.subject_map
     by_label: dict[str, set[str]] = defaultdict(set)
+    sessions: dict[tuple[str, str | None], set[str]] = defaultdict(set)
     keys: dict[str, set[tuple[str, str | None]]] = defaultdict(set)
+    subject_folder: dict[tuple[str, str | None], str] = {}
     found: dict[tuple[str, str | None], tuple[str, list[str]]] = {}
 
     def add(key: tuple[str, str | None], folder: str, message: str) -> None:
@@ -155,6 +158,10 @@ def conflicts(
         subject, session, folder = subject_session(entry, cfg, root_name)
         by_label[subject].add(folder)
         keys[subject].add((subject, session))
+        subject_folder.setdefault((subject, session), folder)
+        level = cfg.labels.session_level
+        if session is not None and level is not None:
+            sessions[(subject, session)].add(entry.folders[level - 1])
         if folder not in mapped and not sanitize_label(folder.removeprefix("sub-"), ""):
             add((subject, session), folder, (
                 f"subject folder '{folder}' has no letters or digits A-Z, a-z, 0-9 for a BIDS "
@@ -176,6 +183,15 @@ def conflicts(
             message = f"folders {listed} all become subject sub-{subject}: {_RESOLVE}"
             for key in keys[subject]:
                 add(key, sorted(names)[0], message)
+    for key, names in sessions.items():
+        empty = not all(sanitize_label(n.removeprefix("ses-"), "") for n in names)
+        if len(names) > 1 or empty:
+            listed = ", ".join(f"'{n}'" for n in sorted(names))
+            message = (
+                f"session folder(s) {listed} of sub-{key[0]} become ses-{key[1]} (BIDS labels "
+                "are letters and digits only): rename the session folders"
+            )
+            add(key, subject_folder[key], message)
     return found
 
 

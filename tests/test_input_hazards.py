@@ -248,3 +248,16 @@ def test_participants_lists_only_subjects_with_output(tmp_path):
     assert summary.exit_code == 4 and summary.failed_subjects == ["sub-02"]
     assert not (out / "sub-02").exists()
     assert (out / "participants.tsv").read_text() == "participant_id\nsub-01\n"
+
+
+def test_session_folders_reduced_to_one_label_fail_that_subject(tmp_path):
+    src = tmp_path / "in"
+    for k, folder in enumerate(("sub-01/ses-1", "sub-01/ses-ü1", "sub-02/ses-1")):
+        _series(src / folder / "t1", f"p{k}")
+    summary = _run(src, tmp_path / "out", {"labels": {"session_level": 2}})
+    assert summary.exit_code == 4
+    assert set(_failed(summary)) == {"sub-01_ses-1"}
+    assert "session folder(s) 'ses-1', 'ses-ü1' of sub-01 become ses-1" in _failed(summary)[
+        "sub-01_ses-1"
+    ]
+    assert _converted_subjects(summary) == {"sub-02_ses-1"}
