@@ -133,11 +133,14 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _setup_logging(verbose: bool) -> None:
+    from .report import PrintableFilter
+
     if not LOG.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             logging.Formatter("%(asctime)s anatprep %(levelname)s %(message)s", datefmt="%H:%M:%S")
         )
+        handler.addFilter(PrintableFilter())  # also for anatprep.slurm's records
         LOG.addHandler(handler)
         LOG.setLevel(logging.INFO)
         LOG.propagate = False
@@ -159,7 +162,7 @@ def _prepare_environment(cfg: Config) -> None:
 
 def _report(summary: RunSummary, output: Path) -> None:
     from .mask_qc import flagged_lines
-    from .report import format_outcomes
+    from .report import format_outcomes, printable
 
     ok = [s for s in summary.subjects if s not in summary.failed_subjects]
     print(f"anatprep: {len(ok)} of {len(summary.subjects)} subject(s) complete -> {output}")
@@ -174,7 +177,8 @@ def _report(summary: RunSummary, output: Path) -> None:
     if summary.series:
         print(format_outcomes(summary.series))
     for f in summary.failures:
-        print(f"FAILED {f.subject}: {f.node}\n  {f.message}\n  crash file: {f.crash_file}")
+        crash = f"\n  crash file: {f.crash_file}" if f.crash_file else ""
+        print(f"FAILED {f.subject}: {f.node}\n  {printable(f.message)}{crash}")
     for line in flagged_lines(output, ok):  # completed, but a mask QC signal is out of range
         print(line)
 

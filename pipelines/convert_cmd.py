@@ -80,7 +80,7 @@ def convert_tree(
     for item in table.unusable:
         if item.series is None:
             print(printable(f"skipped {item.path}: {item.reason}"), file=sys.stderr)
-    if not table.series and not unusable_images(table.unusable):
+    if not table.series and all(o.status != "failed" for o in unusable_images(table.unusable)):
         print(f"anatprep convert: no DICOM series in {input_dir}", file=sys.stderr)
         return EXIT_NO_DATA
     stems = output_stems(table.series)

@@ -21,10 +21,17 @@ from anatprep.interfaces.dicomio.table import SeriesTable
 from .config import Config
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .labels import sanitize_label
-from .report import SeriesOutcome, unusable_images
+from .report import (
+    PrintableFilter,
+    SeriesOutcome,
+    printable,
+    unusable_files,
+    unusable_images,
+)
 from .rules import SubjectPlan, plan_subjects, subject_session
 
 LOG = logging.getLogger("anatprep")
+LOG.addFilter(PrintableFilter())  # header and folder text never reach a log raw
 
 
 class UsageError(Exception):
@@ -104,14 +111,15 @@ def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> SeriesTable:
 
 def _describe_unusable(table: SeriesTable, limit: int = 5) -> str:
     items = table.unusable
-    lines = [f"  {u.path}: {u.reason}" for u in items[:limit]]
+    lines = [printable(f"  {u.path}: {u.reason}") for u in items[:limit]]
     if len(items) > limit:
         lines.append(f"  ... and {len(items) - limit} more")
     return "\n".join(lines)
 
 
 def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
-    """dataset_description.json (raw and derivatives), README, .bidsignore, participants.tsv."""
+    """dataset_description.json (raw and derivatives), README, .bidsignore (participants.tsv
+    after the run: :func:`write_participants`)."""
     generated = [{"Name": "anatprep", "Version": __version__}]
     raw_desc = output_dir / "dataset_description.json"
     if not raw_desc.exists():
@@ -144,11 +152,18 @@ def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
         )
     # a pattern with a trailing slash leaves the folder itself NOT_INCLUDED (validator 2.x)
     atomic_write_bytes(output_dir / ".bidsignore", b"**/extra\n")
+
+
+def write_participants(output_dir: Path) -> None:
+    """participants.tsv: every subject with output in OUTPUT (this run's or an earlier one's);
+    a subject that failed before writing anything is not a participant of the dataset."""
+    ids = [
+        folder.name
+        for folder in sorted(output_dir.glob("sub-*"))
+        if folder.is_dir() and any(f.is_file() for f in folder.rglob("*"))
+    ]
     tsv = output_dir / "participants.tsv"
-    ids = {f"sub-{p.subject}" for p in plans}
-    if tsv.exists():
-        ids.update(line.split("\t")[0] for line in tsv.read_text().splitlines()[1:] if line)
-    atomic_write_bytes(tsv, ("participant_id\n" + "".join(f"{i}\n" for i in sorted(ids))).encode())
+    atomic_write_bytes(tsv, ("participant_id\n" + "".join(f"{i}\n" for i in ids)).encode())
 
 
 def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) -> list[Failure]:
@@ -171,6 +186,27 @@ def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) ->
             lines[-1] if lines else "",
         )
         failures.append(Failure(subject, node, message, str(crash)))
+    return failures
+
+
+def unlisted_subjects(
+    table: SeriesTable, cfg: Config, participant_labels: list[str] | None
+) -> list[Failure]:
+    """A failure for each subject folder indexing could not list (e.g. permission denied):
+    its subject is counted, and failed, rather than missing from the run."""
+    from anatprep.interfaces.dicomio.index import UNREADABLE_FOLDER
+    from anatprep.interfaces.dicomio.table import SeriesEntry
+
+    root = Path(table.root or ".")
+    wanted = {sanitize_label(p.removeprefix("sub-")) for p in participant_labels or []}
+    failures = []
+    for item in table.unusable:
+        parts = Path(item.path).relative_to(root).parts if item.path.startswith(str(root)) else ()
+        if not item.reason.startswith(UNREADABLE_FOLDER) or len(parts) != cfg.labels.subject_level:
+            continue
+        subject = subject_session(SeriesEntry(id="", folders=parts), cfg, root.name)[0]
+        if not wanted or subject in wanted:
+            failures.append(Failure(f"sub-{subject}", "index", f"{item.path}: {item.reason}", ""))
     return failures
 
 
@@ -204,6 +240,10 @@ def series_outcomes(
             outcomes.append(SeriesOutcome(sid, desc, "skipped", reason))
             continue
         plan, series = planned[sid]
+        if plan.conflicts:
+            reason = f"not run: conflicting subject labels (see FAILED {plan.key}: labels)"
+            outcomes.append(SeriesOutcome(sid, desc, "failed", reason, plan.key))
+            continue
         node = f"convert_{series_tag(plan, series)}"
         crash = next(
             (f for f in failures if f.subject == plan.key and f.node.endswith(f".{node}")), None
@@ -248,18 +288,23 @@ def run_study(
     if not table.series:
         reason = (
             "INPUT holds no files"
-            if table.n_files == 0
+            if table.n_files == 0 and not table.unusable
             else f"no usable DICOM among {table.n_files} files:\n{_describe_unusable(table)}"
         )
         raise NoDataError(f"{input_dir}: {reason}")
     plans = plan_subjects(table, cfg, participant_labels)
     if not plans:
         raise NoDataError(f"none of the participant labels {participant_labels} is in {input_dir}")
+    blocked = [p for p in plans if p.conflicts]
+    for plan in blocked:
+        for message in plan.conflicts:
+            LOG.error("%s not run: %s", plan.key, message)
+    plans = [p for p in plans if not p.conflicts]
     for plan in plans:
         if not plan.series:
             LOG.warning("%s: no series to convert (none matched a rule)", plan.key)
     plans = [p for p in plans if p.series]
-    if not plans:
+    if not plans and not blocked:
         raise NoDataError(f"{input_dir}: no series matched a rule and series.convert_other is off")
     for item in table.unusable:
         LOG.warning("skipped %s: %s", item.path, item.reason)
@@ -271,12 +316,21 @@ def run_study(
 
     output_dir.mkdir(parents=True, exist_ok=True)
     write_dataset_files(output_dir, plans)
-    if cfg.execution.plugin == "SLURMArray":
+    if not plans:
+        summary = RunSummary(subjects=[], unusable_files=unusable_files(table.unusable))
+    elif cfg.execution.plugin == "SLURMArray":
         summary = _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
     else:
         summary = _run_workflow(plans, output_dir, work_dir, cfg, table)
+    write_participants(output_dir)
+    summary.subjects = sorted(summary.subjects + [p.key for p in blocked])
+    summary.failures += [Failure(p.key, "labels", "; ".join(p.conflicts), "") for p in blocked]
+    for failure in unlisted_subjects(table, cfg, participant_labels):
+        if failure.subject not in summary.subjects:
+            summary.subjects.append(failure.subject)
+            summary.failures.append(failure)
     summary.series = series_outcomes(
-        table, plans, output_dir, summary.failures, cfg, participant_labels
+        table, plans + blocked, output_dir, summary.failures, cfg, participant_labels
     )
     return summary
 
@@ -315,7 +369,7 @@ def _run_workflow(
             plugin_args["memory_gb"] = cfg.execution.memory_gb
     started = time.time()
     summary = RunSummary(
-        subjects=[p.key for p in plans], unusable_files=len(table.unusable)
+        subjects=[p.key for p in plans], unusable_files=unusable_files(table.unusable)
     )
     plugin: Any = cfg.execution.plugin
     if plugin in ("SLURM", "SLURMGraph"):
@@ -392,7 +446,7 @@ def _run_slurm_array(
         mine = tuple(e for e in table.series if e.id in ids)
         tables[label] = SeriesTable(root=table.root, n_files=len(mine), series=mine)
     summary = RunSummary(
-        subjects=[p.key for p in plans], unusable_files=len(table.unusable)
+        subjects=[p.key for p in plans], unusable_files=unusable_files(table.unusable)
     )
     started = time.time()
     outcomes = run_array(tables, input_dir, output_dir, work_dir, cfg)

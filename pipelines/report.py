@@ -7,17 +7,21 @@ control characters escaped.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from anatprep.interfaces.dicomio.index import HIDDEN_FOLDER, NOT_REGULAR, UNREADABLE_FOLDER
 from anatprep.interfaces.dicomio.table import UnusableItem
 
 Status = Literal["converted", "skipped", "failed"]
 
-#: unusable files that are not images (reports, DICOMDIRs, notes): nobody's series
-NOT_IMAGE_REASONS = ("not a DICOM file", "DICOM without an image")
+#: unusable files that are not images (reports, DICOMDIRs, notes, FIFOs): nobody's series
+NOT_IMAGE_REASONS = ("not a DICOM file", "DICOM without an image", NOT_REGULAR)
+#: what the walk left out on purpose: listed as skipped, not failed
+SKIPPED_REASONS = (HIDDEN_FOLDER,)
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,40 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+class PrintableFilter(logging.Filter):
+    """Escapes control characters in every record's message (header and folder text must
+    never write raw newlines or terminal escapes into a log); tracebacks keep their lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging reports it when formatting
+            return True
+        record.msg, record.args = printable(message), None
+        return True
+
+
+def unusable_files(unusable: Iterable[UnusableItem]) -> int:
+    """How many of ``unusable`` are files (not folders the walk left out)."""
+    folders = (*SKIPPED_REASONS, UNREADABLE_FOLDER)
+    return sum(1 for item in unusable if not item.reason.startswith(folders))
+
+
 def unusable_images(unusable: Iterable[UnusableItem]) -> list[SeriesOutcome]:
-    """Image files that could not be used and belong to no series: failures of their own,
-    one line per folder and reason (``<folder>/ (17 image files)``)."""
+    """Image files that could not be used and belong to no series (and folders that could
+    not be listed): failures of their own, one line per folder and reason (``<folder>/ (17
+    image files)``); hidden folders, which are not searched, as skipped."""
     groups: dict[tuple[str, str], list[str]] = {}
+    outcomes = []
     for item in unusable:
         reason = item.reason
-        if item.series is None and not reason.startswith(NOT_IMAGE_REASONS):
+        if item.series is None and reason.startswith(SKIPPED_REASONS):
+            outcomes.append(SeriesOutcome(item.path + "/", "", "skipped", reason))
+        elif item.series is None and reason.startswith(UNREADABLE_FOLDER):
+            outcomes.append(SeriesOutcome(item.path + "/", "", "failed", reason))
+        elif item.series is None and not reason.startswith(NOT_IMAGE_REASONS):
             folder, _, name = item.path.rpartition("/")
             groups.setdefault((folder, reason), []).append(name)
-    outcomes = []
     for (folder, reason), names in sorted(groups.items()):
         where = f"{folder}/{names[0]}" if len(names) == 1 else f"{folder}/ ({len(names)} files)"
         outcomes.append(SeriesOutcome(where, "", "failed", reason))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from anatprep.interfaces.dicomio.table import SeriesEntry, SeriesTable
 
@@ -35,6 +35,8 @@ class SubjectPlan:
     session: str | None
     folder: str
     series: list[PlannedSeries] = field(default_factory=list)
+    #: why this subject cannot be run as planned (label collisions, see :func:`conflicts`)
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -97,7 +99,9 @@ def subject_session(
 def plan_subjects(
     table: SeriesTable, cfg: Config, participant_labels: list[str] | None = None
 ) -> list[SubjectPlan]:
-    """Group series by subject/session and give each a unique BIDS stem."""
+    """Group series by subject/session and give each a unique BIDS stem.  A subject whose
+    label is ambiguous (see :func:`conflicts`) is planned with its ``conflicts`` set; a
+    subject folder whose only series is another subject's gets such a plan too."""
     root_name = (table.root or "input").rstrip("/").rsplit("/", 1)[-1]
     groups: dict[tuple[str, str | None], list[SeriesEntry]] = defaultdict(list)
     folders: dict[tuple[str, str | None], str] = {}
@@ -107,16 +111,88 @@ def plan_subjects(
         subject, session, folder = subject_session(entry, cfg, root_name)
         groups[(subject, session)].append(entry)
         folders.setdefault((subject, session), folder)
+    found = conflicts(table, cfg, root_name)
+    for key, (folder, _) in found.items():
+        folders.setdefault(key, folder)
     wanted = {sanitize_label(p.removeprefix("sub-")) for p in participant_labels or []}
     plans = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1] or "")):
+    for key in sorted(set(groups) | set(found), key=lambda k: (k[0], k[1] or "")):
         subject, session = key
         if wanted and subject not in wanted:
             continue
         plan = SubjectPlan(subject, session, folders[key])
-        plan.series = _name_series(plan, groups[key], cfg)
+        plan.series = _name_series(plan, groups.get(key, []), cfg)
+        plan.conflicts = found.get(key, ("", []))[1]
         plans.append(plan)
     return plans
+
+
+_RESOLVE = "give each subject folder its own label in labels.subject_map (config)"
+
+
+def conflicts(
+    table: SeriesTable, cfg: Config, root_name: str
+) -> dict[tuple[str, str | None], tuple[str, list[str]]]:
+    """Subjects that would silently merge different folders: (subject, session) -> (a folder,
+    the messages).  Three cases, each naming the folders: several folders reduced to one label
+    (``sub-01``, ``01``, ``sub-ü01``), a folder that leaves no letters or digits (``sub-``,
+    ``sub-日本``; else ``sub-unknown``), and one DICOM series with files in two subjects'
+    folders.  Folders all named in ``labels.subject_map`` are the user's choice: no conflict.
+    Session folders of one subject reduced to one session label (or to none) conflict too.
+    """
+    mapped = cfg.labels.subject_map
+    by_label: dict[str, set[str]] = defaultdict(set)
+    sessions: dict[tuple[str, str | None], set[str]] = defaultdict(set)
+    keys: dict[str, set[tuple[str, str | None]]] = defaultdict(set)
+    subject_folder: dict[tuple[str, str | None], str] = {}
+    found: dict[tuple[str, str | None], tuple[str, list[str]]] = {}
+
+    def add(key: tuple[str, str | None], folder: str, message: str) -> None:
+        messages = found.setdefault(key, (folder, []))[1]
+        if message not in messages:
+            messages.append(message)
+
+    for entry in table.series:
+        if entry.skipped:
+            continue
+        subject, session, folder = subject_session(entry, cfg, root_name)
+        by_label[subject].add(folder)
+        keys[subject].add((subject, session))
+        subject_folder.setdefault((subject, session), folder)
+        level = cfg.labels.session_level
+        if session is not None and level is not None:
+            sessions[(subject, session)].add(entry.folders[level - 1])
+        if folder not in mapped and not sanitize_label(folder.removeprefix("sub-"), ""):
+            add((subject, session), folder, (
+                f"subject folder '{folder}' has no letters or digits A-Z, a-z, 0-9 for a BIDS "
+                f"label (it would become sub-{subject}): {_RESOLVE}"
+            ))  # fmt: skip
+        for other in entry.also_in:
+            theirs = subject_session(replace(entry, folders=other), cfg, root_name)
+            if theirs[:2] != (subject, session):
+                message = (
+                    f"{entry.describe()} also has files in '{'/'.join(other)}' "
+                    f"(sub-{theirs[0]}): one DICOM series in two subjects' folders; remove the "
+                    "copy, or map both folders to one label in labels.subject_map (config)"
+                )
+                add((subject, session), folder, message)
+                add(theirs[:2], theirs[2], message)
+    for subject, names in by_label.items():
+        if len(names) > 1 and not names <= set(mapped):
+            listed = ", ".join(f"'{n}'" for n in sorted(names))
+            message = f"folders {listed} all become subject sub-{subject}: {_RESOLVE}"
+            for key in keys[subject]:
+                add(key, sorted(names)[0], message)
+    for key, names in sessions.items():
+        empty = not all(sanitize_label(n.removeprefix("ses-"), "") for n in names)
+        if len(names) > 1 or empty:
+            listed = ", ".join(f"'{n}'" for n in sorted(names))
+            message = (
+                f"session folder(s) {listed} of sub-{key[0]} become ses-{key[1]} (BIDS labels "
+                "are letters and digits only): rename the session folders"
+            )
+            add(key, subject_folder[key], message)
+    return found
 
 
 def _acquisition_key(entry: SeriesEntry) -> tuple:

@@ -10,7 +10,10 @@ more than :data:`PARALLEL_MIN_FILES` files; results are the same as a serial rea
 
 Every file is read on its own: whatever goes wrong while reading one (an unusable file, or an
 exception nobody foresaw) lists that file under ``unusable`` with the reason, and the series
-it belongs to, when its header still names it, fails; the index goes on.
+it belongs to, when its header still names it, fails; the index goes on.  Only regular files
+are opened: FIFOs, sockets, devices and broken links are listed under ``unusable`` without
+being opened, and so are folders that could not be listed and hidden folders (not searched;
+see :func:`iter_files`).
 
 Each file in a series entry has a fingerprint, ``"<size>-<mtime_ns>-<digest>"`` (the digest
 covers the header bytes before the pixel data, see :func:`.scan.header_digest`), in the
@@ -20,11 +23,13 @@ files whose size or time changed (see :mod:`.index_cache`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
 import multiprocessing
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -53,24 +58,71 @@ from .series import (
 from .table import SeriesTable
 
 
-def iter_files(root: Path) -> Iterator[Path]:
+def iter_files(root: Path, passed: list[tuple[str, str]] | None = None) -> Iterator[Path]:
     """Every regular file below ``root`` in sorted order (hidden entries skipped).
 
     Symbolic links to folders are followed (studies are often assembled from links), each
-    real folder once, so a link loop cannot recurse.
+    real folder once, so a link loop cannot recurse.  Nothing is opened here: anything that is
+    not a regular file (FIFO, socket, device, broken or looping link) is never yielded, so no
+    read can block on it.  ``passed`` collects ``(path, reason)`` for what was left out and
+    should be said: such entries, folders that could not be listed, and hidden folders.
     """
+    notes: list[tuple[str, str]] = [] if passed is None else passed
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def unlisted(exc: OSError) -> None:
+        where = exc.filename if exc.filename is not None else str(root)
+        notes.append((str(where), f"{UNREADABLE_FOLDER} ({exc.strerror or exc})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
             continue
         seen.add(real)
+        for name in sorted(d for d in dirnames if d.startswith(".")):
+            notes.append((os.path.join(dirpath, name), HIDDEN_FOLDER))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            yield Path(dirpath) / name
+            path = Path(dirpath) / name
+            reason = not_regular(path)
+            if reason:
+                notes.append((str(path), reason))
+            else:
+                yield path
+
+
+#: reasons :func:`iter_files` gives (the reports tell them apart by these prefixes)
+UNREADABLE_FOLDER = "folder not readable"
+HIDDEN_FOLDER = "hidden folder (name starts with '.'): not searched"
+NOT_REGULAR = "not a regular file"
+
+_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "folder"),
+)
+
+
+def not_regular(path: str | os.PathLike) -> str:
+    """Why ``path`` is not a regular file (``"not a regular file (FIFO)"``), or ``""``.
+    Only ``stat``: a FIFO or device is never opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{NOT_REGULAR} (symbolic link loop)"
+        if os.path.islink(path):
+            return f"{NOT_REGULAR} (broken symbolic link)"
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return ""
+    kind = next((name for test, name in _KINDS if test(mode)), "special file")
+    return f"{NOT_REGULAR} ({kind})"
 
 
 LOG = logging.getLogger("anatprep")
@@ -86,6 +138,9 @@ def _read_one(path: str) -> FileRead:
         before = os.stat(path)
     except OSError as exc:
         rejected = (path, f"unreadable ({exc.strerror or exc})", None, True)
+        return FileRead(rejected, "", -1, -1, False)
+    if not stat.S_ISREG(before.st_mode):  # replaced since the walk: never opened
+        rejected = (path, not_regular(path) or f"{NOT_REGULAR}", None, False)
         return FileRead(rejected, "", -1, -1, False)
     cacheable = True
     try:
@@ -221,6 +276,16 @@ def _top_folders(path: Path, root: Path, levels: int) -> list[str]:
     return list(parts[:levels])
 
 
+def _other_folders(
+    members: list[SliceHeader], folders: list[str], root: Path, levels: int
+) -> list[list[str]]:
+    """The top folders holding files of a series other than its first file's ``folders``
+    (one DICOM series copied into two subjects' folders; planning refuses that)."""
+    dirs = {os.path.dirname(h.path) for h in members}
+    tops = {tuple(_top_folders(Path(d) / "f", root, levels)) for d in dirs}
+    return [list(t) for t in sorted(tops - {tuple(folders)})]
+
+
 def index_tree(
     root: str | os.PathLike,
     folder_levels: int = 2,
@@ -239,7 +304,8 @@ def index_tree(
     headers: list[SliceHeader] = []
     rejected: list[tuple[dict[str, Any], SliceHeader | None, bool]] = []
     cache = HeaderCache(Path(cache_file)) if cache_file is not None else None
-    paths = [str(p) for p in iter_files(root)]
+    passed: list[tuple[str, str]] = []
+    paths = [str(p) for p in iter_files(root, passed)]
     stats = {"read": 0, "cached": 0}
     reads: dict[str, FileRead] = {}
     for path, read in zip(paths, read_files(paths, n_procs, cache, stats), strict=True):
@@ -264,6 +330,7 @@ def index_tree(
         planes_per_uid[uid] = planes_per_uid.get(uid, 0) + 1
     for sid, members in groups.items():
         entry = _series_entry(sid, members[0], root, folder_levels)
+        entry["also_in"] = _other_folders(members, entry["folders"], root, folder_levels)
         try:
             order = order_slices(members)
         except SeriesGeometryError as exc:
@@ -288,7 +355,8 @@ def index_tree(
                 "root": str(root),
                 "n_files": len(reads),
                 "series": series_list,
-                "unusable": [item for item, _, _ in rejected],
+                "unusable": [item for item, _, _ in rejected]
+                + [{"path": path, "reason": reason, "series": None} for path, reason in passed],
             }
         )
     )

@@ -31,6 +31,8 @@ class SeriesEntry:
     id: str
     #: the top folders below INPUT (subject / session come from them)
     folders: tuple[str, ...] = ()
+    #: other top folders holding files of this series (the same series in two folders)
+    also_in: tuple[tuple[str, ...], ...] = ()
     #: the reader that converts it: classic, mosaic, enhanced or uih
     flavour: str = "classic"
     series_number: int | None = None
@@ -126,8 +128,18 @@ class SeriesTable:
         return _build(cls, data, "table")
 
 
+#: fields left out of the JSON while empty, so an entry written before they existed keeps
+#: its text (and the conversion node hashing it stays cached)
+_OMIT_EMPTY = ("also_in",)
+
+
 def _plain(obj: Any) -> Any:
-    return asdict(obj)
+    data = asdict(obj)
+    for entry in [data, *data.get("series", ())]:
+        for name in _OMIT_EMPTY:
+            if name in entry and not entry[name]:
+                del entry[name]
+    return data
 
 
 _NESTED: dict[tuple[type, str], type] = {
@@ -159,7 +171,7 @@ def _build(cls: type[T], data: Any, where: str) -> T:
                 raise SeriesTableError(f"{where}.{name}: expected a list")
             value = tuple(_build(nested, v, f"{where}.{name}[{k}]") for k, v in enumerate(value))
         elif isinstance(value, list):
-            value = tuple(value)
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         values[name] = value
     return cls(**values)
 
