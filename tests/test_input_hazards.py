@@ -134,20 +134,6 @@ def test_unreadable_subject_folder_is_listed_and_fails_the_run(tmp_path, monkeyp
     assert "sub-02: folder not readable (Permission denied)" in _failed(summary)["sub-02"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 folder anyway")
-def test_chmod_000_subject_folder_exit_4(tmp_path):
-    src = tmp_path / "in"
-    _series(src / "sub-01" / "t1", "a")
-    _series(src / "sub-02" / "t1", "b")
-    (src / "sub-02").chmod(0)
-    try:
-        done = _cli("convert", src, tmp_path / "out")
-    finally:
-        (src / "sub-02").chmod(0o755)
-    assert done.returncode == 4
-    assert "sub-02/: folder not readable (Permission denied)" in done.stdout
-
-
 def test_hidden_folder_is_said_once(tmp_path, capsys):
     src = tmp_path / "in"
     _series(src / "sub-01" / "t1", "a")
