@@ -76,13 +76,24 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
 
 
+#: ``flock`` errors of a file system without locks (some network mounts)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
 def _open_locked(path: Path, label: str, folder: Path) -> int:
-    """Open and lock ``path``; raise :class:`LockBusy` when another process holds it."""
+    """Open and lock ``path``; raise :class:`LockBusy` when another process holds it.  On a
+    file system without locks, warn and go on unlocked."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            if exc.errno in _NO_LOCKS:
+                LOG.warning(
+                    "%s %s: no file locks here (%s): another run using it at the same time "
+                    "would not be noticed", label, folder, exc.strerror,
+                )  # fmt: skip
+                return fd
             holder = _holder(fd)
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):

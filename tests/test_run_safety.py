@@ -328,3 +328,21 @@ def test_convert_unwritable_output_exit_2(tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert f"anatprep convert: error: OUTPUT {out} is not writable" in err
     assert "Traceback" not in err
+
+
+def test_file_system_without_locks_warns_and_runs(tmp_path, monkeypatch, caplog):
+    """Some network mounts refuse ``flock``: the run goes on, unlocked, and says so."""
+    import errno
+    import logging
+
+    from anatprep.pipelines import runlock
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runlock.fcntl, "flock", no_locks)
+    monkeypatch.setattr(logging.getLogger("anatprep"), "propagate", True)
+    with caplog.at_level(logging.WARNING, "anatprep"), runlock.hold_lock(tmp_path, "OUTPUT"):
+        assert _lock_pid(tmp_path) == os.getpid()
+    assert f"OUTPUT {tmp_path}: no file locks here (No locks available)" in caplog.text
+    assert not (tmp_path / LOCK).exists()
