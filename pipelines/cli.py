@@ -4,8 +4,10 @@ Heavy modules (nipype, ANTs) are imported only by the commands that need them, s
 ``anatprep convert`` starts as fast as a plain converter.  Options that are also config
 settings take their choices, defaults and help from the config's fields.
 
-Exit codes: 0 success; 1 internal error; 2 bad config or arguments; 3 no usable data;
-4 some subjects or series failed (the others completed; failures listed with crash files).
+Exit codes: 0 success; 1 internal error; 2 bad config, arguments or paths, or OUTPUT or the
+work dir in use by another run; 3 no usable data; 4 some subjects or series failed (the
+others completed; failures listed with crash files); 130 interrupted (SIGINT), 143
+terminated (SIGTERM): the workers are ended and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,17 @@ from .config import (
     dump_config,
     load_config,
 )
-from .exitcodes import EXIT_INTERNAL, EXIT_NO_DATA, EXIT_OK, EXIT_USAGE
+from .exitcodes import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_NO_DATA,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
+from .paths import UsageError
+from .processes import Terminated, end_descendants, sigterm_as_interrupt
+from .runlock import LockBusy
 
 if TYPE_CHECKING:
     from .execution import RunSummary
@@ -42,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="anatprep",
         description="DICOM -> BIDS NIfTI -> reorientation -> ANTs brain extraction, on nipype.",
-        epilog="Exit codes: 0 ok, 1 internal error, 2 bad config/arguments, 3 no usable data, "
-        "4 some subjects failed.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 bad config/arguments/paths or OUTPUT in "
+        "use, 3 no usable data, 4 some subjects failed, 130 interrupted, 143 terminated.",
     )
     p.add_argument("--version", action="version", version=f"anatprep {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -185,24 +197,47 @@ def _report(summary: RunSummary, output: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "convert":
-        from .convert_cmd import convert_tree
+    with sigterm_as_interrupt():
+        return _dispatch(args)
 
-        return convert_tree(
-            args.input.absolute(),
-            args.output.absolute(),
-            args.compression,
-            verify=args.verify,
-            converter=args.converter,
-            geometry=GeometryConfig(
-                irregular_spacing=args.irregular_spacing,
-                gantry_tilt=args.gantry_tilt,
-                localizers=args.localizers,
-            ).policy(),
-        )
-    from .execution import NoDataError, UsageError, run_study
 
+def _convert(args: argparse.Namespace) -> int:
+    from .convert_cmd import convert_tree
+
+    return convert_tree(
+        args.input.absolute(),
+        args.output.absolute(),
+        args.compression,
+        verify=args.verify,
+        converter=args.converter,
+        geometry=GeometryConfig(
+            irregular_spacing=args.irregular_spacing,
+            gantry_tilt=args.gantry_tilt,
+            localizers=args.localizers,
+        ).policy(),
+    )
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """End every process this run started (no worker keeps writing), say so, exit code."""
+    # the pool's callbacks would report the workers ended here as a broken pool
+    logging.getLogger("concurrent.futures").disabled = True
+    ended = end_descendants()
+    workers = f"; ended {len(ended)} worker process(es)" if ended else ""
+    if isinstance(exc, Terminated):
+        print(f"anatprep: terminated by SIGTERM{workers}; run the same command again to "
+              "resume", file=sys.stderr)  # fmt: skip
+        return EXIT_TERMINATED
+    print(f"anatprep: interrupted{workers}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
+        if args.command == "convert":
+            return _convert(args)
+        from .execution import NoDataError, run_study
+
         if args.command == "config":
             print(dump_config(load_config(args.config)), end="")
             return EXIT_OK
@@ -220,15 +255,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         _report(summary, output)
         return summary.exit_code
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError, LockBusy) as exc:
         print(f"anatprep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NoDataError as exc:
         print(f"anatprep: no usable data: {exc}", file=sys.stderr)
         return EXIT_NO_DATA
-    except KeyboardInterrupt:
-        print("anatprep: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        return _interrupted(exc)
     except Exception as exc:  # report, never a bare traceback for users
         LOG.exception("internal error")
         print(f"anatprep: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

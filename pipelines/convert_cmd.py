@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from anatprep.interfaces.atomic import remove_stray_parts
 from anatprep.interfaces.dicomio.conversion import (
     SeriesConversionError,
     SeriesSkipped,
@@ -26,7 +27,9 @@ from anatprep.interfaces.dicomio.table import SeriesEntry
 
 from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from .labels import sanitize_label
+from .paths import UsageError, check_separate, check_writable
 from .report import SeriesOutcome, format_outcomes, printable, unusable_images
+from .runlock import LockBusy, hold_lock
 
 
 def output_stems(series: Sequence[SeriesEntry]) -> dict[str, str]:
@@ -71,11 +74,33 @@ def convert_tree(
 
     Ends with the per-series account (converted / skipped by which option / failed and why)
     and, with ``verify``, the parity table against dcm2niix.  Exit 4 when any series or
-    image file failed.
+    image file failed; exit 2 when OUTPUT is INPUT or inside it, cannot be written, or is in
+    use by another run (OUTPUT is locked for the whole conversion; the temporary files an
+    interrupted conversion left there are removed first).
     """
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        check_separate(input_dir, output_dir)
+        check_writable("OUTPUT", output_dir)
+        with hold_lock(output_dir, "OUTPUT"):
+            remove_stray_parts(output_dir, skip=[input_dir])
+            return _convert_all(input_dir, output_dir, compression, verify, converter, geometry)
+    except (UsageError, LockBusy) as exc:
+        print(f"anatprep convert: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _convert_all(
+    input_dir: Path,
+    output_dir: Path,
+    compression: int,
+    verify: bool,
+    converter: str,
+    geometry: GeometryPolicy | None,
+) -> int:
+    """:func:`convert_tree` once the folders are checked and OUTPUT locked."""
     table = index_tree(input_dir, geometry=geometry)
     for item in table.unusable:
         if item.series is None:

@@ -6,6 +6,7 @@ independent branches); afterwards each crash file is mapped back to its subject.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from anatprep import __version__
-from anatprep.interfaces.atomic import atomic_write_bytes, write_json
+from anatprep.interfaces.atomic import atomic_write_bytes, remove_stray_parts, write_json
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.table import SeriesTable
 
 from .config import Config
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .labels import sanitize_label
+from .paths import check_input, check_separate, check_writable, work_dir_for
 from .report import (
     PrintableFilter,
     SeriesOutcome,
@@ -29,13 +31,10 @@ from .report import (
     unusable_images,
 )
 from .rules import SubjectPlan, plan_subjects, subject_session
+from .runlock import hold_lock
 
 LOG = logging.getLogger("anatprep")
 LOG.addFilter(PrintableFilter())  # header and folder text never reach a log raw
-
-
-class UsageError(Exception):
-    """Bad arguments or paths, found before any work (exit code 2)."""
 
 
 class NoDataError(Exception):
@@ -73,25 +72,17 @@ class RunSummary:
 
 
 def check_paths(input_dir: Path, output_dir: Path, work_dir: Path) -> None:
-    """Fail early on a missing INPUT or an OUTPUT/work dir we cannot write."""
-    if not input_dir.is_dir():
-        raise UsageError(f"INPUT {input_dir} is not a directory")
-    in_res, out_res = input_dir.resolve(), output_dir.resolve()
-    if out_res == in_res or in_res in out_res.parents:
-        raise UsageError(f"OUTPUT {output_dir} must not be inside INPUT {input_dir}")
-    for label, folder in (("OUTPUT", output_dir), ("work dir", work_dir)):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".anatprep-write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise UsageError(f"{label} {folder} is not writable: {exc.strerror or exc}") from None
+    """Fail early on a missing INPUT, OUTPUT or work dir in INPUT or overlapping each other,
+    or an OUTPUT/work dir we cannot write (see :mod:`.paths`)."""
+    check_input(input_dir)
+    check_separate(input_dir, output_dir, work_dir)
+    check_writable("OUTPUT", output_dir)
+    check_writable("work dir", work_dir)
 
 
 def default_work_dir(output_dir: Path) -> Path:
-    out = output_dir.resolve()
-    return out.parent / f"{out.name}.work"
+    """``OUTPUT.work`` beside OUTPUT."""
+    return work_dir_for(None, output_dir)
 
 
 def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> SeriesTable:
@@ -269,12 +260,45 @@ def run_study(
     """Index INPUT, plan subjects, run the workflow, and summarise the outcome.
 
     ``series_table``: a table already made for INPUT (a SLURMArray task gets its subject's
-    part of the batch's table), used instead of indexing again."""
+    part of the batch's table), used instead of indexing again.
 
-    work_dir = (
-        Path(cfg.execution.work_dir) if cfg.execution.work_dir else default_work_dir(output_dir)
-    )
+    Holds the locks of OUTPUT and of the work dir for the whole run (:mod:`.runlock`; a
+    SLURMArray task only its work dir's: the batch holds OUTPUT's) and raises
+    :class:`~.runlock.LockBusy` when another run holds one; removes the temporary files an
+    interrupted run left in OUTPUT before any work."""
+
+    work_dir = work_dir_for(cfg.execution.work_dir, output_dir)
     check_paths(input_dir, output_dir, work_dir)
+    with contextlib.ExitStack() as locks:
+        if series_table is None:  # a SLURMArray task runs under its batch's OUTPUT lock
+            locks.enter_context(hold_lock(output_dir, "OUTPUT"))
+            clean_output(output_dir, input_dir)
+        locks.enter_context(hold_lock(work_dir, "work dir"))
+        return _index_plan_run(
+            input_dir, output_dir, work_dir, cfg, participant_labels, series_table
+        )
+
+
+def clean_output(output_dir: Path, input_dir: Path) -> None:
+    """Remove the temporary files an interrupted run left in OUTPUT (only the hidden
+    ``.part`` files of our atomic writes; nothing below INPUT).  Call it holding the lock."""
+    removed = remove_stray_parts(output_dir, skip=[input_dir])
+    if removed:
+        LOG.warning(
+            "removed %d temporary file(s) left in OUTPUT by an interrupted run, e.g. %s",
+            len(removed), removed[0],
+        )  # fmt: skip
+
+
+def _index_plan_run(
+    input_dir: Path,
+    output_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    participant_labels: list[str] | None,
+    series_table: Path | None,
+) -> RunSummary:
+    """:func:`run_study` once the paths are checked and locked."""
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 

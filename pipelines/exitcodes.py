@@ -5,3 +5,5 @@ EXIT_INTERNAL = 1  #: a bug or an unexpected condition (reported, never a bare t
 EXIT_USAGE = 2  #: bad arguments or config
 EXIT_NO_DATA = 3  #: nothing usable to process
 EXIT_PARTIAL = 4  #: some subjects or series failed; the others completed
+EXIT_INTERRUPTED = 130  #: SIGINT (Ctrl-C): the workers were ended; a rerun resumes
+EXIT_TERMINATED = 143  #: SIGTERM (SLURM, timeout, container stop): as for SIGINT
