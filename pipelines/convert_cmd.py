@@ -122,6 +122,11 @@ def _convert_all(
             print(printable(f"FAILED {exc}"), file=sys.stderr)
             outcomes.append(SeriesOutcome(sid, desc, "failed", str(exc)))
             continue
+        except Exception as exc:  # e.g. OUTPUT filled up: this series fails, the rest go on
+            reason = f"{entry.describe()}: {type(exc).__name__}: {exc}"
+            print(printable(f"FAILED {reason}"), file=sys.stderr)
+            outcomes.append(SeriesOutcome(sid, desc, "failed", reason))
+            continue
         outcomes.append(SeriesOutcome(sid, desc, "converted", str(nii)))
         if verify:
             parity.append((sid, nii, json.loads(js.read_text()).get("ConversionVerification", {})))

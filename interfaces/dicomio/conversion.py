@@ -9,6 +9,7 @@ benchmarked against; it runs here only when asked: ``verify`` (beside ours) or t
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from ..atomic import DEFAULT_LEVEL, atomic_write_bytes, write_json, write_nifti, write_nifti_parts
 from .classic import ClassicSeries
 from .enhanced import EnhancedSeries
-from .headers import UnusableFile
+from .headers import UnusableFile, describe
 from .mosaic import MosaicSeries
 from .reference import (
     ConverterOutput,
@@ -80,13 +81,15 @@ def convert_entry(
     try:
         series = reader(list(entry.files), _frames(entry), entry.resample_tilt)
         volume = series.to_volume()
+        sidecar = build_sidecar(series.first, series.sidecar_extra(volume))
+        gradients = series.gradient_files(volume)
+        header = volume.header_bytes()
     except (SeriesGeometryError, UnusableFile) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
-    sidecar = build_sidecar(series.first, series.sidecar_extra(volume))
-    gradients = series.gradient_files(volume)
-    nii = write_nifti_parts(
-        _with_suffix(out_stem, ".nii.gz"), volume.header_bytes(), volume.data, compression
-    )
+    except Exception as exc:  # a header value no rule foresaw: this series fails, named
+        raise SeriesConversionError(f"{name} cannot be converted: {describe(exc)}") from exc
+    _check_sidecar(sidecar, name)  # before any file: never an image without its sidecar
+    nii = write_nifti_parts(_with_suffix(out_stem, ".nii.gz"), header, volume.data, compression)
     if gradients is not None:  # beside the image, as dcm2niix writes them
         atomic_write_bytes(_with_suffix(out_stem, ".bval"), gradients[0].encode())
         atomic_write_bytes(_with_suffix(out_stem, ".bvec"), gradients[1].encode())
@@ -97,8 +100,33 @@ def convert_entry(
             LOG.warning(
                 "VERIFY: %s differs from dcm2niix or could not be checked: %s", name, report
             )
-    js = write_json(sidecar, _with_suffix(out_stem, ".json"))
+    try:
+        _check_sidecar(sidecar, name)  # the verification report joined it
+        js = write_json(sidecar, _with_suffix(out_stem, ".json"))
+    except BaseException:
+        for ext in (".nii.gz", ".bval", ".bvec"):  # no image without its sidecar
+            _with_suffix(out_stem, ext).unlink(missing_ok=True)
+        raise
     return nii, js
+
+
+def _check_sidecar(sidecar: dict, name: str) -> None:
+    """Raise :class:`SeriesConversionError` naming every sidecar field that is not a finite
+    JSON value (NaN, inf) — the sidecar is checked before the image is written."""
+    bad = [key for key, value in sidecar.items() if not _finite_json(value)]
+    if bad:
+        shown = ", ".join(f"{key}={sidecar[key]!r}" for key in bad)
+        raise SeriesConversionError(f"{name}: sidecar value(s) not finite: {shown}")
+
+
+def _finite_json(value: object) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite_json(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite_json(v) for v in value)
+    return True
 
 
 def _frames(entry: SeriesEntry) -> list[int | None] | None:
@@ -128,6 +156,9 @@ def _convert_with_dcm2niix(
             data = np.asanyarray(img.dataobj.get_unscaled())  # type: ignore[attr-defined]
             result = nb.Nifti1Image(data, img.affine, img.header)
             result.header["descrip"] = b"dcm2niix via anatprep"
+            # dcm2niix copies header text (ImageComments, ...) into these: never keep it
+            for field in ("aux_file", "intent_name", "db_name"):
+                result.header[field] = b""
             nii = write_nifti(result, _with_suffix(out_stem, ".nii.gz"), compression)
             for src, ext in ((out.bval, ".bval"), (out.bvec, ".bvec")):
                 if src is not None:

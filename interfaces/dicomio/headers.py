@@ -306,12 +306,13 @@ def _value_problem(
 
 
 #: timing fields a file's grouping and sidecar rest on: a value that is not finite (NaN, inf)
-#: fails the file (read as absent, it would split the file off its series)
-_MUST_BE_FINITE = ("EchoTime", "RepetitionTime")
+#: or negative (no time runs backwards) fails the file; read as absent, it would split the
+#: file off its series, and written, it would be a plausible-looking wrong sidecar
+_MUST_BE_FINITE = ("EchoTime", "RepetitionTime", "InversionTime")
 
 
 def _non_finite_problem(ds) -> str | None:
-    """Why a timing value of ``ds`` is unusable (NaN or infinite), or None."""
+    """Why a timing value of ``ds`` is unusable (NaN, infinite or negative), or None."""
     for key in _MUST_BE_FINITE:
         value = ds.get(key)
         values = [value] if value is None or isinstance(value, str | bytes | int | float) else value
@@ -322,6 +323,8 @@ def _non_finite_problem(ds) -> str | None:
                 continue  # text that is no number: left out, as the scanner does
             if not math.isfinite(number):
                 return f"{key}={v!s} is not a finite number"
+            if number < 0:
+                return f"{key}={v!s} is negative"
     return None
 
 
