@@ -5,13 +5,14 @@ named (issue 14, item 1)."""
 from __future__ import annotations
 
 import gzip
+import json
 
 import nibabel as nb
 import numpy as np
 import pytest
 
 from anatprep.interfaces.dicomio import conversion
-from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
+from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.pipelines.convert_cmd import convert_tree
 from anatprep.pipelines.synthetic import write_series
@@ -38,7 +39,7 @@ def test_negative_timing_fails_the_file_by_name(tmp_path, key):
     ]  # fmt: skip
 
 
-def test_non_finite_sidecar_value_fails_before_any_file(tmp_path, monkeypatch):
+def test_non_finite_sidecar_value_is_left_out_and_the_json_written(tmp_path, monkeypatch):
     _study(tmp_path / "in")
     (entry, _) = index_tree(tmp_path / "in").series
     real = conversion.build_sidecar
@@ -47,9 +48,22 @@ def test_non_finite_sidecar_value_fails_before_any_file(tmp_path, monkeypatch):
         return {**real(*args, **kwargs), "FlipAngle": float("inf")}
 
     monkeypatch.setattr(conversion, "build_sidecar", poisoned)
-    with pytest.raises(SeriesConversionError, match=r"not finite: FlipAngle=inf"):
+    _, js = convert_entry(entry, tmp_path / "out" / "x")
+    sidecar = json.loads(js.read_text())
+    assert "FlipAngle" not in sidecar and sidecar["RepetitionTime"] > 0
+
+
+def test_a_failed_sidecar_write_leaves_no_image(tmp_path, monkeypatch):
+    _study(tmp_path / "in")
+    (entry, _) = index_tree(tmp_path / "in").series
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(conversion, "write_json", full_disk)
+    with pytest.raises(OSError, match="No space left"):
         convert_entry(entry, tmp_path / "out" / "x")
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_unforeseen_error_in_one_series_leaves_the_others(tmp_path, monkeypatch, capsys):

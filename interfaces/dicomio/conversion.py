@@ -9,7 +9,6 @@ benchmarked against; it runs here only when asked: ``verify`` (beside ours) or t
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +87,6 @@ def convert_entry(
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
     except Exception as exc:  # a header value no rule foresaw: this series fails, named
         raise SeriesConversionError(f"{name} cannot be converted: {describe(exc)}") from exc
-    _check_sidecar(sidecar, name)  # before any file: never an image without its sidecar
     nii = write_nifti_parts(_with_suffix(out_stem, ".nii.gz"), header, volume.data, compression)
     if gradients is not None:  # beside the image, as dcm2niix writes them
         atomic_write_bytes(_with_suffix(out_stem, ".bval"), gradients[0].encode())
@@ -100,33 +98,13 @@ def convert_entry(
             LOG.warning(
                 "VERIFY: %s differs from dcm2niix or could not be checked: %s", name, report
             )
-    try:
-        _check_sidecar(sidecar, name)  # the verification report joined it
+    try:  # (write_json leaves out entries that are not finite: absent, never NaN)
         js = write_json(sidecar, _with_suffix(out_stem, ".json"))
     except BaseException:
         for ext in (".nii.gz", ".bval", ".bvec"):  # no image without its sidecar
             _with_suffix(out_stem, ext).unlink(missing_ok=True)
         raise
     return nii, js
-
-
-def _check_sidecar(sidecar: dict, name: str) -> None:
-    """Raise :class:`SeriesConversionError` naming every sidecar field that is not a finite
-    JSON value (NaN, inf) — the sidecar is checked before the image is written."""
-    bad = [key for key, value in sidecar.items() if not _finite_json(value)]
-    if bad:
-        shown = ", ".join(f"{key}={sidecar[key]!r}" for key in bad)
-        raise SeriesConversionError(f"{name}: sidecar value(s) not finite: {shown}")
-
-
-def _finite_json(value: object) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite_json(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return all(_finite_json(v) for v in value)
-    return True
 
 
 def _frames(entry: SeriesEntry) -> list[int | None] | None:
