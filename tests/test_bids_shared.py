@@ -1,5 +1,10 @@
 """``anatprep run`` over every shared DICOM set at once (one subject per set, conversion
-only): the official BIDS validator reports no error, and every series is accounted for."""
+only): the official BIDS validator reports no error, and every series is accounted for.
+
+Five of the sets hold copies of the same DICOM series (dcm_qa_stc collects slice-timing
+series from the others): one series in two subjects' folders is an error that names both
+folders, and the user's remedy is ``labels.subject_map``; the run here applies it, as a
+user would."""
 
 from __future__ import annotations
 
@@ -19,9 +24,16 @@ def shared_run(data_dir, tmp_path_factory):
     for folder in sorted((data_dir / "dicom").glob("dcm_qa_*/In")):
         (study / folder.parent.name).symlink_to(folder, target_is_directory=True)
     out = root / "out"
+    config = root / "config.yaml"
+    shared = ("dcm_qa_enh", "dcm_qa_fmap", "dcm_qa_mosaic", "dcm_qa_stc", "dcm_qa_ts")
+    config.write_text(
+        (REPO / "configs" / "fast-conversion-only.yaml").read_text()
+        + "labels:\n  subject_map:\n"
+        + "".join(f"    {name}: overlap\n" for name in shared)
+    )
     done = subprocess.run(
         [tool("anatprep"), "run", str(study), str(out), "--n-procs", "2",
-         "--config", str(REPO / "configs" / "fast-conversion-only.yaml")],
+         "--config", str(config)],
         capture_output=True, text=True, timeout=1200, cwd=tempfile.gettempdir(),
     )  # fmt: skip
     return done, out
