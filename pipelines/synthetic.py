@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    EnhancedMRImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -160,3 +167,50 @@ def write_series(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def write_enhanced(
+    vol: np.ndarray, path: str | Path, per_frame_items: int | None = None
+) -> Path:
+    """One enhanced (multi-frame) MR file holding ``vol``'s slices as frames (axial, 1 x 1 x
+    2 mm, SeriesNumber 5, described "enh"); ``per_frame_items``: a frame-group count that
+    differs from the frame count (a broken file)."""
+    path = Path(path)
+    n = vol.shape[2]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.Manufacturer, ds.SeriesNumber = "MR", "SIEMENS", 5
+    ds.ProtocolName = ds.SeriesDescription = "enh"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.NumberOfFrames = n
+    measures = Dataset()
+    measures.PixelSpacing = ["1", "1"]
+    measures.SliceThickness = "2"
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    shared = Dataset()
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for k in range(n if per_frame_items is None else per_frame_items):
+        plane = Dataset()
+        plane.ImagePositionPatient = ["0", "0", f"{2.0 * k:g}"]
+        item = Dataset()
+        item.PlanePositionSequence = Sequence([plane])
+        frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    stored = vol.astype(np.uint16).transpose(2, 1, 0)  # (frames, rows, columns)
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

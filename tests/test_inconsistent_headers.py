@@ -17,9 +17,8 @@ import nibabel as nb
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from anatprep.interfaces.atomic import write_json
 from anatprep.interfaces.dicomio.classic import ClassicSeries
@@ -29,7 +28,7 @@ from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.series import SeriesGeometryError
 from anatprep.interfaces.dicomio.table import SeriesEntry
 from anatprep.pipelines.convert_cmd import output_stems
-from anatprep.pipelines.synthetic import write_series
+from anatprep.pipelines.synthetic import write_enhanced, write_series
 
 AXIAL = np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]], float).T
 
@@ -169,57 +168,15 @@ def test_slices_at_one_position_with_different_in_plane_offsets_fail(tmp_path):
     assert "IB001_0001.dcm" in failed[0]
 
 
-def _enhanced(path: Path, vol: np.ndarray, per_frame_items: int | None = None) -> Path:
-    """One enhanced MR file holding ``vol``'s slices as frames (axial, 1 x 1 x 2 mm)."""
-    n = vol.shape[2]
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = pydicom.uid.EnhancedMRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.Manufacturer, ds.SeriesNumber = "MR", "SIEMENS", 5
-    ds.ProtocolName = ds.SeriesDescription = "enh"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.Rows, ds.Columns = vol.shape[1], vol.shape[0]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.NumberOfFrames = n
-    measures = Dataset()
-    measures.PixelSpacing = ["1", "1"]
-    measures.SliceThickness = "2"
-    orientation = Dataset()
-    orientation.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-    shared = Dataset()
-    shared.PixelMeasuresSequence = Sequence([measures])
-    shared.PlaneOrientationSequence = Sequence([orientation])
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    frames = []
-    for k in range(n if per_frame_items is None else per_frame_items):
-        plane = Dataset()
-        plane.ImagePositionPatient = ["0", "0", f"{2.0 * k:g}"]
-        item = Dataset()
-        item.PlanePositionSequence = Sequence([plane])
-        frames.append(item)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
-    stored = vol.astype(np.uint16).transpose(2, 1, 0)  # (frames, rows, columns)
-    ds.PixelData = np.ascontiguousarray(stored).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_enhanced_file_converts_when_its_frame_groups_are_complete(tmp_path):
-    _enhanced(tmp_path / "dcm" / "enh.dcm", _volume((8, 6, 4)))
+    write_enhanced(_volume((8, 6, 4)), tmp_path / "dcm" / "enh.dcm")
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
     assert not failed and nb.load(written[0]).shape == (8, 6, 4)
 
 
 @pytest.mark.parametrize("items", [3, 5])
 def test_enhanced_file_with_a_wrong_number_of_frame_groups_fails(tmp_path, items):
-    path = _enhanced(tmp_path / "dcm" / "enh.dcm", _volume((8, 6, 4)), per_frame_items=items)
+    path = write_enhanced(_volume((8, 6, 4)), tmp_path / "dcm" / "enh.dcm", per_frame_items=items)
     with pytest.raises(UnusableFile, match=rf"NumberOfFrames=4 but .* holds {items} item"):
         read_headers(path)
     written, failed = _convert_all(tmp_path / "dcm", tmp_path / "out")
@@ -456,7 +413,7 @@ def test_a_slice_shifted_sideways_on_its_own_fails(tmp_path):
 
 
 def _enhanced_mutated(tmp_path: Path, change) -> tuple[list[Path], list[str]]:
-    path = _enhanced(tmp_path / "dcm" / "enh.dcm", _volume((8, 6, 4)))
+    path = write_enhanced(_volume((8, 6, 4)), tmp_path / "dcm" / "enh.dcm")
     ds = pydicom.dcmread(path)
     change(ds)
     ds.save_as(path)
@@ -561,7 +518,7 @@ def test_integers_pydicom_cannot_convert_are_left_out_like_the_scanner_does(tmp_
 
 
 def test_unconvertible_value_in_a_frame_group_fails_naming_it(tmp_path):
-    path = _enhanced(tmp_path / "dcm" / "enh.dcm", _volume((8, 6, 4)))
+    path = write_enhanced(_volume((8, 6, 4)), tmp_path / "dcm" / "enh.dcm")
     ds = pydicom.dcmread(path)
     content = Dataset()
     content.InstanceNumber = "987654"  # replaced below: pydicom refuses to write 'inf'

@@ -18,18 +18,15 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from anatprep.interfaces.dicom_index import DicomIndex
 from anatprep.interfaces.dicomio import index as index_module
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.table import SeriesTable
-from anatprep.pipelines.synthetic import write_series
+from anatprep.pipelines.synthetic import write_enhanced, write_series
 
 AXIAL = np.diag([-1.0, -1.0, 2.0, 1.0])
 N_SLICES = 6
@@ -179,43 +176,8 @@ def test_deflate_syntax_on_plain_data(tmp_path):
     _check(table, a[3], ["does not inflate", "zlib.error"], tmp_path)
 
 
-def _enhanced(path: Path, n: int = 4) -> Path:
-    """One enhanced MR file of ``n`` axial frames (1 x 1 x 2 mm)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = pydicom.uid.EnhancedMRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.Manufacturer, ds.SeriesNumber = "MR", "SIEMENS", 5
-    ds.ProtocolName = ds.SeriesDescription = "enh"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.Rows, ds.Columns, ds.NumberOfFrames = 6, 8, n
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    measures, orientation, shared = Dataset(), Dataset(), Dataset()
-    measures.PixelSpacing, measures.SliceThickness = ["1", "1"], "2"
-    orientation.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-    shared.PixelMeasuresSequence = Sequence([measures])
-    shared.PlaneOrientationSequence = Sequence([orientation])
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    frames = []
-    for k in range(n):
-        plane, item = Dataset(), Dataset()
-        plane.ImagePositionPatient = ["0", "0", f"{2.0 * k:g}"]
-        item.PlanePositionSequence = Sequence([plane])
-        frames.append(item)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
-    ds.PixelData = np.zeros((n, 6, 8), np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_invalid_vr_in_an_enhanced_file(tmp_path):
-    enh = _enhanced(tmp_path / "dcm" / "subA" / "enh" / "enh.dcm")
+    enh = write_enhanced(np.zeros((8, 6, 4)), tmp_path / "dcm" / "subA" / "enh" / "enh.dcm")
     write_series(_volume(2), AXIAL, tmp_path / "dcm" / "subB" / "t1", study_key="B")
     data = bytearray(enh.read_bytes())
     at = data.find(b"\x20\x00\x32\x00DS")  # the first frame's ImagePositionPatient
@@ -263,7 +225,7 @@ def _assert_fingerprints(entry: dict) -> None:
 
 def test_fingerprints_align_with_files(tmp_path):
     write_series(_volume(1), AXIAL, tmp_path / "dcm" / "classic")
-    _enhanced(tmp_path / "dcm" / "enh" / "enh.dcm")
+    write_enhanced(np.zeros((8, 6, 4)), tmp_path / "dcm" / "enh" / "enh.dcm")
     gapped = write_series(_volume(3), AXIAL, tmp_path / "dcm" / "gap", series_number=7)
     gapped[2].unlink()  # irregular spacing: split into two parts
     table = index_tree(tmp_path / "dcm", geometry=GeometryPolicy("split"))
