@@ -46,7 +46,9 @@ class BidsSink(SimpleInterface):
 
     Inputs: ``in_files`` (``''`` entries are skipped), ``out_files``, ``sidecars``
     (optional), ``base_dir``.
-    Outputs: ``out_files``.  Refuses any destination outside ``base_dir``.
+    Outputs: ``out_files``.  Refuses any destination outside ``base_dir``.  The files of
+    one run are placed all or none (:func:`place_group`): a converted series' image and
+    sidecar go to one sink.
     """
 
     input_spec = _BidsSinkInputSpec
@@ -58,7 +60,9 @@ class BidsSink(SimpleInterface):
             raise ValueError(f"{len(ins)} inputs but {len(outs)} destinations")
         sidecars = list(self.inputs.sidecars) if self.inputs.sidecars else [{}] * len(outs)
         base = Path(self.inputs.base_dir).resolve()
-        written = []
+        written: list[str] = []
+        copies: list[tuple[Path, Path]] = []
+        sidecar_files: list[tuple[Mapping, Path]] = []
         for src, dst, meta in zip(ins, outs, sidecars, strict=True):
             if not src:  # an optional output this run did not produce
                 continue
@@ -67,18 +71,37 @@ class BidsSink(SimpleInterface):
             dst_path = Path(dst).resolve()
             if base not in dst_path.parents:
                 raise ValueError(f"refusing to write {dst_path} outside {base}")
-            copy_file(src, dst_path)
             src_stem, dst_stem = _stem(Path(src)), _stem(dst_path)
+            copies.append((Path(src), dst_path))
             for ext in self.inputs.companions:  # e.g. a DWI's gradient tables
                 companion = src_stem.with_name(src_stem.name + ext)
-                if companion.is_file():
-                    copy_file(companion, dst_stem.with_name(dst_stem.name + ext))
+                pair = (companion, dst_stem.with_name(dst_stem.name + ext))
+                if companion.is_file() and pair not in copies:
+                    copies.append(pair)
             if meta:
-                name = dst_path.name.split(".")[0] + ".json"
-                write_json(meta, dst_path.with_name(name))
+                sidecar_files.append((meta, dst_stem.with_name(dst_stem.name + ".json")))
             written.append(str(dst_path))
+        place_group(copies, sidecar_files)
         self._results["out_files"] = written
         return runtime
+
+
+def place_group(copies: list[tuple[Path, Path]], sidecars: list[tuple[Mapping, Path]]) -> None:
+    """Copy each ``(source, destination)``, then write each ``(metadata, path)`` sidecar.
+
+    All or nothing: the files of one call belong together (an image, its JSON sidecar, its
+    gradient tables).  When any of them cannot be placed (a full disk), those already placed
+    are removed before the error goes on, so no image is left without its sidecar (an earlier
+    run's files of these names go too; the next run places them again)."""
+    try:
+        for src, dst in copies:
+            copy_file(src, dst)
+        for meta, path in sidecars:
+            write_json(dict(meta), path)
+    except BaseException:
+        for placed in [dst for _, dst in copies] + [path for _, path in sidecars]:
+            placed.unlink(missing_ok=True)
+        raise
 
 
 #: the derivative entities :func:`bids_name` writes, in their order in a file name (after
@@ -177,13 +200,10 @@ class DerivativesDataSink(SimpleInterface):
         dst = (base / source.parent.parent / i.datatype / name).resolve()
         if base not in dst.parents:
             raise ValueError(f"refusing to write {dst} outside {base}")
-        copy_file(i.in_file, dst)
-        self._results["out_file"] = str(dst)
         meta = {**(i.metadata or {}), **(i.meta_dict or {})}
-        if meta:
-            sidecar = dst.with_name(dst.name.split(".")[0] + ".json")
-            write_json(meta, sidecar)
-            self._results["out_meta"] = str(sidecar)
+        sidecar = dst.with_name(dst.name.split(".")[0] + ".json")
+        place_group([(Path(i.in_file), dst)], [(meta, sidecar)] if meta else [])
+        self._results.update(out_file=str(dst), out_meta=str(sidecar) if meta else "")
         return runtime
 
 

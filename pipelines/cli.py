@@ -160,7 +160,9 @@ def _setup_logging(verbose: bool) -> None:
     from nipype import logging as nipype_logging
 
     nipype_config.set("execution", "check_version", "false")
-    level = "INFO" if verbose else "WARNING"
+    # without -v, anatprep's own account names each failure and its crash file; nipype's
+    # node errors (full tracebacks) are in the crash files
+    level = "INFO" if verbose else "CRITICAL"
     nipype_config.set("logging", "workflow_level", level)
     nipype_config.set("logging", "interface_level", level)
     nipype_logging.update_logging(nipype_config)

@@ -22,7 +22,7 @@ from anatprep.interfaces.dicomio.table import SeriesTable
 from .config import Config
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .labels import sanitize_label
-from .paths import check_input, check_separate, check_writable, work_dir_for
+from .paths import UsageError, check_input, check_separate, check_writable, work_dir_for
 from .report import (
     PrintableFilter,
     SeriesOutcome,
@@ -157,6 +157,12 @@ def write_participants(output_dir: Path) -> None:
     atomic_write_bytes(tsv, ("participant_id\n" + "".join(f"{i}\n" for i in ids)).encode())
 
 
+def _subject_of(node: str, key_by_wf: dict[str, str]) -> str:
+    """The subject of a node's full name (``anatprep_wf.<subject>_wf.<node>``)."""
+    parts = node.split(".")
+    return key_by_wf.get(parts[1], parts[1]) if len(parts) > 1 else "?"
+
+
 def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) -> list[Failure]:
     failures: list[Failure] = []
     if not crash_dir.is_dir():
@@ -169,8 +175,7 @@ def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) ->
             (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Node:")),
             crash.name,
         )
-        parts = node.split(".")
-        subject = key_by_wf.get(parts[1], parts[1]) if len(parts) > 1 else "?"
+        subject = _subject_of(node, key_by_wf)
         lines = [ln for ln in text.splitlines() if ln.strip()]
         message = next(
             (ln.strip() for ln in reversed(lines) if "Error" in ln or "Exception" in ln),
@@ -235,9 +240,10 @@ def series_outcomes(
             reason = f"not run: conflicting subject labels (see FAILED {plan.key}: labels)"
             outcomes.append(SeriesOutcome(sid, desc, "failed", reason, plan.key))
             continue
-        node = f"convert_{series_tag(plan, series)}"
+        tag = series_tag(plan, series)
+        nodes = (f".convert_{tag}", f".sink_raw_{tag}")  # converting, or placing in OUTPUT
         crash = next(
-            (f for f in failures if f.subject == plan.key and f.node.endswith(f".{node}")), None
+            (f for f in failures if f.subject == plan.key and f.node.endswith(nodes)), None
         )
         final = output_dir / plan.rel_dir / series.datatype / f"{series.stem}.nii.gz"
         if crash is not None:
@@ -338,15 +344,22 @@ def _index_plan_run(
         if not plan.t1w:
             LOG.warning("%s: no series matched the T1w rules; nothing to skull-strip", plan.key)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_dataset_files(output_dir, plans)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_dataset_files(output_dir, plans)
+    except OSError as exc:  # e.g. a full disk: nothing has run yet
+        raise UsageError(f"OUTPUT {output_dir} cannot be written: {exc.strerror or exc}") from None
     if not plans:
         summary = RunSummary(subjects=[], unusable_files=unusable_files(table.unusable))
     elif cfg.execution.plugin == "SLURMArray":
         summary = _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
     else:
         summary = _run_workflow(plans, output_dir, work_dir, cfg, table)
-    write_participants(output_dir)
+    try:
+        write_participants(output_dir)
+    except OSError as exc:
+        message = f"cannot write {output_dir / 'participants.tsv'}: {exc.strerror or exc}"
+        summary.failures.append(Failure("dataset", "participants.tsv", message, ""))
     summary.subjects = sorted(summary.subjects + [p.key for p in blocked])
     summary.failures += [Failure(p.key, "labels", "; ".join(p.conflicts), "") for p in blocked]
     for failure in unlisted_subjects(table, cfg, participant_labels):
@@ -422,6 +435,10 @@ def _run_workflow(
     except RuntimeError as exc:
         key_by_wf = {node_name(f"{p.key}_wf"): p.key for p in plans}
         summary.failures = _crash_failures(log_dir, started, key_by_wf)
+        for crash in getattr(plugin, "unwritten_crashes", []):  # e.g. a full work disk
+            summary.failures.append(
+                Failure(_subject_of(crash.node, key_by_wf), crash.node, crash.message, "")
+            )
         if not summary.failures:
             raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
     summary.nodes_run = nodes_run_since(work_dir / wf.name, started)

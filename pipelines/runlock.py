@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .paths import UsageError
+
 LOG = logging.getLogger("anatprep")
 
 LOCK_NAME = ".anatprep.lock"
@@ -128,7 +130,10 @@ def hold_lock(folder: Path, label: str) -> Iterator[Path]:
                 "%s %s: taking over the stale lock of %s (that run is no longer running)",
                 label, folder, _describe(previous),
             )  # fmt: skip
-        _write_holder(fd)
+        try:
+            _write_holder(fd)
+        except OSError as exc:  # e.g. a full disk: nothing can be written there
+            raise UsageError(f"{label} {folder} cannot be written: {exc.strerror or exc}") from None
         yield path
     finally:
         with contextlib.suppress(FileNotFoundError):
