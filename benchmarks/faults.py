@@ -1,0 +1,282 @@
+"""Faults staged against real runs: kills, SIGTERM, a full disk, two runs on one OUTPUT.
+
+Each case starts ``anatprep run`` as a user would (its own process), stages the fault at a
+moment read off the run's own files, lets the fault play out, then runs the same command
+again and compares OUTPUT with a clean reference run of the same study:
+
+* ``kill -9 during conversion``: SIGKILL of the main process once the first converted image
+  is in OUTPUT (conversion-only study of ``--convert-subjects`` demo heads);
+* ``kill -9 during brain extraction``: SIGKILL once a brain-extraction node is running;
+* ``SIGTERM during brain extraction``: what SLURM, ``timeout`` and container runtimes send;
+* ``full work disk``: the work dir on a 2 MB tmpfs with 40 kB free (then freed);
+* ``full OUTPUT disk``: OUTPUT on such a tmpfs (then freed);
+* ``two concurrent runs``: a second run on the same OUTPUT while the first runs.
+
+One table: case, outcome of the faulted run (exit code, what it said), whether the rerun
+completed and OUTPUT is byte-identical to the reference, files lost (in the reference and
+not in OUTPUT), stray ``.part`` files, and live processes left by the killed run.
+
+    python benchmarks/faults.py [--quality fast] [--convert-subjects 8] [--keep DIR]
+
+Needs root for the tmpfs cases (skipped, and said so, otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from anatprep.pipelines.demo import DemoSubject, build_demo_study
+
+#: files of a run that differ from run to run by design (none today); the comparison skips
+#: hidden files (the lock file of a running run)
+_VOLATILE: tuple[str, ...] = ()
+
+
+@dataclass
+class Case:
+    name: str
+    exit_code: int | None = None
+    outcome: str = ""
+    resumed_identical: str = "no"
+    files_lost: int = -1
+    stray_parts: int = -1
+    live_workers: int = 0
+    seconds: float = 0.0
+
+
+def _subjects(n: int) -> tuple[DemoSubject, ...]:
+    return tuple(
+        DemoSubject(f"{k:02d}", "axial" if k % 2 else "sagittal", 0.0 if k % 2 else 12.0, k)
+        for k in range(1, n + 1)
+    )
+
+
+def _cmd(src: Path, out: Path, work: Path, cfg: Path) -> list[str]:
+    return [sys.executable, "-m", "anatprep.pipelines.cli", "run", str(src), str(out),
+            "--work-dir", str(work), "--config", str(cfg)]  # fmt: skip
+
+
+def _start(src: Path, out: Path, work: Path, cfg: Path, log: Path) -> subprocess.Popen:
+    fh = open(log, "w")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(_cmd(src, out, work, cfg), stdout=fh, stderr=subprocess.STDOUT)
+
+
+def _run(src: Path, out: Path, work: Path, cfg: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(src, out, work, cfg), capture_output=True, text=True)
+
+
+def _digests(root: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not path.name.startswith(".") and not rel.startswith(_VOLATILE):
+            found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live processes whose ancestry leads to ``pid`` (zombies excluded)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            parent[int(entry)] = int(fields[1])
+    found = []
+    for child in parent:
+        p = child
+        while p in parent and p != pid:
+            p = parent[p]
+        if p == pid and child != pid:
+            found.append(child)
+    return found
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _finish(case: Case, src, out, work, cfg, reference: dict[str, str]) -> None:
+    """Run the same command again; compare OUTPUT with the reference."""
+    again = _run(src, out, work, cfg)
+    got = _digests(out)
+    case.files_lost = len(set(reference) - set(got))
+    same = again.returncode == 0 and got == reference
+    case.resumed_identical = "yes" if same else f"no (exit {again.returncode})"
+    case.stray_parts = len([p for p in out.rglob("*.part")])
+
+
+def _tail(log: Path, n: int = 1) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    wanted = [ln for ln in lines if "anatprep:" in ln or "FAILED" in ln or "in use" in ln]
+    return " | ".join((wanted or lines)[-n:])[:110]
+
+
+def _signal_case(name, sig, trigger, src, base: Path, cfg, reference) -> Case:
+    case = Case(name)
+    out, work = base / "out", base / "work"
+    start = time.perf_counter()
+    proc = _start(src, out, work, cfg, base / "log")
+    if not _wait_for(lambda: trigger(out, work) or proc.poll() is not None, 900):
+        case.outcome = "trigger never came"
+    if proc.poll() is None:
+        children = _descendants(proc.pid)
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=120)
+        time.sleep(2)  # the workers' parent-death signal, or the SIGTERM handler's clean-up
+        case.live_workers = len([c for c in children if Path(f"/proc/{c}").exists()
+                                 and "Z" not in Path(f"/proc/{c}/stat").read_text()])  # fmt: skip
+        case.outcome = case.outcome or f"signal {sig.name} sent; {_tail(base / 'log')}"
+    else:
+        case.outcome = "finished before the fault"
+    case.exit_code = proc.returncode
+    _finish(case, src, out, work, cfg, reference)
+    case.seconds = time.perf_counter() - start
+    return case
+
+
+def _be_running(out: Path, work: Path) -> bool:
+    return any(work.glob("anatprep_wf/*/anat_*/brain_extraction/_report"))
+
+
+def _converted(out: Path, work: Path) -> bool:
+    return any(out.glob("sub-*/anat/*.nii.gz"))
+
+
+def _mount_tmpfs(where: Path, size_kb: int) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def _full_disk_case(name: str, which: str, src, base: Path, cfg, reference) -> Case:
+    case = Case(name)
+    disk = base / "disk"
+    if not _mount_tmpfs(disk, 2048):
+        case.outcome = "skipped: cannot mount a tmpfs (needs root)"
+        return case
+    try:
+        out = disk / "out" if which == "output" else base / "out"
+        work = disk / "work" if which == "work" else base / "work"
+        filler = disk / "filler"
+        free_kb = shutil.disk_usage(disk).free // 1024
+        filler.write_bytes(b"\0" * (free_kb - 40) * 1024)
+        start = time.perf_counter()
+        try:
+            res = subprocess.run(_cmd(src, out, work, cfg), capture_output=True, text=True,
+                                 timeout=600)  # fmt: skip
+            case.exit_code = res.returncode
+            said = [ln for ln in res.stdout.splitlines() if "No space" in ln]
+            case.outcome = f"ended; {len(said)} line(s) name 'No space left on device'"
+        except subprocess.TimeoutExpired:
+            case.outcome = "HUNG (killed after 600 s)"
+        filler.unlink()
+        _finish(case, src, out, work, cfg, reference)
+        case.seconds = time.perf_counter() - start
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    return case
+
+
+def _concurrent_case(src, base: Path, cfg, reference) -> Case:
+    case = Case("two concurrent runs")
+    out, work = base / "out", base / "work"
+    start = time.perf_counter()
+    first = _start(src, out, work, cfg, base / "log")
+    _wait_for(lambda: (out / ".anatprep.lock").exists() or first.poll() is not None, 120)
+    second = _run(src, out, base / "work2", cfg)
+    first.wait()
+    said = next((ln for ln in second.stderr.splitlines() if "in use" in ln), second.stderr[-100:])
+    case.exit_code = second.returncode
+    case.outcome = f"first exit {first.returncode}; second: {said.strip()[:90]}"
+    got = _digests(out)
+    case.files_lost = len(set(reference) - set(got))
+    case.resumed_identical = "yes" if got == reference else "no"
+    case.stray_parts = len(list(out.rglob("*.part")))
+    case.seconds = time.perf_counter() - start
+    return case
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quality", default="fast", help="brain-extraction preset")
+    parser.add_argument("--convert-subjects", type=int, default=8)
+    parser.add_argument("--keep", help="work here and keep it")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="anatprep-faults-", dir=args.keep)
+    root = Path(tmp)
+    be_src, conv_src = root / "be_dicom", root / "conv_dicom"
+    build_demo_study(be_src, root / "truth", _subjects(2))
+    build_demo_study(conv_src, root / "truth", _subjects(args.convert_subjects))
+    be_cfg, conv_cfg = root / "be.yaml", root / "conv.yaml"
+    be_cfg.write_text(f"brain_extraction: {{quality: {args.quality}}}\nexecution: {{n_procs: 2}}\n")
+    conv_cfg.write_text("brain_extraction: {enabled: false}\nexecution: {n_procs: 2}\n")
+
+    refs = {}
+    for name, src, cfg in (("be", be_src, be_cfg), ("conv", conv_src, conv_cfg)):
+        t0 = time.perf_counter()
+        res = _run(src, root / f"ref_{name}" / "out", root / f"ref_{name}" / "work", cfg)
+        if res.returncode != 0:
+            raise SystemExit(f"reference run failed ({res.returncode}):\n{res.stdout}{res.stderr}")
+        refs[name] = _digests(root / f"ref_{name}" / "out")
+        print(f"reference {name}: {len(refs[name])} files, {time.perf_counter() - t0:.0f} s",
+              flush=True)  # fmt: skip
+
+    cases = []
+    plan = [
+        ("kill -9 during conversion", signal.SIGKILL, _converted, conv_src, conv_cfg, "conv"),
+        ("kill -9 during brain extraction", signal.SIGKILL, _be_running, be_src, be_cfg, "be"),
+        ("SIGTERM during brain extraction", signal.SIGTERM, _be_running, be_src, be_cfg, "be"),
+    ]
+    for i, (name, sig, trigger, src, cfg, ref) in enumerate(plan):
+        base = root / f"case{i}"
+        base.mkdir()
+        cases.append(_signal_case(name, sig, trigger, src, base, cfg, refs[ref]))
+        print(f"done: {name}", flush=True)
+    for i, which in enumerate(("work", "output")):
+        base = root / f"disk{i}"
+        base.mkdir()
+        label = f"full {'work' if which == 'work' else 'OUTPUT'} disk (40 kB free)"
+        cases.append(_full_disk_case(label, which, conv_src, base, conv_cfg, refs["conv"]))
+        print(f"done: {label}", flush=True)
+    base = root / "concurrent"
+    base.mkdir()
+    cases.append(_concurrent_case(be_src, base, be_cfg, refs["be"]))
+
+    print()
+    print("| case | exit | outcome | resumed byte-identical | files lost | stray .part "
+          "| workers left | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in cases:
+        cells = [c.name, c.exit_code, c.outcome, c.resumed_identical, c.files_lost,
+                 c.stray_parts, c.live_workers, f"{c.seconds:.0f}"]  # fmt: skip
+        print("| " + " | ".join(map(str, cells)) + " |")
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    bad = [c for c in cases if not c.outcome.startswith("skipped") and
+           (c.resumed_identical != "yes" or c.files_lost or c.stray_parts or c.live_workers)]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
