@@ -15,6 +15,7 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -36,6 +37,11 @@ class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
 
     verify = traits.Bool(False, usedefault=True, desc="compare with dcm2niix, record in sidecar")
     converter = traits.Enum("anatprep", "dcm2niix", usedefault=True, desc="conversion backend")
+    # no default: left unset in standard mode, so the node's hash (and the cache of a work
+    # dir made before this input existed) stays as it was
+    deidentify = traits.Enum(
+        "standard", "strict", desc="strict: no free-text description in the sidecar or messages"
+    )
 
 
 class _DicomToNiftiOutputSpec(TraitedSpec):
@@ -47,7 +53,7 @@ class DicomToNifti(SimpleInterface):
     """Convert one series to NIfTI with a BIDS sidecar.
 
     Inputs: ``series_entry`` (``SeriesEntry.to_json()``), ``out_stem``, ``compression``,
-    ``verify``, ``converter``.
+    ``verify``, ``converter``, ``deidentify`` (unset: standard).
     Outputs: ``out_file`` (``.nii.gz``, laid out like dcm2niix's), ``out_json``.
     Fails with a message naming the series when its files cannot form one volume.
     """
@@ -63,6 +69,7 @@ class DicomToNifti(SimpleInterface):
             self.inputs.compression,
             verify=self.inputs.verify,
             converter=self.inputs.converter,
+            deidentify=self.inputs.deidentify if isdefined(self.inputs.deidentify) else "standard",
         )
         self._results["out_file"] = str(nii)
         self._results["out_json"] = str(js)

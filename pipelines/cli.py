@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--n-procs", type=int, help="parallel processes (MultiProc)")
         sp.add_argument("--mem-gb", type=float, help="memory budget in GB (MultiProc)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show nipype's node log")
+        deid = Config.model_fields["deidentify"]
+        sp.add_argument(
+            "--deidentify",
+            choices=get_args(deid.annotation),
+            help=f"{deid.description} (sets deidentify; default: {deid.default})",
+        )
 
     run = sub.add_parser("run", help="convert and process a DICOM folder")
     run.add_argument(
@@ -109,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="run dcm2niix beside ours; record the agreement"
     )
     _option(conv, "--converter", ConversionConfig, "converter")
+    _option(conv, "--deidentify", Config, "deidentify")
     for name in ("irregular_spacing", "gantry_tilt", "localizers"):
         _option(conv, "--" + name.replace("_", "-"), GeometryConfig, name)
 
@@ -141,6 +148,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["execution.memory_gb"] = args.mem_gb
     if getattr(args, "verify", False):
         out["conversion.verify"] = True
+    if getattr(args, "deidentify", None) is not None:
+        out["deidentify"] = args.deidentify
     return out
 
 
@@ -217,6 +226,7 @@ def _convert(args: argparse.Namespace) -> int:
             gantry_tilt=args.gantry_tilt,
             localizers=args.localizers,
         ).policy(),
+        deidentify=args.deidentify,
     )
 
 

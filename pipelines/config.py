@@ -22,6 +22,7 @@ from anatprep.interfaces.dicomio.geometry import (
     LocalizerOutcome,
     TiltOutcome,
 )
+from anatprep.interfaces.dicomio.sidecar import Deidentify
 from anatprep.interfaces.orientation import check_orientation_code
 
 from .config_yaml import ConfigYAMLError, parse, read_text
@@ -299,6 +300,12 @@ def _check_finite(value: Any, path: str) -> None:
 
 
 class Config(_Strict):
+    deidentify: Deidentify = Field(
+        "standard",
+        description="strict: no SeriesDescription / ProtocolName (free text where names get "
+        "typed) in file names, sidecars, logs or crash files; rule label and series number "
+        "instead",
+    )
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     series: SeriesConfig = Field(default_factory=SeriesConfig)
     conversion: ConversionConfig = Field(default_factory=ConversionConfig)

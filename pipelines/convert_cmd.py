@@ -2,9 +2,10 @@
 
 No workflow engine, no config file: the converter of the pipeline on its own, for users who
 want a plain converter (and for benchmarking it against dcm2niix).  Output names are
-``<description>_<series number>``; a series whose files split into several volumes (echoes,
-magnitude/phase, orientations) gets its short id appended.  One bad series never stops the
-others: it is reported and the exit code says so.
+``<description>_<series number>`` (``series_<series number>`` with ``--deidentify strict``,
+which also keeps descriptions out of sidecars and messages); a series whose files split
+into several volumes (echoes, magnitude/phase, orientations) gets its short id appended.
+One bad series never stops the others: it is reported and the exit code says so.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from anatprep.interfaces.dicomio.conversion import (
 )
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.sidecar import Deidentify
 from anatprep.interfaces.dicomio.table import SeriesEntry
 
 from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
@@ -32,19 +34,23 @@ from .report import SeriesOutcome, format_outcomes, printable, unusable_images
 from .runlock import LockBusy, hold_lock
 
 
-def output_stems(series: Sequence[SeriesEntry]) -> dict[str, str]:
+def output_stems(
+    series: Sequence[SeriesEntry], deidentify: Deidentify = "standard"
+) -> dict[str, str]:
     """Series id -> file stem, unique within one output folder.
 
-    ``<protocol>_<series number>``, with dcm2niix's suffixes where one series gives several
-    images: ``_e<k>`` per echo (by echo time) and ``_ph`` / ``_real`` / ``_imag`` for
-    non-magnitude parts; any remaining clash gets the series id.  Echo numbers are counted
-    only among the images of one acquisition (same DICOM series, per the index's
-    ``acquisition`` hash, and same protocol): unrelated series that share a number keep
-    their own names, told apart by their ids.
+    ``<protocol>_<series number>`` (``series_<series number>`` in strict mode), with
+    dcm2niix's suffixes where one series gives several images: ``_e<k>`` per echo (by echo
+    time) and ``_ph`` / ``_real`` / ``_imag`` for non-magnitude parts; any remaining clash
+    gets the series id.  Echo numbers are counted only among the images of one acquisition
+    (same DICOM series, per the index's ``acquisition`` hash, and same protocol): unrelated
+    series that share a number keep their own names, told apart by their ids.
     """
     by_acquisition: dict = {}
     for s in series:
-        name = sanitize_label(s.protocol_name or s.series_description or "")
+        name = "" if deidentify == "strict" else sanitize_label(
+            s.protocol_name or s.series_description or ""
+        )
         key = (s.series_number, s.acquisition, name)
         by_acquisition.setdefault(key, []).append(s)
     base = {}
@@ -69,6 +75,7 @@ def convert_tree(
     verify: bool = False,
     converter: str = "anatprep",
     geometry: GeometryPolicy | None = None,
+    deidentify: Deidentify = "standard",
 ) -> int:
     """Convert every series below ``input_dir`` into ``output_dir``; return the exit code.
 
@@ -76,7 +83,8 @@ def convert_tree(
     and, with ``verify``, the parity table against dcm2niix.  Exit 4 when any series or
     image file failed; exit 2 when OUTPUT is INPUT or inside it, cannot be written, or is in
     use by another run (OUTPUT is locked for the whole conversion; the temporary files an
-    interrupted conversion left there are removed first).
+    interrupted conversion left there are removed first).  ``deidentify="strict"``: no
+    SeriesDescription / ProtocolName in file names, sidecars or anything printed.
     """
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
@@ -86,7 +94,9 @@ def convert_tree(
         check_writable("OUTPUT", output_dir)
         with hold_lock(output_dir, "OUTPUT"):
             remove_stray_parts(output_dir, skip=[input_dir])
-            return _convert_all(input_dir, output_dir, compression, verify, converter, geometry)
+            return _convert_all(
+                input_dir, output_dir, compression, verify, converter, geometry, deidentify
+            )
     except (UsageError, LockBusy) as exc:
         print(f"anatprep convert: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -99,6 +109,7 @@ def _convert_all(
     verify: bool,
     converter: str,
     geometry: GeometryPolicy | None,
+    deidentify: Deidentify,
 ) -> int:
     """:func:`convert_tree` once the folders are checked and OUTPUT locked."""
     table = index_tree(input_dir, geometry=geometry)
@@ -108,13 +119,16 @@ def _convert_all(
     if not table.series and all(o.status != "failed" for o in unusable_images(table.unusable)):
         print(f"anatprep convert: no DICOM series in {input_dir}", file=sys.stderr)
         return EXIT_NO_DATA
-    stems = output_stems(table.series)
+    stems = output_stems(table.series, deidentify)
     outcomes: list[SeriesOutcome] = []
     parity: list[tuple[str, Path, dict]] = []
-    for entry in table.series:
+    series = table.without_free_text().series if deidentify == "strict" else table.series
+    for entry in series:
         sid, desc = entry.id, entry.series_description or ""
         try:
-            nii, js = convert_entry(entry, output_dir / stems[sid], compression, verify, converter)
+            nii, js = convert_entry(
+                entry, output_dir / stems[sid], compression, verify, converter, deidentify
+            )
         except SeriesSkipped as exc:
             outcomes.append(SeriesOutcome(sid, desc, "skipped", str(entry.skipped or exc)))
             continue

@@ -30,7 +30,7 @@ from .report import (
     unusable_files,
     unusable_images,
 )
-from .rules import SubjectPlan, plan_subjects, subject_session
+from .rules import SubjectPlan, plan_subjects, shown_table, subject_session
 from .runlock import hold_lock
 
 LOG = logging.getLogger("anatprep")
@@ -323,6 +323,9 @@ def _index_plan_run(
         )
         raise NoDataError(f"{input_dir}: {reason}")
     plans = plan_subjects(table, cfg, participant_labels)
+    # from here on (messages, nodes, the account) as deidentify allows; SLURMArray tasks
+    # get the whole entries (they plan their subject again)
+    shown = shown_table(table, cfg)
     if not plans:
         raise NoDataError(f"none of the participant labels {participant_labels} is in {input_dir}")
     blocked = [p for p in plans if p.conflicts]
@@ -339,7 +342,8 @@ def _index_plan_run(
     for item in table.unusable:
         LOG.warning("skipped %s: %s", item.path, item.reason)
     for plan in plans:
-        kinds = ", ".join(f"{s.stem} ({s.description})" for s in plan.series)
+        kinds = ", ".join(f"{s.stem} ({s.description})" if s.description else s.stem
+                          for s in plan.series)  # fmt: skip
         LOG.info("%s: %s", plan.key, kinds)
         if not plan.t1w:
             LOG.warning("%s: no series matched the T1w rules; nothing to skull-strip", plan.key)
@@ -354,7 +358,7 @@ def _index_plan_run(
     elif cfg.execution.plugin == "SLURMArray":
         summary = _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
     else:
-        summary = _run_workflow(plans, output_dir, work_dir, cfg, table)
+        summary = _run_workflow(plans, output_dir, work_dir, cfg, shown)
     try:
         write_participants(output_dir)
     except OSError as exc:
@@ -367,7 +371,7 @@ def _index_plan_run(
             summary.subjects.append(failure.subject)
             summary.failures.append(failure)
     summary.series = series_outcomes(
-        table, plans + blocked, output_dir, summary.failures, cfg, participant_labels
+        shown, plans + blocked, output_dir, summary.failures, cfg, participant_labels
     )
     return summary
 

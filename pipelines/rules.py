@@ -22,7 +22,7 @@ class PlannedSeries:
     datatype: str  # anat | extra
     suffix: str  # T1w, T2w, FLAIR, or "" for unclassified
     stem: str  # BIDS file name without extension
-    description: str
+    description: str  # "" with deidentify: strict
 
     @property
     def is_t1w(self) -> bool:
@@ -171,7 +171,7 @@ def conflicts(
             theirs = subject_session(replace(entry, folders=other), cfg, root_name)
             if theirs[:2] != (subject, session):
                 message = (
-                    f"{entry.describe()} also has files in '{'/'.join(other)}' "
+                    f"{shown(entry, cfg).describe()} also has files in '{'/'.join(other)}' "
                     f"(sub-{theirs[0]}): one DICOM series in two subjects' folders; remove the "
                     "copy, or map both folders to one label in labels.subject_map (config)"
                 )
@@ -193,6 +193,21 @@ def conflicts(
             )
             add(key, subject_folder[key], message)
     return found
+
+
+#: the ``acq-`` label of unclassified series under ``deidentify: strict`` (no description)
+STRICT_ACQ = "other"
+
+
+def shown(entry: SeriesEntry, cfg: Config) -> SeriesEntry:
+    """``entry`` as messages and conversion nodes may show it: without its free-text
+    descriptions under ``deidentify: strict`` (classification still reads them)."""
+    return entry.without_free_text() if cfg.deidentify == "strict" else entry
+
+
+def shown_table(table: SeriesTable, cfg: Config) -> SeriesTable:
+    """``table`` with each entry as :func:`shown` gives it."""
+    return table.without_free_text() if cfg.deidentify == "strict" else table
 
 
 def _acquisition_key(entry: SeriesEntry) -> tuple:
@@ -227,7 +242,9 @@ def _name_series(
 ) -> list[PlannedSeries]:
     """``<key>[_run-<n>][_echo-<k>][_part-<x>]_<suffix>`` for classified series (runs in
     series-number order, one run per acquisition); ``<key>_acq-<description>_run-<series
-    number>[...]`` under ``extra/`` for the rest."""
+    number>[...]`` under ``extra/`` for the rest (``acq-other`` with ``deidentify: strict``,
+    where no description is kept)."""
+    strict = cfg.deidentify == "strict"
     by_suffix: dict[str, list[SeriesEntry]] = defaultdict(list)
     for entry in entries:
         by_suffix[classify(entry, cfg)].append(entry)
@@ -248,14 +265,14 @@ def _name_series(
             acquisitions[_acquisition_key(entry)].append(entry)
         for run, members in enumerate(acquisitions.values(), start=1):
             for entry in members:
-                desc = entry.series_description or entry.protocol_name or ""
+                desc = "" if strict else entry.series_description or entry.protocol_name or ""
                 if suffix:
                     run_part = f"_run-{run}" if len(acquisitions) > 1 else ""
                     stem = f"{plan.key}{run_part}{entities[entry.id]}_{suffix}"
                     datatype = "anat"
                 else:
                     number = entry.series_number
-                    acq = sanitize_label(desc, "unknown")
+                    acq = STRICT_ACQ if strict else sanitize_label(desc, "unknown")
                     stem = f"{plan.key}_acq-{acq}_run-{number or run}{entities[entry.id]}"
                     datatype = "extra"
                 base, n = stem, 1

@@ -8,7 +8,6 @@ volume exists once in memory.  Layout and data type rules are in :mod:`.volume`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -35,8 +34,6 @@ from .volume import RGB24, NiftiVolume, frames_to_volume, lps_affine, output_dty
 
 if TYPE_CHECKING:
     from .headers import Header
-
-LOG = logging.getLogger("anatprep")
 
 
 class ClassicSeries:
@@ -118,16 +115,7 @@ class ClassicSeries:
             frames=tuple(self._order.frames[i] for i in keep),
             n_volumes=self._order.n_volumes - len(removed),
         )
-        self.removed_volumes = removed
-        h = self.headers[0]  # named by number and description only: paths may identify
-        LOG.info(
-            "series %s ('%s'): %d of %d volumes are scanner-derived diffusion images (b > 0 "
-            "without a gradient direction: isotropic trace/ADC) and are left out, as dcm2niix does",
-            h.get("SeriesNumber"),
-            str(h.get("SeriesDescription") or "").strip(),
-            len(removed),
-            len(removed) + self._order.n_volumes,
-        )
+        self.removed_volumes = removed  # logged by the caller, which names the series
 
     @property
     def first(self) -> Header:

@@ -26,7 +26,7 @@ from .reference import (
     run_on_series,
 )
 from .series import SeriesGeometryError
-from .sidecar import FORBIDDEN_KEYS, build_sidecar
+from .sidecar import FORBIDDEN_KEYS, FREE_TEXT_KEYS, Deidentify, build_sidecar, deidentified
 from .table import SeriesEntry
 from .uih_series import UihSeries
 
@@ -55,6 +55,7 @@ def convert_entry(
     compression: int = DEFAULT_LEVEL,
     verify: bool = False,
     converter: str = "anatprep",
+    deidentify: Deidentify = "standard",
 ) -> tuple[Path, Path]:
     """Write ``<out_stem>.nii.gz`` and ``<out_stem>.json`` (+ ``.bval``/``.bvec``) for one
     series-table entry.
@@ -62,14 +63,18 @@ def convert_entry(
     ``converter="dcm2niix"`` runs dcm2niix instead of our converter (same output layout);
     ``verify`` runs dcm2niix beside ours and records the agreement in the sidecar
     (``ConversionVerification``), logging a warning on any difference.
+    ``deidentify="strict"``: no free-text description (:data:`.sidecar.FREE_TEXT_KEYS`) in
+    the sidecar, the verification report or any message.
     """
+    if deidentify == "strict":
+        entry = entry.without_free_text()
     name = entry.describe()
     if entry.skipped:
         raise SeriesSkipped(f"{name} skipped: {entry.skipped}")
     if entry.problems:
         raise SeriesConversionError(f"{name} cannot be converted: " + "; ".join(entry.problems))
     if converter == "dcm2niix":
-        return _convert_with_dcm2niix(entry, out_stem, compression, name)
+        return _convert_with_dcm2niix(entry, out_stem, compression, name, deidentify)
     if converter != "anatprep":
         raise ValueError(f"unknown converter {converter!r}")
     reader = READERS.get(entry.flavour)
@@ -80,19 +85,29 @@ def convert_entry(
     try:
         series = reader(list(entry.files), _frames(entry), entry.resample_tilt)
         volume = series.to_volume()
-        sidecar = build_sidecar(series.first, series.sidecar_extra(volume))
+        sidecar = deidentified(
+            build_sidecar(series.first, series.sidecar_extra(volume)), deidentify
+        )
         gradients = series.gradient_files(volume)
         header = volume.header_bytes()
     except (SeriesGeometryError, UnusableFile) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
     except Exception as exc:  # a header value no rule foresaw: this series fails, named
         raise SeriesConversionError(f"{name} cannot be converted: {describe(exc)}") from exc
+    if series.removed_volumes:
+        LOG.info(
+            "%s: %d of %d volumes are scanner-derived diffusion images (b > 0 without a "
+            "gradient direction: isotropic trace/ADC) and are left out, as dcm2niix does",
+            name, len(series.removed_volumes), len(series.removed_volumes) + series.n_volumes,
+        )  # fmt: skip
     nii = write_nifti_parts(_with_suffix(out_stem, ".nii.gz"), header, volume.data, compression)
     if gradients is not None:  # beside the image, as dcm2niix writes them
         atomic_write_bytes(_with_suffix(out_stem, ".bval"), gradients[0].encode())
         atomic_write_bytes(_with_suffix(out_stem, ".bvec"), gradients[1].encode())
     if verify:
-        report = dcm2niix_agreement(list(entry.files), ConverterOutput.beside(nii, sidecar))
+        ours = ConverterOutput.beside(nii, sidecar)
+        leave_out = FREE_TEXT_KEYS if deidentify == "strict" else frozenset()
+        report = dcm2niix_agreement(list(entry.files), ours, leave_out)
         sidecar["ConversionVerification"] = report
         if report.get("Agrees") is not True:
             LOG.warning(
@@ -116,7 +131,7 @@ def _with_suffix(stem: Path, suffix: str) -> Path:
 
 
 def _convert_with_dcm2niix(
-    entry: SeriesEntry, out_stem: Path, compression: int, name: str
+    entry: SeriesEntry, out_stem: Path, compression: int, name: str, deidentify: Deidentify
 ) -> tuple[Path, Path]:
     """The optional backend: dcm2niix's image and (anonymised, filtered) sidecar."""
     import nibabel as nb
@@ -141,7 +156,9 @@ def _convert_with_dcm2niix(
             for src, ext in ((out.bval, ".bval"), (out.bvec, ".bvec")):
                 if src is not None:
                     atomic_write_bytes(_with_suffix(out_stem, ext), src.read_bytes())
-            sidecar = {k: v for k, v in out.sidecar.items() if k not in FORBIDDEN_KEYS}
+            sidecar = deidentified(
+                {k: v for k, v in out.sidecar.items() if k not in FORBIDDEN_KEYS}, deidentify
+            )
     except ReferenceUnavailable as exc:
         raise SeriesConversionError(f"{name}: dcm2niix backend failed: {exc}") from None
     js = write_json(sidecar, _with_suffix(out_stem, ".json"))

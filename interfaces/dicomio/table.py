@@ -13,7 +13,7 @@ guessing.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,9 +70,18 @@ class SeriesEntry:
         return self.series_description or self.protocol_name
 
     def describe(self) -> str:
-        """``series <id> ('<description>' in <folders>)`` for messages."""
+        """``series <id> ('<description>' in <folders>)`` for messages (``series <id> (in
+        <folders>)`` without a description: see :meth:`without_free_text`)."""
         folder = "/".join(self.folders)
-        return f"series {self.id} ('{self.description or '?'}' in {folder or '.'})"
+        desc = f"'{self.description}' " if self.description else ""
+        return f"series {self.id} ({desc}in {folder or '.'})"
+
+    def without_free_text(self) -> SeriesEntry:
+        """This entry with its operator-typed descriptions (SeriesDescription, ProtocolName)
+        blanked: what ``deidentify: strict`` shows in messages and gives conversion nodes
+        (their files, fingerprints and geometry unchanged).  SequenceName (set by the
+        sequence, not typed) stays."""
+        return replace(self, series_description="", protocol_name="")
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, no NaN): equal entries give equal text."""
@@ -107,6 +116,11 @@ class SeriesTable:
 
     def by_id(self) -> dict[str, SeriesEntry]:
         return {s.id: s for s in self.series}
+
+    def without_free_text(self) -> SeriesTable:
+        """The table with every entry's descriptions blanked
+        (:meth:`SeriesEntry.without_free_text`)."""
+        return replace(self, series=tuple(s.without_free_text() for s in self.series))
 
     def save(self, path: str | Path) -> Path:
         """Write atomically as JSON."""

@@ -19,7 +19,7 @@ from anatprep.interfaces.reorient import Reorient
 from anatprep.interfaces.templates import resolve_template
 
 from ..config import Config
-from ..rules import PlannedSeries, SubjectPlan
+from ..rules import PlannedSeries, SubjectPlan, shown
 from .derivatives import anat_derivatives, init_anat_derivatives_wf, input_fields
 
 
@@ -148,13 +148,17 @@ def _add_series(
 ) -> None:
     tag = series_tag(plan, series)
     size = SeriesSize.of(entry)
+    # strict: the node's inputs (kept in its work folder and in crash files) hold no
+    # description; the input is left unset in standard mode (the node's hash as before)
+    strict = {"deidentify": "strict"} if cfg.deidentify == "strict" else {}
     convert = pe.Node(
         DicomToNifti(
-            series_entry=entry.to_json(),
+            series_entry=shown(entry, cfg).to_json(),
             out_stem=series.stem,
             compression=cfg.conversion.compression_level,
             verify=cfg.conversion.verify,
             converter=cfg.conversion.converter,
+            **strict,
         ),
         name=f"convert_{tag}",
         mem_gb=_convert_mem_gb(size.files),
