@@ -156,7 +156,9 @@ def _signal_case(name, sig, trigger, src, base: Path, cfg, reference) -> Case:
 
 
 def _be_running(out: Path, work: Path) -> bool:
-    return any(work.glob("anatprep_wf/*/anat_*/brain_extraction/_report"))
+    """A brain-extraction node has started (nipype saves its inputs first), 3 s ago."""
+    started = list(work.glob("anatprep_wf/*/anat_*/brain_extraction/_inputs.pklz"))
+    return bool(started) and time.time() - started[0].stat().st_mtime > 3
 
 
 def _converted(out: Path, work: Path) -> bool:
@@ -169,10 +171,16 @@ def _mount_tmpfs(where: Path, size_kb: int) -> bool:
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
-def _full_disk_case(name: str, which: str, src, base: Path, cfg, reference) -> Case:
+def _size_kb(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) // 1024
+
+
+def _full_disk_case(name: str, which: str, src, base: Path, cfg, reference, size_kb) -> Case:
+    """The work dir or OUTPUT on a tmpfs big enough for the whole run (``size_kb``), filled
+    up to 40 kB free; freed again before the rerun."""
     case = Case(name)
     disk = base / "disk"
-    if not _mount_tmpfs(disk, 2048):
+    if not _mount_tmpfs(disk, size_kb):
         case.outcome = "skipped: cannot mount a tmpfs (needs root)"
         return case
     try:
@@ -257,7 +265,9 @@ def main() -> int:
         base = root / f"disk{i}"
         base.mkdir()
         label = f"full {'work' if which == 'work' else 'OUTPUT'} disk (40 kB free)"
-        cases.append(_full_disk_case(label, which, conv_src, base, conv_cfg, refs["conv"]))
+        used = _size_kb(root / "ref_conv" / ("out" if which == "output" else "work"))
+        cases.append(_full_disk_case(label, which, conv_src, base, conv_cfg, refs["conv"],
+                                     2 * used + 8192))  # fmt: skip
         print(f"done: {label}", flush=True)
     base = root / "concurrent"
     base.mkdir()

@@ -96,7 +96,10 @@ def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> SeriesTable:
         geometry=cfg.conversion.geometry.policy(),
         cache_file=index_dir / "header_cache.json",
     )
-    table.save(index_dir / "series_table.json")
+    try:
+        table.save(index_dir / "series_table.json")
+    except OSError as exc:  # e.g. a full disk: nothing has run yet
+        raise UsageError(f"work dir {work_dir} cannot be written: {exc.strerror or exc}") from None
     return table
 
 
