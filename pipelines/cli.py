@@ -268,10 +268,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "convert":
             return _convert(args)
-        if args.command == "provenance":
-            return _provenance(args)
         from .execution import NoDataError, run_study
 
+        if args.command == "provenance":
+            return _provenance(args)
         if args.command == "config":
             print(dump_config(load_config(args.config)), end="")
             return EXIT_OK

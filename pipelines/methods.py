@@ -102,8 +102,8 @@ def _extraction(cfg: Config, p: BrainExtractionParams, cites: list[str]) -> list
         + f"). The head's top {HEAD_HEIGHT_MM:g} mm was kept for the work, on a working grid "
         f"no finer than {p.working_spacing_mm:g} mm (outputs on the input's grid). Intensity "
         f"non-uniformity was corrected with N4 [n4] over the head, estimated on a "
-        f"{p.n4_spacing_mm:g} mm grid with {_list(p.n4_iterations)} iterations and a B-spline distance of "
-        f"{p.n4_spline_mm:g} mm"
+        f"{p.n4_spacing_mm:g} mm grid with {_list(p.n4_iterations)} iterations and a "
+        f"B-spline distance of {p.n4_spline_mm:g} mm"
         + (", with a second pass weighted by the warped template brain" if p.n4_second_pass
            else "")
         + f". The template was {template}. It was registered to the subject on a "
