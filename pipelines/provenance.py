@@ -135,9 +135,11 @@ class SeriesDigest:
     output: str | None
     n_files: int
     n_bytes: int
-    sha256: str
+    #: None when a file could not be read (``error`` names it)
+    sha256: str | None
     #: what became of it in the run (converted, skipped, failed); None outside a run
     status: str | None = None
+    error: str | None = None
 
 
 def file_sha256(path: str | os.PathLike) -> tuple[str, int]:
@@ -202,12 +204,18 @@ def series_digests(
         names = sorted(set(entry.files))
         combined = hashlib.sha256()
         total = 0
+        error = None
         for name in names:
-            sha, size = cache.get(name, prints.get(name, ""))
+            try:
+                sha, size = cache.get(name, prints.get(name, ""))
+            except OSError as exc:  # gone or unreadable since the index: said, not fatal
+                error = f"{name}: {exc.strerror or exc}"
+                break
             combined.update(sha.encode() + b"\n")
             total += size
         out.append(SeriesDigest(entry.id, outputs.get(entry.id), len(names), total,
-                                combined.hexdigest(), status.get(entry.id)))  # fmt: skip
+                                None if error else combined.hexdigest(), status.get(entry.id),
+                                error))  # fmt: skip
     cache.save()
     return out
 
@@ -400,8 +408,9 @@ def format_record(record: RunRecord, path: Path | None = None) -> str:
     lines.append(f"  inputs    {len(record.inputs)} series, {files} files, "
                  f"{size / 1e6:.1f} MB under {record.input_root}")  # fmt: skip
     for s in record.inputs:
+        digest = f"sha256 {s.sha256[:16]}" if s.sha256 else f"UNREADABLE {s.error}"
         lines.append(f"    {s.id:<22} {s.output or '(not converted)':<48} "
-                     f"{s.n_files:>5} files  sha256 {s.sha256[:16]}")  # fmt: skip
+                     f"{s.n_files:>5} files  {digest}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -437,11 +446,14 @@ def check_inputs(record: RunRecord, input_dir: Path) -> InputCheck:
     table = index_tree(input_dir.resolve(), geometry=cfg.conversion.geometry.policy())
     now = {d.id: d.sha256 for d in series_digests(table)}
     then = {d.id: d.sha256 for d in record.inputs}
+    both = then.keys() & now.keys()
+    # a series unreadable then or now (no digest) cannot be shown unchanged
+    same = {i for i in both if then[i] is not None and then[i] == now[i]}
     return InputCheck(
-        changed=sorted(i for i in then.keys() & now.keys() if then[i] != now[i]),
+        changed=sorted(both - same),
         missing=sorted(then.keys() - now.keys()),
         new=sorted(now.keys() - then.keys()),
-        unchanged=sorted(i for i in then.keys() & now.keys() if then[i] == now[i]),
+        unchanged=sorted(same),
     )
 
 

@@ -88,7 +88,8 @@ def test_run_record_fields_and_types(study):
     inputs = record["inputs"]
     assert len(inputs) == 2
     for item in inputs:
-        assert set(item) == {"id", "output", "n_files", "n_bytes", "sha256", "status"}
+        assert set(item) == {"id", "output", "n_files", "n_bytes", "sha256", "status", "error"}
+        assert item["error"] is None
         assert item["status"] == "converted" and item["n_files"] == 6
         assert len(item["sha256"]) == 64 and item["n_bytes"] > 0
         assert (out / f"{item['output']}.nii.gz").is_file()
@@ -270,3 +271,24 @@ def test_is_run_record():
     assert provenance.is_run_record(f"{logs}/run-20260101T000000Z-2/CITATION.md")
     assert not provenance.is_run_record("derivatives/anatprep/logs/CITATION.md")
     assert not provenance.is_run_record("sub-01/anat/sub-01_T1w.nii.gz")
+
+
+def test_an_unreadable_input_file_is_named_not_fatal(study, monkeypatch):
+    """A file that vanished after indexing: its series has no digest and names the file;
+    the run still ends with its own exit code and record."""
+    src, out, files = study
+    real = provenance.file_sha256
+    victim = str(files["A"][1])
+
+    def vanishing(path):
+        if str(path) == victim:
+            raise FileNotFoundError(2, "No such file or directory", victim)
+        return real(path)
+
+    monkeypatch.setattr(provenance, "file_sha256", vanishing)
+    victim_path = files["A"][1]
+    victim_path.write_bytes(victim_path.read_bytes())  # new mtime: no cached digest
+    assert run_study(src, out, _cfg()).exit_code == 0
+    record = _records(out)[-1]
+    (bad,) = [s for s in record["inputs"] if s["sha256"] is None]
+    assert bad["output"].startswith("sub-A/") and victim in bad["error"]
