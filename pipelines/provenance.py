@@ -102,10 +102,10 @@ def detect_container(environ: Mapping[str, str] | None = None) -> ContainerInfo 
     if not image and sif_var is None:
         return None
     sif = env[sif_var] if sif_var else None
-    if env.get(ENGINE_ENV):
-        kind = env[ENGINE_ENV].strip()
-    elif sif_var:
+    if sif_var:  # set by Apptainer itself at run time: it wins over what an image says
         kind = "apptainer" if sif_var.startswith("APPTAINER") else "singularity"
+    elif env.get(ENGINE_ENV):
+        kind = env[ENGINE_ENV].strip()
     elif env.get("container"):  # podman sets container=podman
         kind = env["container"].strip()
     elif Path("/.dockerenv").exists():

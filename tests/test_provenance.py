@@ -195,6 +195,12 @@ def test_container_detection():
     assert oci is not None and oci.type == "podman" and oci.tag == "anatprep:0.1.0"
     assert oci.bids() == {"Type": "podman", "Tag": "anatprep:0.1.0",
                           "URI": "docker://anatprep:0.1.0@sha256:" + "ab" * 32}  # fmt: skip
+    # the SIF made from the OCI image keeps its variables; Apptainer's own one decides
+    from_oci = provenance.detect_container({"APPTAINER_CONTAINER": "/images/a.sif",
+                                            provenance.IMAGE_ENV: "anatprep:0.1.0",
+                                            provenance.ENGINE_ENV: "podman"})  # fmt: skip
+    assert from_oci is not None and (from_oci.type, from_oci.tag) == ("apptainer",
+                                                                      "anatprep:0.1.0")  # fmt: skip
     sif = provenance.detect_container({"APPTAINER_CONTAINER": "/images/anatprep.sif"})
     assert sif is not None and (sif.type, sif.tag, sif.sif) == (
         "apptainer", "anatprep.sif", "/images/anatprep.sif"
