@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __version__ = "0.1.0"
+#: where the code lives (dataset_description.json GeneratedBy CodeURL, the methods text)
+CODE_URL = "https://github.com/anatprep/anatprep"
 
 # Run from a source checkout without an install (``python -m anatprep.pipelines.cli`` in the
 # repository), this folder has no ``interfaces``/``pipelines`` beside its ``__init__``: they

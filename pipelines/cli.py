@@ -1,4 +1,4 @@
-"""``anatprep`` command line: run, demo, convert, config.
+"""``anatprep`` command line: run, demo, convert, config, provenance.
 
 Heavy modules (nipype, ANTs) are imported only by the commands that need them, so
 ``anatprep convert`` starts as fast as a plain converter.  Options that are also config
@@ -7,7 +7,8 @@ settings take their choices, defaults and help from the config's fields.
 Exit codes: 0 success; 1 internal error; 2 bad config, arguments or paths, or OUTPUT or the
 work dir in use by another run; 3 no usable data; 4 some subjects or series failed (the
 others completed; failures listed with crash files); 130 interrupted (SIGINT), 143
-terminated (SIGTERM): the workers are ended and a rerun resumes.
+terminated (SIGTERM): the workers are ended and a rerun resumes.  ``provenance OUTPUT INPUT``:
+5 when an input series changed, is missing or is new since the run (3: no run record).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .config import (
     load_config,
 )
 from .exitcodes import (
+    EXIT_INPUT_CHANGED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_NO_DATA,
@@ -41,6 +43,7 @@ from .exitcodes import (
 )
 from .paths import UsageError
 from .processes import Terminated, end_descendants, sigterm_as_interrupt
+from .provenance import ProvenanceError
 from .runlock import LockBusy
 
 if TYPE_CHECKING:
@@ -55,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="anatprep",
         description="DICOM -> BIDS NIfTI -> reorientation -> ANTs brain extraction, on nipype.",
         epilog="Exit codes: 0 ok, 1 internal error, 2 bad config/arguments/paths or OUTPUT in "
-        "use, 3 no usable data, 4 some subjects failed, 130 interrupted, 143 terminated.",
+        "use, 3 no usable data (provenance: no run record), 4 some subjects failed, "
+        "5 (provenance) input changed since the run, 130 interrupted, 143 terminated.",
     )
     p.add_argument("--version", action="version", version=f"anatprep {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -121,6 +125,16 @@ def _parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="print the effective configuration as YAML")
     cfg.add_argument("--config", type=Path, help="YAML config to merge over the defaults")
+
+    prov = sub.add_parser(
+        "provenance",
+        help="print OUTPUT's run record; with INPUT, say which input series changed since",
+    )
+    prov.add_argument("output", type=Path, help="an anatprep OUTPUT folder")
+    prov.add_argument(
+        "input", type=Path, nargs="?", help="the DICOM folder to check against the record"
+    )
+    prov.add_argument("--all", action="store_true", help="print every run's record")
     return p
 
 
@@ -207,9 +221,27 @@ def _report(summary: RunSummary, output: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.command_line = ["anatprep", *argv]  # for the run record
     with sigterm_as_interrupt():
         return _dispatch(args)
+
+
+def _provenance(args: argparse.Namespace) -> int:
+    from .provenance import check_inputs, format_check, format_record, load_records
+
+    records = load_records(args.output.absolute())
+    for path, record in records if args.all else records[-1:]:
+        print(format_record(record, path))
+    if args.input is None:
+        return EXIT_OK
+    if not args.input.is_dir():
+        raise UsageError(f"INPUT {args.input} is not a folder")
+    record = records[-1][1]
+    check = check_inputs(record, args.input.absolute())
+    print(format_check(record, check))
+    return EXIT_OK if check.clean else EXIT_INPUT_CHANGED
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -250,6 +282,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _convert(args)
         from .execution import NoDataError, run_study
 
+        if args.command == "provenance":
+            return _provenance(args)
         if args.command == "config":
             print(dump_config(load_config(args.config)), end="")
             return EXIT_OK
@@ -259,12 +293,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            summary, output = run_demo(args.output.absolute(), cfg)
+            summary, output = run_demo(args.output.absolute(), cfg, args.command_line)
         else:
             output = args.output.absolute()
             summary = run_study(
-                args.input.absolute(), output, cfg, args.participant_label, args.series_table
-            )
+                args.input.absolute(), output, cfg, args.participant_label, args.series_table,
+                args.command_line,
+            )  # fmt: skip
         _report(summary, output)
         return summary.exit_code
     except (ConfigError, UsageError, LockBusy) as exc:
@@ -272,6 +307,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except NoDataError as exc:
         print(f"anatprep: no usable data: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
+    except ProvenanceError as exc:
+        print(f"anatprep: {exc}", file=sys.stderr)
         return EXIT_NO_DATA
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         return _interrupted(exc)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anatprep import __version__
 from anatprep.interfaces.atomic import atomic_write_bytes, remove_stray_parts, write_json
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.table import SeriesTable
 
+from . import provenance
 from .config import Config
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .labels import sanitize_label
@@ -114,7 +114,7 @@ def _describe_unusable(table: SeriesTable, limit: int = 5) -> str:
 def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
     """dataset_description.json (raw and derivatives), README, .bidsignore (participants.tsv
     after the run: :func:`write_participants`)."""
-    generated = [{"Name": "anatprep", "Version": __version__}]
+    generated = provenance.generated_by(provenance.detect_container())
     raw_desc = output_dir / "dataset_description.json"
     if not raw_desc.exists():
         write_json(
@@ -265,11 +265,14 @@ def run_study(
     cfg: Config,
     participant_labels: list[str] | None = None,
     series_table: Path | None = None,
+    command: list[str] | None = None,
 ) -> RunSummary:
     """Index INPUT, plan subjects, run the workflow, and summarise the outcome.
 
     ``series_table``: a table already made for INPUT (a SLURMArray task gets its subject's
-    part of the batch's table), used instead of indexing again.
+    part of the batch's table), used instead of indexing again.  ``command``: the command
+    line for the run record (:mod:`.provenance`; default ``sys.argv``), which every run but
+    a SLURMArray task's (its batch writes one) leaves in OUTPUT.
 
     Holds the locks of OUTPUT and of the work dir for the whole run (:mod:`.runlock`; a
     SLURMArray task only its work dir's: the batch holds OUTPUT's) and raises
@@ -283,9 +286,17 @@ def run_study(
             locks.enter_context(hold_lock(output_dir, "OUTPUT"))
             clean_output(output_dir, input_dir)
         locks.enter_context(hold_lock(work_dir, "work dir"))
-        return _index_plan_run(
+        started = provenance.utc_now()
+        summary = _index_plan_run(
             input_dir, output_dir, work_dir, cfg, participant_labels, series_table
         )
+        if series_table is None:
+            provenance.write_run_record(
+                input_dir=input_dir, output_dir=output_dir, work_dir=work_dir, cfg=cfg,
+                started=started, exit_code=summary.exit_code, command=command,
+                outcomes=summary.series,
+            )  # fmt: skip
+        return summary
 
 
 def clean_output(output_dir: Path, input_dir: Path) -> None:
