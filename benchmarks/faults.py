@@ -36,10 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anatprep.pipelines.demo import DemoSubject, build_demo_study
-
-#: files of a run that differ from run to run by design (none today); the comparison skips
-#: hidden files (the lock file of a running run)
-_VOLATILE: tuple[str, ...] = ()
+from anatprep.pipelines.provenance import is_run_record
 
 
 @dataclass
@@ -79,7 +76,8 @@ def _digests(root: Path) -> dict[str, str]:
     found = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and not path.name.startswith(".") and not rel.startswith(_VOLATILE):
+        # left out: hidden files (a running run's lock) and the run records (times, by design)
+        if path.is_file() and not path.name.startswith(".") and not is_run_record(rel):
             found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
 

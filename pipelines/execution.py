@@ -291,11 +291,15 @@ def run_study(
             input_dir, output_dir, work_dir, cfg, participant_labels, series_table
         )
         if series_table is None:
-            provenance.write_run_record(
-                input_dir=input_dir, output_dir=output_dir, work_dir=work_dir, cfg=cfg,
-                started=started, exit_code=summary.exit_code, command=command,
-                outcomes=summary.series,
-            )  # fmt: skip
+            try:
+                provenance.write_run_record(
+                    input_dir=input_dir, output_dir=output_dir, work_dir=work_dir, cfg=cfg,
+                    started=started, exit_code=summary.exit_code, command=command,
+                    outcomes=summary.series,
+                )  # fmt: skip
+            except OSError as exc:  # e.g. a full disk
+                message = f"cannot write the run record: {exc.strerror or exc}"
+                summary.failures.append(Failure("dataset", "provenance", message, ""))
         return summary
 
 

@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import sys
@@ -48,6 +49,8 @@ from anatprep.interfaces.dicomio.table import SeriesTable
 
 from .config import Config, dump_config
 from .report import SeriesOutcome
+
+LOG = logging.getLogger("anatprep")
 
 #: the run records' folder, relative to OUTPUT
 LOGS_DIR = Path("derivatives") / "anatprep" / "logs"
@@ -180,7 +183,10 @@ class _DigestCache:
     def save(self) -> None:
         if self.path is not None and self.used != self.entries:
             text = json.dumps(self.used, sort_keys=True, separators=(",", ":"))
-            atomic_write_bytes(self.path, text.encode() + b"\n")
+            try:
+                atomic_write_bytes(self.path, text.encode() + b"\n")
+            except OSError as exc:  # a cache only: the next run reads the files again
+                LOG.warning("digest cache %s not written: %s", self.path, exc.strerror or exc)
 
 
 def series_digests(
