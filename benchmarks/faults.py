@@ -192,8 +192,9 @@ def _full_disk_case(name: str, which: str, src, base: Path, cfg, reference, size
             res = subprocess.run(_cmd(src, out, work, cfg), capture_output=True, text=True,
                                  timeout=600)  # fmt: skip
             case.exit_code = res.returncode
-            said = [ln for ln in res.stdout.splitlines() if "No space" in ln]
-            case.outcome = f"ended; {len(said)} line(s) name 'No space left on device'"
+            said = [ln for ln in (res.stdout + res.stderr).splitlines() if "No space" in ln]
+            first = said[0].strip()[:70] if said else ""
+            case.outcome = f"ended; {len(said)} line(s) name the full disk, e.g. '{first}'"
         except subprocess.TimeoutExpired:
             case.outcome = "HUNG (killed after 600 s)"
         filler.unlink()
