@@ -103,10 +103,16 @@ image() {
   # the host's CA bundle as a build secret (pip behind a TLS-inspecting proxy); not in the image
   local ca="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" secret=()
   [ -s "$ca" ] && secret=(--secret "id=cacert,src=$ca")
+  local previous
+  previous="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
   podman build --format docker --pull="$pull" "${secret[@]}" -f "$HERE/Containerfile" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg VERSION="$VERSION" \
     --build-arg REVISION="$revision" --build-arg SOURCE="$source" --build-arg IMAGE_NAME="$IMAGE" \
     -t "$IMAGE" "$REPO"
+  # the image this build replaced, now untagged, is removed (if no container uses it)
+  if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+  fi
 }
 
 archive() {
@@ -119,7 +125,7 @@ sif() {
   # gzip level 1: about 4x faster to make than the default level 9, readable everywhere.
   # %test runs as a separate `apptainer test`: the build's own %test run asks for every
   # capability, which a host that is itself a container may not grant
-  APPTAINER_HOST_PATHS="$OUT:$HERE" bash "$HERE/apptainer.sh" build --notest \
+  APPTAINER_HOST_PATHS="$OUT:$HERE" bash "$HERE/apptainer.sh" build --notest --disable-cache \
     --mksquashfs-args "-comp gzip -Xcompression-level 1" --build-arg "archive=$ARCHIVE" \
     "$SIF_FILE" "$HERE/anatprep.def"
   APPTAINER_HOST_PATHS="$OUT" bash "$HERE/apptainer.sh" test "$SIF_FILE"

@@ -7,7 +7,7 @@ VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$_repo/anatprep/__init__.py
 IMAGE="${IMAGE:-localhost/anatprep:$VERSION}"
 BASE_IMAGE="${BASE_IMAGE:-localhost/anatprep-base:bookworm}"
 OUT="${OUT:-$_repo/build/container}"
-CACHE="${ANATPREP_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/anatprep-build}"
+CACHE="${ANATPREP_BUILD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/anatprep-build}"
 ARCHIVE="$OUT/anatprep-$VERSION.docker.tar"
 SIF_FILE="$OUT/anatprep-$VERSION.sif"
 HADOLINT_VERSION=2.15.1
