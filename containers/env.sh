@@ -1,6 +1,6 @@
 # Shared settings of containers/build.sh, containers/apptainer.sh and tests/test_container.py
 # (sourced).  Writes a containers.conf that makes podman work on hosts without systemd or
-# cgroup delegation (setrlimit and cgroup errors otherwise) unless CONTAINERS_CONF is set.
+# cgroup delegation (setrlimit and cgroup errors otherwise) unless CONTAINERS_CONF names a file.
 _here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _repo="$(cd "$_here/.." && pwd)"
 VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$_repo/anatprep/__init__.py")"
@@ -17,7 +17,7 @@ if [ -z "${DEBIAN_MIRROR:-}" ]; then
   DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 fi
 mkdir -p "$CACHE"
-if [ -z "${CONTAINERS_CONF:-}" ]; then
+if [ -z "${CONTAINERS_CONF:-}" ] || [ ! -f "$CONTAINERS_CONF" ]; then
   CONTAINERS_CONF="$CACHE/containers.conf"
   cat > "$CONTAINERS_CONF" <<'CONF'
 [containers]
