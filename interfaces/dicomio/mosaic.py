@@ -44,18 +44,34 @@ class MosaicSeries(ClassicSeries):
                 f"mosaic files at {self._order.n_slices} different positions: "
                 "expected one position per series (one file per volume)"
             )
-        csa = CsaImage.from_header(self.headers[0])
+        csa = CsaImage.from_header(self.headers[0], self.files[0])
         if csa is None or not csa.n_images_in_mosaic:
             raise SeriesGeometryError(
                 f"{self.files[0]}: mosaic without a readable CSA NumberOfImagesInMosaic"
             )
         self.csa = csa
+        self._check_slice_normal()
         rows, cols = int(self.headers[0].Rows), int(self.headers[0].Columns)
         self.grid = math.ceil(math.sqrt(csa.n_images_in_mosaic))
         if rows % self.grid or cols % self.grid:
             raise SeriesGeometryError(
                 f"{self.files[0]}: {rows}x{cols} mosaic does not split into a "
                 f"{self.grid}x{self.grid} grid of tiles"
+            )
+
+    def _check_slice_normal(self) -> None:
+        """The tiles' order along the slice normal comes from ``SliceNormalVector`` alone:
+        without it (or with one that is not along row x column) it is unknown, and a guess
+        would flip the slice axis."""
+        normal = self.csa.slice_normal
+        iop = np.asarray(self.headers[0].ImageOrientationPatient, dtype=float)
+        cross = np.cross(iop[:3], iop[3:])
+        along = float(np.dot(normal, cross) / np.linalg.norm(normal)) if normal else 0.0
+        if not abs(along) > 0.99:  # NaN too
+            got = "missing" if normal is None else f"{normal} is not along row x column"
+            raise SeriesGeometryError(
+                f"{self.files[0]}: mosaic CSA header (0029,1010) SliceNormalVector {got}: "
+                "the order of its slices is unknown"
             )
 
     @property
@@ -124,7 +140,7 @@ class MosaicSeries(ClassicSeries):
                 or []
             )
         elif self.n_volumes > 1:
-            second = CsaImage.from_header(self.headers[1])
+            second = CsaImage.from_header(self.headers[1], self.files[1])
             tr = float(self.headers[0].get("RepetitionTime") or 0.0)
             if second is not None:
                 times = checked_slice_times(times, second.slice_times_ms, tr)

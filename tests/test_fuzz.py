@@ -1,0 +1,786 @@
+"""A seeded fuzz campaign over ``anatprep convert`` (issue 14, item 1 and its acceptance).
+
+Mutants are made from small base series, synthetic ones (classic 3D axial and oblique with
+rescale, enhanced multi-frame, ``.dcm.gz``) and, when the shared data is there, real ones
+(Siemens mosaic with CSA, Siemens XA enhanced, Philips enhanced field map, Philips and GE
+single-frame slices).  Each mutant is one series in its own folder with its own
+SeriesInstanceUID, changed by one mutation of the kinds the adversarial campaign used:
+non-finite or huge numbers in sidecar fields, deleted geometry and pixel-description fields,
+all-zero orientation, zero or huge negative pixel spacing, unsupported bit depths, zero rows,
+corrupt or truncated CSA headers, an invalid VR in an enhanced file, deflate syntax on plain
+data, truncated files and ``.dcm.gz``, random byte flips in the header, a wrong
+NumberOfFrames, text garbage in number fields, control characters in descriptions.
+
+All mutants of one group are converted by one in-process ``anatprep convert`` (the CLI's
+``main``); then, for each mutant: the exit code is 0 or 4 (never 1), nothing prints a
+traceback, every NIfTI has its JSON and every JSON its NIfTI, each written image's shape and
+affine agree with an expectation computed here from the mutated files' own headers (pydicom
+and numpy, nibabel's mosaic reader for mosaics), up to the voxel layout, and a mutant that
+is rejected is named with its file or the field.  Run with ``-s`` for the tally.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.pipelines.cli import main
+from anatprep.pipelines.convert_cmd import output_stems
+from anatprep.pipelines.synthetic import rotation, write_enhanced, write_series
+
+SEED = 2026
+#: mutants per base series (synthetic, shared)
+PER_SYNTHETIC_BASE = 50
+PER_SHARED_BASE = 30
+#: world distance allowed between our corner voxels and the expected ones
+ATOL_MM = 0.05
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+
+
+# --- base series ------------------------------------------------------------------------
+
+
+@dataclass
+class Base:
+    name: str
+    files: list[Path]
+    #: this base's files are gzipped (``.dcm.gz``)
+    gz: bool = False
+    #: kinds drawn more often for this base (those only it can exercise)
+    focus: tuple[str, ...] = ()
+
+
+def _synthetic_bases(root: Path) -> list[Base]:
+    rng = np.random.default_rng(SEED)
+    vol = rng.integers(0, 3000, size=(10, 8, 5)).astype(float)
+    axial = np.diag([-1.1, -0.9, 2.0, 1.0])
+    axial[:3, 3] = (40.0, 30.0, -10.0)
+    oblique = np.eye(4)
+    oblique[:3, :3] = rotation(0, 17.0) @ rotation(2, -8.0) @ np.diag([0.8, 1.2, 1.6])
+    oblique[:3, 3] = (-20.0, 11.0, 5.0)
+    bases = [
+        Base("classic", write_series(vol, axial, root / "classic", study_key="fz-classic")),
+        Base(
+            "oblique",
+            write_series(
+                vol * 0.5 - 200,
+                oblique,
+                root / "oblique",
+                rescale=(0.5, -300.0),
+                study_key="fz-oblique",
+                descending=True,
+            ),
+        ),
+        Base(
+            "enhanced",
+            [write_enhanced(vol, root / "enhanced" / "enh.dcm")],
+            focus=("invalid_vr", "frames"),
+        ),
+    ]
+    gz = write_series(vol, axial, root / "gz", study_key="fz-gz", series_number=3)
+    for path in gz:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+        path.unlink()
+    bases.append(Base("gz", [p.with_name(p.name + ".gz") for p in gz], gz=True))
+    return bases
+
+
+#: small real series of the shared sets: (name, set folder, files)
+SHARED = [
+    ("mosaic", "dcm_qa_nih/In/20180918Si/mr_0003", ["epi_pe_ap-00001.dcm"]),
+    ("xa_enhanced", "dcm_qa_enh/In/Siemens/XA10", ["6_2.dcm"]),
+    ("philips_enhanced", "dcm_qa_enh/In/Philips", ["IM_0027_fMAP.dcm"]),
+    (
+        "philips_classic",
+        "dcm_qa_philips/In/Magdeburg_2014/fmri",
+        [f"201_EPI_asc_CLEAR_0001_{k:02d}.dcm" for k in (1, 4, 7)],
+    ),
+    ("ge_classic", "dcm_qa_stc/In/GE/RTIAold/15_Zugfahrt", ["0001.dcm", "0002.dcm", "0003.dcm"]),
+]
+
+
+FOCUS = {
+    "mosaic": ("csa", "csa", "csa", "csa"),
+    "xa_enhanced": ("invalid_vr", "frames"),
+    "philips_enhanced": ("invalid_vr", "frames"),
+}
+
+
+def _shared_bases(data_dir: Path, root: Path) -> list[Base]:
+    bases = []
+    for name, folder, names in SHARED:
+        files = []
+        for fname in names:
+            files.append(root / name / fname)
+            files[-1].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data_dir / "dicom" / folder / fname, files[-1])
+        bases.append(Base(name, files, focus=FOCUS.get(name, ())))
+    gz = root / "ge_gz" / "0001.dcm.gz"  # a real file as .dcm.gz
+    gz.parent.mkdir()
+    gz.write_bytes(gzip.compress((root / "ge_classic" / "0001.dcm").read_bytes(), mtime=0))
+    bases.append(Base("ge_gz", [gz], gz=True))
+    return bases
+
+
+# --- reading and writing a (possibly gzipped) file ---------------------------------------
+
+
+def _load_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
+
+
+def _store_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
+
+
+def _read(path: Path, stop_before_pixels: bool = False) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(_load_bytes(path)), stop_before_pixels=stop_before_pixels)
+
+
+def _edit(path: Path, change: Callable[[Dataset], None]) -> None:
+    ds = _read(path)
+    change(ds)
+    out = io.BytesIO()
+    ds.save_as(out)
+    _store_bytes(path, out.getvalue())
+
+
+def _holders(ds: Dataset, keyword: str) -> list[Dataset]:
+    """Every data set (the file's and its sequence items) holding ``keyword``."""
+    found = [ds] if keyword in ds else []
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                found += _holders(item, keyword)
+    return found
+
+
+def _set_raw(ds: Dataset, keyword: str, text: str) -> None:
+    """Store ``text`` as ``keyword``'s value byte for byte (pydicom would refuse some)."""
+    tag = pydicom.tag.Tag(pydicom.datadict.tag_for_keyword(keyword))
+    raw = text.encode("latin-1") + b" " * (len(text.encode("latin-1")) % 2)
+    vr = pydicom.datadict.dictionary_VR(tag)
+    ds[tag] = pydicom.dataelem.RawDataElement(tag, vr, len(raw), raw, 0, False, True)
+
+
+# --- mutations ----------------------------------------------------------------------------
+# each takes (rng, the mutant's files) and returns what it did (a note naming the field),
+# or None when it does not apply to these files
+
+
+def _pick(rng, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _targets(rng, files: list[Path]) -> list[Path]:
+    """One file (an edge or a middle one) or all of them."""
+    return list(files) if rng.random() < 0.3 else [_pick(rng, files)]
+
+
+def _raw_value(rng, files, keywords, values, everywhere: bool = False) -> str:
+    key, text = _pick(rng, keywords), _pick(rng, values)
+
+    def change(ds):
+        holders = _holders(ds, key)
+        if not holders or (not everywhere and rng.random() < 0.5):
+            holders = [ds]
+        for h in holders:
+            _set_raw(h, key, text)
+
+    for path in _targets(rng, files):
+        _edit(path, change)
+    return f"{key}={text!r}"
+
+
+NON_FINITE = ["NaN", "nan", "inf", "-inf", "Infinity", "1e309", "-1e308", "1e308", "-0"]
+
+
+def m_sidecar_number(rng, files):
+    keys = [
+        "RepetitionTime",
+        "EchoTime",
+        "FlipAngle",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "InversionTime",
+        "MagneticFieldStrength",
+        "ImagingFrequency",
+        "PixelBandwidth",
+        "SpacingBetweenSlices",
+        "SliceThickness",
+        "EchoTrainLength",
+    ]
+    return _raw_value(rng, files, keys, NON_FINITE)
+
+
+def m_delete(rng, files):
+    key = _pick(
+        rng,
+        [
+            "Rows",
+            "Columns",
+            "BitsAllocated",
+            "PixelSpacing",
+            "ImageOrientationPatient",
+            "ImagePositionPatient",
+        ],
+    )
+
+    def change(ds):
+        holders = _holders(ds, key)
+        for h in holders if rng.random() < 0.5 else holders[:1]:
+            del h[key]
+
+    for path in _targets(rng, files):
+        _edit(path, change)
+    return f"{key} deleted"
+
+
+def m_orientation_zero(rng, files):
+    return _raw_value(
+        rng,
+        files,
+        ["ImageOrientationPatient"],
+        ["0\\0\\0\\0\\0\\0", "0\\0\\0\\0\\0\\1", "1\\0\\0\\1\\0\\0"],
+        True,
+    )
+
+
+def m_spacing(rng, files):
+    return _raw_value(
+        rng,
+        files,
+        ["PixelSpacing"],
+        ["0\\0", "-1e308\\1", "0\\1", "1e308\\1e308", "-1\\-1", "1"],
+        True,
+    )
+
+
+def m_bits(rng, files):
+    return _raw_value(rng, files, ["BitsAllocated"], ["1", "12", "0", "64", "7"])
+
+
+def m_rows_zero(rng, files):
+    return _raw_value(rng, files, ["Rows", "Columns"], ["0", "65535", "1"])
+
+
+def _element_span(data: bytes, tag: tuple[int, int]) -> tuple[int, int] | None:
+    """(value start, value length) of an explicit-VR OB/UN element, else None."""
+    key = tag[0].to_bytes(2, "little") + tag[1].to_bytes(2, "little")
+    at = data.find(key)
+    if at < 0:
+        return None
+    if data[at + 4 : at + 6] in (b"OB", b"UN"):
+        return at + 12, int.from_bytes(data[at + 8 : at + 12], "little")
+    return at + 8, int.from_bytes(data[at + 4 : at + 8], "little")  # implicit VR
+
+
+def m_csa(rng, files):
+    """Corrupt the Siemens CSA image header (0029,1010) in place (same length)."""
+    done = []
+    for path in _targets(rng, files):
+        data = bytearray(_load_bytes(path))
+        span = _element_span(bytes(data), (0x0029, 0x1010))
+        if span is None:
+            continue
+        start, length = span
+        how = _pick(rng, ["zeros", "flip", "count", "cut"])
+        if how == "zeros":
+            cut = int(rng.integers(0, length))
+            data[start + cut : start + length] = bytes(length - cut)
+        elif how == "flip":
+            for _ in range(int(rng.integers(1, 20))):
+                data[start + int(rng.integers(length))] = int(rng.integers(256))
+        elif how == "count":  # the number of tags, or of a tag's items
+            at = start + (8 if data[start : start + 4] == b"SV10" else 0)
+            data[at : at + 4] = int(rng.integers(0, 2**32)).to_bytes(4, "little")
+        else:  # a truncated CSA: its declared length kept, its tail garbage
+            cut = int(rng.integers(16, max(17, length)))
+            data[start + cut : start + length] = bytes(
+                rng.integers(0, 256, length - cut, dtype=np.uint8)
+            )
+        _store_bytes(path, bytes(data))
+        done.append(how)
+    return f"CSA {'/'.join(done)}" if done else None
+
+
+def m_invalid_vr(rng, files):
+    """An unknown VR on an element inside the functional groups of an enhanced file."""
+    done = False
+    for path in files:
+        data = bytearray(_load_bytes(path))
+        starts = [
+            m.start()
+            for m in re.finditer(
+                rb"\x28\x00\x30\x00DS|\x20\x00\x32\x00DS|"
+                rb"\x20\x00\x37\x00DS|\x18\x00\x50\x00DS",
+                bytes(data),
+            )
+        ]
+        per_frame = bytes(data).find(b"\x00\x52\x30\x92")  # (5200,9230)
+        starts = [s for s in starts if 0 <= per_frame < s]
+        if not starts:
+            continue
+        at = _pick(rng, starts)
+        data[at + 4 : at + 6] = _pick(rng, [b"ZZ", b"\x00\x00", b"ds", b"SQ"])
+        _store_bytes(path, bytes(data))
+        done = True
+    return "invalid VR in a functional group" if done else None
+
+
+def m_deflate(rng, files):
+    """Declare the deflated transfer syntax on data stored plain."""
+    for path in _targets(rng, files):
+        data = _load_bytes(path)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        body = data[132 + 12 + int(ds.file_meta.FileMetaInformationGroupLength) :]
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        meta = DicomBytesIO()
+        meta.is_little_endian, meta.is_implicit_VR = True, False
+        write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+        _store_bytes(path, b"\0" * 128 + b"DICM" + meta.getvalue() + body)
+    return "TransferSyntaxUID deflated on plain data"
+
+
+def m_truncate(rng, files):
+    path = _pick(rng, files)
+    data = path.read_bytes()
+    cut = int(rng.integers(0, len(data)))
+    path.write_bytes(data[:cut])
+    return f"{path.name} truncated at {cut} of {len(data)} bytes"
+
+
+def m_truncate_gz(rng, files):
+    path = _pick(rng, files)
+    gz = path if path.name.endswith(".gz") else path.with_name(path.name + ".gz")
+    data = gzip.compress(_load_bytes(path), mtime=0)
+    if gz != path:
+        path.unlink()
+    gz.write_bytes(data[: int(rng.integers(10, len(data) - 1))])
+    return f"{gz.name} truncated"
+
+
+def m_byte_flips(rng, files):
+    notes = []
+    for path in _targets(rng, files):
+        data = bytearray(_load_bytes(path))
+        end = bytes(data).rfind(PIXEL_DATA_TAG)
+        end = end if end > 132 else len(data)
+        for _ in range(int(rng.integers(1, 6))):
+            at = int(rng.integers(132, end))
+            data[at] = int(rng.integers(256))
+            notes.append(str(at))
+        _store_bytes(path, bytes(data))
+    return "bytes flipped at " + ",".join(notes)
+
+
+def m_frames(rng, files):
+    return _raw_value(
+        rng, files, ["NumberOfFrames"], ["0", "-1", "2", "7", "65", "2147483648", "3.5", "1e9"]
+    )
+
+
+GARBAGE = ["abc", "1.2.3", "--1", "1e", "\\", "0x10", " ", "1\\2\\3\\4", "\x01\x02", "NaNa"]
+
+
+def m_garbage(rng, files):
+    keys = [
+        "SliceThickness",
+        "SpacingBetweenSlices",
+        "InstanceNumber",
+        "EchoNumbers",
+        "SeriesNumber",
+        "RepetitionTime",
+        "EchoTime",
+        "PixelSpacing",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "AcquisitionNumber",
+        "TemporalPositionIdentifier",
+        "FlipAngle",
+        "SliceLocation",
+        "Rows",
+        "NumberOfFrames",
+    ]
+    return _raw_value(rng, files, keys, GARBAGE)
+
+
+def m_control_chars(rng, files):
+    text = _pick(
+        rng,
+        [
+            "a\x1b[2Jb",
+            "x\r\nanatprep: 2 of 2 subject(s) complete",
+            "n\x00ul",
+            "\x07\x08\x7f",
+            "t\tab",
+        ],
+    )
+    key = _pick(rng, ["SeriesDescription", "ProtocolName", "ImageComments", "SequenceName"])
+
+    def change(ds):
+        setattr(ds, key, text)
+
+    for path in files:
+        _edit(path, change)
+    return f"{key}={text!r}"
+
+
+MUTATIONS: dict[str, Callable] = {
+    "sidecar_number": m_sidecar_number,
+    "delete": m_delete,
+    "orientation_zero": m_orientation_zero,
+    "spacing": m_spacing,
+    "bits": m_bits,
+    "rows": m_rows_zero,
+    "csa": m_csa,
+    "invalid_vr": m_invalid_vr,
+    "deflate": m_deflate,
+    "truncate": m_truncate,
+    "truncate_gz": m_truncate_gz,
+    "byte_flips": m_byte_flips,
+    "frames": m_frames,
+    "garbage": m_garbage,
+    "control_chars": m_control_chars,
+}
+
+
+# --- mutants ------------------------------------------------------------------------------
+
+
+@dataclass
+class Mutant:
+    folder: Path
+    base: str
+    kind: str
+    note: str
+    files: list[Path] = field(default_factory=list)
+
+
+def _fresh_uid(uid: bytes, k: int) -> bytes:
+    """A UID of the same length with its last six digits replaced by ``k``'s (the file
+    layout stays as it was)."""
+    out, digits = bytearray(uid), f"{k:06d}".encode()
+    at = len(out)
+    for digit in reversed(digits):
+        at -= 1
+        while out[at : at + 1] == b".":
+            at -= 1
+        out[at] = digit
+    return bytes(out)
+
+
+def _copy_with_uid(base: Base, dest: Path, k: int) -> list[Path]:
+    uid = str(_read(base.files[0], stop_before_pixels=True).SeriesInstanceUID).encode()
+    new = _fresh_uid(uid, k)
+    dest.mkdir(parents=True)
+    out = []
+    for src in base.files:
+        out.append(dest / src.name)
+        _store_bytes(out[-1], _load_bytes(src).replace(uid, new))
+    return out
+
+
+def make_mutants(bases: list[Base], root: Path, per_base: int, rng, start: int) -> list[Mutant]:
+    mutants: list[Mutant] = []
+    k = start
+    for base in bases:
+        made, todo = 0, []
+        while made < per_base:
+            if not todo:  # every kind in turn, in a random order
+                todo = [str(kind) for kind in rng.permutation([*MUTATIONS, *base.focus])]
+            kind = todo.pop()
+            k += 1
+            folder = root / f"m{k:04d}_{base.name}_{kind}"
+            files = _copy_with_uid(base, folder, k)
+            note = MUTATIONS[kind](rng, files)
+            if note is None:  # not applicable to this base (no CSA, not enhanced)
+                shutil.rmtree(folder)
+                continue
+            files = sorted(p for p in folder.iterdir())
+            mutants.append(Mutant(folder, base.name, kind, note, files))
+            made += 1
+    return mutants
+
+
+# --- the expectation, from the mutated files' own headers --------------------------------
+
+
+def _numbers(value, n: int) -> np.ndarray:
+    out = np.asarray(
+        [
+            float(v)
+            for v in (
+                value if isinstance(value, list | tuple | pydicom.multival.MultiValue) else [value]
+            )
+        ]
+    )
+    assert out.shape == (n,) and np.all(np.isfinite(out)), value
+    return out
+
+
+def _group_value(ds: Dataset, frame: int | None, sequence: str, keyword: str):
+    """``keyword`` of a frame: the file's own, else its per-frame, else the shared group."""
+    if frame is not None:
+        for groups, index in (
+            ("PerFrameFunctionalGroupsSequence", frame),
+            ("SharedFunctionalGroupsSequence", 0),
+        ):
+            item = ds.get(groups)
+            if item is not None and len(item) > index and sequence in item[index]:
+                inner = item[index][sequence][0]
+                if keyword in inner:
+                    return inner[keyword].value
+    return ds[keyword].value
+
+
+def _plane(ds: Dataset, frame: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    iop = _numbers(
+        _group_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+    )
+    ipp = _numbers(_group_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient"), 3)
+    spacing = _numbers(_group_value(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), 2)
+    return iop, ipp, spacing
+
+
+def expected_geometry(entry, cache: dict) -> tuple[tuple[int, ...], np.ndarray, bool]:
+    """(spatial shape, LPS affine, single slice) of ``entry`` from its files' headers, in
+    nibabel's voxel order (row index, column index, slice)."""
+
+    def header(path: str) -> Dataset:
+        if path not in cache:
+            cache[path] = _read(Path(path), stop_before_pixels=True)
+        return cache[path]
+
+    if entry.flavour == "mosaic":
+        from nibabel.nicom.dicomwrappers import wrapper_from_data
+
+        wrapper = wrapper_from_data(header(entry.files[0]))
+        shape = (*wrapper.image_shape[:2], int(wrapper.n_mosaic))
+        return shape, np.asarray(wrapper.affine, dtype=float), shape[2] == 1
+    frames = entry.frames or [None] * len(entry.files)
+    planes = [_plane(header(p), f) for p, f in zip(entry.files, frames, strict=True)]
+    iop, _, spacing = planes[0]
+    for other_iop, _, other_spacing in planes:
+        np.testing.assert_allclose(other_iop, iop, atol=1e-4)
+        np.testing.assert_allclose(other_spacing, spacing, atol=1e-4)
+    row, col = iop[:3], iop[3:]
+    normal = np.cross(row, col)
+    positions = np.array([ipp for _, ipp, _ in planes])
+    unique = sorted({round(float(np.dot(p, normal)), 3): tuple(p) for p in positions}.items())
+    n = len(unique)
+    assert len(positions) % n == 0, f"{len(positions)} slices at {n} positions"
+    first, last = np.array(unique[0][1]), np.array(unique[-1][1])
+    step = (last - first) / (n - 1) if n > 1 else normal
+    ds = header(entry.files[0])
+    affine = np.eye(4)
+    affine[:3, 0] = col * spacing[0]
+    affine[:3, 1] = row * spacing[1]
+    affine[:3, 2] = step
+    affine[:3, 3] = first
+    return (int(ds.Rows), int(ds.Columns), n), affine, n == 1
+
+
+def assert_geometry(
+    img: nb.Nifti1Image, shape: tuple[int, ...], lps: np.ndarray, single: bool
+) -> None:
+    """Same voxel grid in the world, up to a permutation and flips of the voxel axes."""
+    ours = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine  # RAS -> LPS
+    if single:  # one slice: its thickness is a header choice; keep the direction only
+        for aff in (ours, lps):
+            aff[:3, 2] = np.cross(lps[:3, 0], lps[:3, 1])
+            aff[:3, 2] /= np.linalg.norm(aff[:3, 2])
+    mapping = np.linalg.solve(lps, ours)
+    perm = np.rint(mapping[:3, :3])
+    assert np.allclose(mapping[:3, :3], perm, atol=1e-3), f"not a voxel permutation:\n{mapping}"
+    assert sorted(np.abs(perm).sum(axis=0)) == [1, 1, 1], perm
+    ours_shape = img.shape[:3]
+    for a in range(3):  # our axis a runs along expected axis b
+        b = int(np.argmax(np.abs(perm[:, a])))
+        assert ours_shape[a] == shape[b], f"shape {img.shape} vs expected {shape}"
+
+    def corners(aff, dims):
+        idx = np.array(np.meshgrid(*[[0, d - 1] for d in dims], indexing="ij")).reshape(3, -1)
+        return (aff[:3, :3] @ idx + aff[:3, 3:4]).T
+
+    for point in corners(ours, ours_shape):
+        gap = np.min(np.linalg.norm(corners(lps, shape) - point, axis=1))
+        assert gap < ATOL_MM, f"corner {point} is {gap:.3f} mm from the expected grid"
+
+
+# --- the campaign -------------------------------------------------------------------------
+
+
+FILE_NAME = re.compile(r"[\w.-]+\.(dcm|img|gz)\b")
+
+
+def _named(line: str) -> bool:
+    """A failure line naming a file or a DICOM field."""
+    if FILE_NAME.search(line) or re.search(r"\([0-9A-F]{4},[0-9A-F]{4}\)", line):
+        return True
+    words = re.findall(r"[A-Z][A-Za-z]+", line)
+    return any(pydicom.datadict.tag_for_keyword(w) is not None for w in words)
+
+
+def run_campaign(mutants: list[Mutant], root: Path, out: Path, capsys, caplog) -> Counter:
+    """Convert ``root`` in one in-process ``anatprep convert``; check every mutant."""
+    table = index_tree(root)
+    stems = output_stems(table.series)
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        code = main(["convert", str(root), str(out), "--compression", "1"])
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert code in (0, 4), f"exit {code}\n{text[-3000:]}"
+    assert "Traceback" not in text
+    for record in caplog.records:
+        assert record.exc_info is None, record.getMessage()
+        assert "Traceback" not in record.getMessage()
+    names = {p.name for p in out.iterdir()}
+    assert not [n for n in names if n.startswith(".") or n.endswith(".part")], names
+    for name in names:
+        if name.endswith(".nii.gz"):
+            assert name[: -len(".nii.gz")] + ".json" in names, f"{name} without its JSON"
+        elif name.endswith(".json"):
+            assert name[: -len(".json")] + ".nii.gz" in names, f"{name} without its image"
+
+    tally: Counter = Counter()
+    problems: list[str] = []
+    lines = text.splitlines()
+    cache: dict = {}
+    for mutant in mutants:
+        tally[f"kind {mutant.kind}"] += 1
+        mine = [e for e in table.series if mutant.folder.name in e.folders]
+        converted = 0
+        for entry in mine:
+            nii = out / f"{stems[entry.id]}.nii.gz"
+            if not nii.exists():
+                continue
+            converted += 1
+            where = f"{mutant.folder.name} ({mutant.note}): {nii.name}"
+            try:
+                shape, lps, single = expected_geometry(entry, cache)
+            except Exception as exc:
+                problems.append(f"{where} was converted, but its headers give no geometry: {exc!r}")
+                continue
+            try:
+                assert_geometry(nb.load(nii), shape, lps, single)
+            except AssertionError as exc:
+                problems.append(f"{where}: {exc}")
+        about = [ln for ln in lines if mutant.folder.name in ln]
+        failures = [ln for ln in about if "FAILED" in ln or ln.startswith("skipped ")]
+        if converted and not failures:
+            tally["converted"] += 1
+            continue
+        if not (failures or converted):
+            problems.append(f"{mutant.folder.name} ({mutant.note}) vanished: {about}")
+        elif not any(map(_named, failures)):
+            problems.append(
+                f"{mutant.folder.name} ({mutant.note}) failed naming no file or "
+                f"field: {failures[-1]}"
+            )
+        tally["converted in part" if converted else "failed, named"] += 1
+    assert not problems, "\n".join(problems)
+    return tally
+
+
+def _report(title: str, mutants: list[Mutant], tally: Counter, seconds: float) -> None:
+    print(f"\n{title}: {len(mutants)} mutants in {seconds:.1f} s")
+    for key in sorted(tally):
+        print(f"  {key:28} {tally[key]}")
+
+
+def _campaign(tmp_path, bases, per_base, start, capsys, caplog, title) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(SEED + start)
+    mutants = make_mutants(bases, tmp_path / "in", per_base, rng, start)
+    tally = run_campaign(mutants, tmp_path / "in", tmp_path / "out", capsys, caplog)
+    seconds = time.perf_counter() - t0
+    with capsys.disabled():
+        _report(title, mutants, tally, seconds)
+    return len(mutants), seconds
+
+
+def test_fuzzed_synthetic_series(tmp_path, capsys, caplog):
+    bases = _synthetic_bases(tmp_path / "bases")
+    n, seconds = _campaign(tmp_path, bases, PER_SYNTHETIC_BASE, 0, capsys, caplog, "synthetic")
+    assert n >= 150 and seconds < 45
+
+
+def test_fuzzed_shared_series(tmp_path, data_dir, capsys, caplog):
+    bases = _shared_bases(data_dir, tmp_path / "bases")
+    n, seconds = _campaign(tmp_path, bases, PER_SHARED_BASE, 10000, capsys, caplog, "shared")
+    assert n >= 150 and seconds < 45
+
+
+# --- what the campaign found (each failed before its fix) ---------------------------------
+
+
+def _convert_one(src: Path, out: Path, capsys) -> tuple[int, str, list[str]]:
+    code = main(["convert", str(src), str(out), "--compression", "1"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err, sorted(p.name for p in out.iterdir())
+
+
+def _mosaic_copy(data_dir: Path, dest: Path, old: bytes, new: bytes) -> Path:
+    """The shared mosaic with one CSA byte string replaced (same length)."""
+    src = data_dir / "dicom" / SHARED[0][1] / SHARED[0][2][0]
+    data = src.read_bytes()
+    assert len(old) == len(new) and data.count(old) == 1
+    dest.mkdir(parents=True)
+    (dest / src.name).write_bytes(data.replace(old, new))
+    return dest / src.name
+
+
+def test_csa_value_that_is_no_number_fails_naming_file_and_tag(tmp_path, data_dir, capsys):
+    """nicom reads CSA values by their type: a byte flip in one gave a bare ValueError."""
+    at = b"M\x00\x00\x00\t\x00\x00\x005       "  # NumberOfImagesInMosaic's item
+    path = _mosaic_copy(data_dir, tmp_path / "in" / "m", at, at[:-7] + b"x" + at[-6:])
+    code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4 and written == []
+    assert f"{path}: Siemens CSA image header (0029,1010) cannot be read (ValueError" in text
+
+
+def test_mosaic_without_slice_normal_fails_instead_of_guessing_the_slice_order(
+    tmp_path, data_dir, capsys
+):
+    """Without SliceNormalVector the tiles' order along the normal is unknown: the mosaic
+    was written ascending, a guess nibabel makes the other way."""
+    path = _mosaic_copy(
+        data_dir, tmp_path / "in" / "m", b"SliceNormalVector\0", b"SliceNormalVectoX\0"
+    )
+    code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4 and written == []
+    assert f"{path}: mosaic CSA header (0029,1010) SliceNormalVector missing" in text
+
+
+def test_a_gap_names_the_files_around_it(tmp_path, capsys):
+    """A blank EchoTime in one file splits it off its series (another echo); the gap it
+    leaves was reported without a file name to look at."""
+    paths = write_series(
+        np.full((6, 6, 5), 100.0), np.diag([1.0, 1.0, 2.0, 1.0]), tmp_path / "in" / "t1"
+    )
+    _edit(paths[2], lambda ds: _set_raw(ds, "EchoTime", " "))
+    code, text, _ = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4
+    assert f"between slices 1 and 2 ({paths[1]} and {paths[3]})" in text
