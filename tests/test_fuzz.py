@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import os
 import re
 import shutil
 import time
@@ -44,7 +45,8 @@ from anatprep.pipelines.cli import main
 from anatprep.pipelines.convert_cmd import output_stems
 from anatprep.pipelines.synthetic import rotation, write_enhanced, write_series
 
-SEED = 2026
+#: fixed, so every run makes the same mutants; set ANATPREP_FUZZ_SEED to explore others
+SEED = int(os.environ.get("ANATPREP_FUZZ_SEED", "2026"))
 #: mutants per base series (synthetic, shared)
 PER_SYNTHETIC_BASE = 50
 PER_SHARED_BASE = 30
@@ -474,6 +476,8 @@ class Mutant:
     kind: str
     note: str
     files: list[Path] = field(default_factory=list)
+    #: each file's original (the base's file it was made from)
+    originals: dict[str, Path] = field(default_factory=dict)
 
 
 def _fresh_uid(uid: bytes, k: int) -> bytes:
@@ -517,7 +521,9 @@ def make_mutants(bases: list[Base], root: Path, per_base: int, rng, start: int) 
                 shutil.rmtree(folder)
                 continue
             files = sorted(p for p in folder.iterdir())
-            mutants.append(Mutant(folder, base.name, kind, note, files))
+            by_name = {p.name: p for p in base.files}
+            originals = {str(f): by_name.get(f.name) or by_name[f.name[:-3]] for f in files}
+            mutants.append(Mutant(folder, base.name, kind, note, files, originals))
             made += 1
     return mutants
 
@@ -539,18 +545,35 @@ def _numbers(value, n: int) -> np.ndarray:
 
 
 def _group_value(ds: Dataset, frame: int | None, sequence: str, keyword: str):
-    """``keyword`` of a frame: the file's own, else its per-frame, else the shared group."""
+    """``keyword`` of a frame: from its per-frame group, else the shared group (in
+    ``sequence``, else in any standard sequence of the group, as dcm2niix finds values by
+    tag), else the file's own."""
     if frame is not None:
         for groups, index in (
             ("PerFrameFunctionalGroupsSequence", frame),
             ("SharedFunctionalGroupsSequence", 0),
         ):
-            item = ds.get(groups)
-            if item is not None and len(item) > index and sequence in item[index]:
-                inner = item[index][sequence][0]
-                if keyword in inner:
-                    return inner[keyword].value
+            items = ds.get(groups)
+            if items is None or len(items) <= index:
+                continue
+            item = items[index]
+            if sequence in item and len(item[sequence].value) and keyword in item[sequence][0]:
+                return item[sequence][0][keyword].value
+            found = _nested(item, keyword)
+            if found is not None:
+                return found
     return ds[keyword].value
+
+
+def _nested(item: Dataset, keyword: str):
+    if keyword in item:
+        return item[keyword].value
+    for elem in item:
+        if elem.VR == "SQ" and not elem.tag.is_private and len(elem.value):
+            found = _nested(elem.value[0], keyword)
+            if found is not None:
+                return found
+    return None
 
 
 def _plane(ds: Dataset, frame: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -562,13 +585,23 @@ def _plane(ds: Dataset, frame: int | None) -> tuple[np.ndarray, np.ndarray, np.n
     return iop, ipp, spacing
 
 
-def expected_geometry(entry, cache: dict) -> tuple[tuple[int, ...], np.ndarray, bool]:
+def expected_geometry(
+    entry, cache: dict, originals: dict[str, Path]
+) -> tuple[tuple[int, ...], np.ndarray, bool]:
     """(spatial shape, LPS affine, single slice) of ``entry`` from its files' headers, in
-    nibabel's voxel order (row index, column index, slice)."""
+    nibabel's voxel order (row index, column index, slice).
+
+    A file pydicom cannot parse (a flipped byte broke a VR or a length that our scanner
+    reads past) is judged by its original's headers: what it said before the flips.
+    """
 
     def header(path: str) -> Dataset:
         if path not in cache:
-            cache[path] = _read(Path(path), stop_before_pixels=True)
+            try:
+                cache[path] = _read(Path(path), stop_before_pixels=True)
+                cache[path].walk(lambda ds, elem: None)  # every value decoded here
+            except Exception:
+                cache[path] = _read(originals[path], stop_before_pixels=True)
         return cache[path]
 
     if entry.flavour == "mosaic":
@@ -668,6 +701,7 @@ def run_campaign(mutants: list[Mutant], root: Path, out: Path, capsys, caplog) -
     problems: list[str] = []
     lines = text.splitlines()
     cache: dict = {}
+    originals = {path: orig for m in mutants for path, orig in m.originals.items()}
     for mutant in mutants:
         tally[f"kind {mutant.kind}"] += 1
         mine = [e for e in table.series if mutant.folder.name in e.folders]
@@ -679,7 +713,7 @@ def run_campaign(mutants: list[Mutant], root: Path, out: Path, capsys, caplog) -
             converted += 1
             where = f"{mutant.folder.name} ({mutant.note}): {nii.name}"
             try:
-                shape, lps, single = expected_geometry(entry, cache)
+                shape, lps, single = expected_geometry(entry, cache, originals)
             except Exception as exc:
                 problems.append(f"{where} was converted, but its headers give no geometry: {exc!r}")
                 continue
@@ -759,6 +793,21 @@ def test_csa_value_that_is_no_number_fails_naming_file_and_tag(tmp_path, data_di
     code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
     assert code == 4 and written == []
     assert f"{path}: Siemens CSA image header (0029,1010) cannot be read (ValueError" in text
+
+
+def test_csa_item_beyond_its_multiplicity_fails_naming_file_and_tag(tmp_path, data_dir, capsys):
+    """nicom asserts that items past a tag's value multiplicity are empty: a bare
+    AssertionError before."""
+    head = b"SliceNormalVector\0"
+    src = data_dir / "dicom" / SHARED[0][1] / SHARED[0][2][0]
+    data = src.read_bytes()
+    at = data.index(head) + 64  # the tag's VM: 3 -> 1, its second item is not empty
+    assert data[at : at + 4] == b"\x03\0\0\0"
+    old, new = data[at - 64 : at + 8], data[at - 64 : at] + b"\x01\0\0\0" + data[at + 4 : at + 8]
+    path = _mosaic_copy(data_dir, tmp_path / "in" / "m", old, new)
+    code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4 and written == []
+    assert f"{path}: Siemens CSA image header (0029,1010) cannot be read (AssertionError" in text
 
 
 def test_mosaic_without_slice_normal_fails_instead_of_guessing_the_slice_order(

@@ -24,7 +24,15 @@ from .scan import CSA_IMAGE, private_field
 
 
 #: what nicom raises on a CSA header it recognised but cannot finish reading
-_BROKEN = (ValueError, TypeError, IndexError, OverflowError, struct.error, UnicodeDecodeError)
+_BROKEN = (
+    ValueError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    AssertionError,  # nicom asserts that items past a tag's multiplicity are empty
+    struct.error,
+    UnicodeDecodeError,
+)
 
 
 class CsaError(ValueError):
