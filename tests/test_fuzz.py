@@ -36,6 +36,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
@@ -447,7 +448,55 @@ def m_control_chars(rng, files):
     return f"{key}={text!r}"
 
 
+def _ds_numbers(values: list[float]) -> list[str]:
+    return [f"{v:.8g}" for v in values]
+
+
+def m_geometry(rng, files):
+    """A valid change of the geometry, the same in every file: the image must follow it
+    (pixel spacing, slice thickness, the whole stack rotated or moved, instance numbers
+    swapped)."""
+    has_csa = any((0x0029, 0x1010) in _read(p, stop_before_pixels=True) for p in files)
+    ways = ["spacing", "thickness", "shift"] + ([] if has_csa else ["rotate"])
+    how = _pick(rng, ways + (["swap"] if len(files) > 1 else []))
+    angles = rng.uniform(-40.0, 40.0, 3)
+    turn = rotation(0, angles[0]) @ rotation(1, angles[1]) @ rotation(2, angles[2])
+    move = rng.uniform(-60.0, 60.0, 3)
+    scale = rng.uniform(0.4, 2.5, 2)
+
+    def change(ds):
+        if how == "spacing":
+            for h in _holders(ds, "PixelSpacing"):
+                spacing = [float(v) for v in h.PixelSpacing]
+                h.PixelSpacing = _ds_numbers(list(np.multiply(spacing[:2], scale)))
+        elif how == "thickness":
+            for key in ("SliceThickness", "SpacingBetweenSlices"):
+                for h in _holders(ds, key):
+                    setattr(h, key, f"{scale[0] * 3:.6g}")
+        else:
+            for h in _holders(ds, "ImagePositionPatient"):
+                pos = np.asarray([float(v) for v in h.ImagePositionPatient])
+                pos = (turn @ pos if how == "rotate" else pos) + move
+                h.ImagePositionPatient = _ds_numbers(list(pos))
+            if how == "rotate":
+                for h in _holders(ds, "ImageOrientationPatient"):
+                    iop = np.asarray([float(v) for v in h.ImageOrientationPatient])
+                    iop = np.concatenate([turn @ iop[:3], turn @ iop[3:]])
+                    h.ImageOrientationPatient = _ds_numbers(list(iop))
+
+    if how == "swap":
+        a, b = (files[int(i)] for i in rng.choice(len(files), 2, replace=False))
+        numbers = [_read(p, stop_before_pixels=True).InstanceNumber for p in (a, b)]
+        _edit(a, lambda ds: setattr(ds, "InstanceNumber", numbers[1]))
+        _edit(b, lambda ds: setattr(ds, "InstanceNumber", numbers[0]))
+        return f"InstanceNumber of {a.name} and {b.name} swapped"
+    for path in files:
+        _edit(path, change)
+    return f"geometry {how}"
+
+
 MUTATIONS: dict[str, Callable] = {
+    "geometry": m_geometry,
     "sidecar_number": m_sidecar_number,
     "delete": m_delete,
     "orientation_zero": m_orientation_zero,
@@ -464,6 +513,10 @@ MUTATIONS: dict[str, Callable] = {
     "garbage": m_garbage,
     "control_chars": m_control_chars,
 }
+
+
+#: kinds drawn twice as often for every base: valid geometry changes test the affine most
+EXTRA = ("geometry",)
 
 
 # --- mutants ------------------------------------------------------------------------------
@@ -511,7 +564,7 @@ def make_mutants(bases: list[Base], root: Path, per_base: int, rng, start: int) 
         made, todo = 0, []
         while made < per_base:
             if not todo:  # every kind in turn, in a random order
-                todo = [str(kind) for kind in rng.permutation([*MUTATIONS, *base.focus])]
+                todo = [str(kind) for kind in rng.permutation([*MUTATIONS, *EXTRA, *base.focus])]
             kind = todo.pop()
             k += 1
             folder = root / f"m{k:04d}_{base.name}_{kind}"
@@ -758,13 +811,33 @@ def _campaign(tmp_path, bases, per_base, start, capsys, caplog, title) -> tuple[
 def test_fuzzed_synthetic_series(tmp_path, capsys, caplog):
     bases = _synthetic_bases(tmp_path / "bases")
     n, seconds = _campaign(tmp_path, bases, PER_SYNTHETIC_BASE, 0, capsys, caplog, "synthetic")
-    assert n >= 150 and seconds < 45
+    assert n >= 200 and seconds < 30
 
 
 def test_fuzzed_shared_series(tmp_path, data_dir, capsys, caplog):
     bases = _shared_bases(data_dir, tmp_path / "bases")
     n, seconds = _campaign(tmp_path, bases, PER_SHARED_BASE, 10000, capsys, caplog, "shared")
-    assert n >= 150 and seconds < 45
+    assert n >= 180 and seconds < 60  # with the synthetic campaign: >= 380 mutants, < 90 s
+
+
+def test_the_geometry_check_sees_a_wrong_affine_or_shape():
+    """The check is up to voxel layout only: a flipped or permuted axis is the same grid;
+    a shift, a wrong zoom, axes permuted without their sizes or a wrong slice count are
+    not."""
+    lps = np.diag([0.9, 1.1, 2.0, 1.0])
+    lps[:3, 3] = (10.0, -5.0, 3.0)
+    shape = (8, 6, 4)
+    flipped = lps @ np.array([[-1, 0, 0, 7], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+    assert_geometry(nb.Nifti1Image(np.zeros(shape), ras @ flipped), shape, lps, False)
+    shifted = flipped.copy()
+    shifted[2, 3] += 0.1
+    zoomed = flipped @ np.diag([1.05, 1.0, 1.0, 1.0])
+    swapped = flipped @ np.diag([1.0, 1.0, 1.0, 1.0])[[1, 0, 2, 3]]  # the same grid...
+    assert_geometry(nb.Nifti1Image(np.zeros((6, 8, 4)), ras @ swapped), shape, lps, False)
+    for aff, dims in ((shifted, shape), (zoomed, shape), (swapped, shape), (flipped, (8, 6, 5))):
+        with pytest.raises(AssertionError):
+            assert_geometry(nb.Nifti1Image(np.zeros(dims), ras @ aff), shape, lps, False)
 
 
 # --- what the campaign found (each failed before its fix) ---------------------------------
