@@ -104,8 +104,26 @@ class MosaicSeries(ClassicSeries):
 
     @cached_property
     def slice_spacing(self) -> float:
+        """The slice step, a header value here: SpacingBetweenSlices, else SliceThickness,
+        else 1 mm.  A value that is there but is no positive number fails the series, named
+        (falling back to the other would misplace every slice of a gapped acquisition)."""
         h = self.headers[0]
-        return float(h.get("SpacingBetweenSlices") or h.get("SliceThickness") or 1.0)
+        for key in ("SpacingBetweenSlices", "SliceThickness"):
+            value = h.get(key)
+            unreadable = key in getattr(h, "malformed", ())
+            if value in (None, "") and not unreadable:
+                continue
+            try:
+                step = math.nan if unreadable else float(value)
+            except (TypeError, ValueError):
+                step = math.nan
+            if not step > 0:  # NaN too
+                got = " is not a number" if unreadable else f"={value!s}"
+                raise SeriesGeometryError(
+                    f"{self.files[0]}: {key}{got}: a mosaic's slice step must be a positive number"
+                )
+            return step
+        return 1.0
 
     @cached_property
     def affine_lps(self) -> np.ndarray:
