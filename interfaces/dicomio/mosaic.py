@@ -114,7 +114,7 @@ class MosaicSeries(ClassicSeries):
             if value in (None, "") and not unreadable:
                 continue
             try:
-                step = math.nan if unreadable else float(value)
+                step = math.nan if unreadable or value is None else float(value)
             except (TypeError, ValueError):
                 step = math.nan
             if not step > 0:  # NaN too
