@@ -46,6 +46,12 @@ from anatprep.pipelines.cli import main
 from anatprep.pipelines.convert_cmd import output_stems
 from anatprep.pipelines.synthetic import rotation, write_enhanced, write_series
 
+#: pydicom warns about every broken value the mutants are made of, numpy about huge ones
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:pydicom"),
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+
 #: fixed, so every run makes the same mutants; set ANATPREP_FUZZ_SEED to explore others
 SEED = int(os.environ.get("ANATPREP_FUZZ_SEED", "2026"))
 #: mutants per base series (synthetic, shared)
@@ -797,26 +803,31 @@ def _report(title: str, mutants: list[Mutant], tally: Counter, seconds: float) -
         print(f"  {key:28} {tally[key]}")
 
 
-def _campaign(tmp_path, bases, per_base, start, capsys, caplog, title) -> tuple[int, float]:
+def _campaign(request, tmp_path, make_bases, per_base, start, title) -> tuple[int, float]:
+    """Make the bases and their mutants, convert, check; (mutants, seconds in all)."""
+    capsys, caplog = request.getfixturevalue("capsys"), request.getfixturevalue("caplog")
     t0 = time.perf_counter()
+    bases = make_bases(tmp_path / "bases")
     rng = np.random.default_rng(SEED + start)
     mutants = make_mutants(bases, tmp_path / "in", per_base, rng, start)
     tally = run_campaign(mutants, tmp_path / "in", tmp_path / "out", capsys, caplog)
     seconds = time.perf_counter() - t0
-    with capsys.disabled():
-        _report(title, mutants, tally, seconds)
+    if request.config.getoption("capture") == "no":  # the tally, with -s
+        with capsys.disabled():
+            _report(title, mutants, tally, seconds)
     return len(mutants), seconds
 
 
-def test_fuzzed_synthetic_series(tmp_path, capsys, caplog):
-    bases = _synthetic_bases(tmp_path / "bases")
-    n, seconds = _campaign(tmp_path, bases, PER_SYNTHETIC_BASE, 0, capsys, caplog, "synthetic")
+def test_fuzzed_synthetic_series(request, tmp_path):
+    n, seconds = _campaign(request, tmp_path, _synthetic_bases, PER_SYNTHETIC_BASE, 0, "synthetic")
     assert n >= 200 and seconds < 30
 
 
-def test_fuzzed_shared_series(tmp_path, data_dir, capsys, caplog):
-    bases = _shared_bases(data_dir, tmp_path / "bases")
-    n, seconds = _campaign(tmp_path, bases, PER_SHARED_BASE, 10000, capsys, caplog, "shared")
+def test_fuzzed_shared_series(request, tmp_path, data_dir):
+    def bases(root: Path) -> list[Base]:
+        return _shared_bases(data_dir, root)
+
+    n, seconds = _campaign(request, tmp_path, bases, PER_SHARED_BASE, 10000, "shared")
     assert n >= 180 and seconds < 60  # with the synthetic campaign: >= 380 mutants, < 90 s
 
 
