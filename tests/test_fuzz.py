@@ -9,14 +9,17 @@ non-finite or huge numbers in sidecar fields, deleted geometry and pixel-descrip
 all-zero orientation, zero or huge negative pixel spacing, unsupported bit depths, zero rows,
 corrupt or truncated CSA headers, an invalid VR in an enhanced file, deflate syntax on plain
 data, truncated files and ``.dcm.gz``, random byte flips in the header, a wrong
-NumberOfFrames, text garbage in number fields, control characters in descriptions.
+NumberOfFrames, text garbage in number fields, control characters in descriptions; and, drawn
+twice as often, valid geometry changes (pixel spacing, slice thickness, the whole stack moved
+or rotated, instance numbers swapped) that the image must follow.
 
 All mutants of one group are converted by one in-process ``anatprep convert`` (the CLI's
 ``main``); then, for each mutant: the exit code is 0 or 4 (never 1), nothing prints a
 traceback, every NIfTI has its JSON and every JSON its NIfTI, each written image's shape and
 affine agree with an expectation computed here from the mutated files' own headers (pydicom
-and numpy, nibabel's mosaic reader for mosaics), up to the voxel layout, and a mutant that
-is rejected is named with its file or the field.  Run with ``-s`` for the tally.
+and numpy, nibabel's mosaic reader for mosaics; a file pydicom cannot parse is judged by its
+original's headers), up to the voxel layout, and a mutant that is rejected is named with its
+file or a field.  Run with ``-s`` for the tally; ``ANATPREP_FUZZ_SEED`` draws other mutants.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -69,8 +73,6 @@ PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 class Base:
     name: str
     files: list[Path]
-    #: this base's files are gzipped (``.dcm.gz``)
-    gz: bool = False
     #: kinds drawn more often for this base (those only it can exercise)
     focus: tuple[str, ...] = ()
 
@@ -106,7 +108,7 @@ def _synthetic_bases(root: Path) -> list[Base]:
     for path in gz:
         path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes(), mtime=0))
         path.unlink()
-    bases.append(Base("gz", [p.with_name(p.name + ".gz") for p in gz], gz=True))
+    bases.append(Base("gz", [p.with_name(p.name + ".gz") for p in gz]))
     return bases
 
 
@@ -143,7 +145,7 @@ def _shared_bases(data_dir: Path, root: Path) -> list[Base]:
     gz = root / "ge_gz" / "0001.dcm.gz"  # a real file as .dcm.gz
     gz.parent.mkdir()
     gz.write_bytes(gzip.compress((root / "ge_classic" / "0001.dcm").read_bytes(), mtime=0))
-    bases.append(Base("ge_gz", [gz], gz=True))
+    bases.append(Base("ge_gz", [gz]))
     return bases
 
 
@@ -181,11 +183,22 @@ def _holders(ds: Dataset, keyword: str) -> list[Dataset]:
     return found
 
 
+#: binary VRs: a number is stored in its binary form, anything else as its bytes
+_BINARY = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d"}
+
+
 def _set_raw(ds: Dataset, keyword: str, text: str) -> None:
     """Store ``text`` as ``keyword``'s value byte for byte (pydicom would refuse some)."""
     tag = pydicom.tag.Tag(pydicom.datadict.tag_for_keyword(keyword))
-    raw = text.encode("latin-1") + b" " * (len(text.encode("latin-1")) % 2)
     vr = pydicom.datadict.dictionary_VR(tag)
+    raw = text.encode("latin-1")
+    if vr in _BINARY:
+        try:
+            number = float(text)
+            raw = struct.pack(_BINARY[vr], number if vr[0] == "F" else int(number))
+        except (ValueError, OverflowError, struct.error):
+            pass  # e.g. 'abc' in Rows: three bytes where two belong
+    raw += b" " * (len(raw) % 2)
     ds[tag] = pydicom.dataelem.RawDataElement(tag, vr, len(raw), raw, 0, False, True)
 
 
