@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import nibabel as nb
 import numpy as np
@@ -657,33 +658,48 @@ def _plane(ds: Dataset, frame: int | None) -> tuple[np.ndarray, np.ndarray, np.n
     return iop, ipp, spacing
 
 
+T = TypeVar("T")
+
+#: what pydicom raises on a value or structure it cannot decode
+_UNDECODABLE = (NotImplementedError, OSError, EOFError, ValueError, TypeError, OverflowError)
+
+
 def expected_geometry(
     entry, cache: dict, originals: dict[str, Path]
 ) -> tuple[tuple[int, ...], np.ndarray, bool]:
     """(spatial shape, LPS affine, single slice) of ``entry`` from its files' headers, in
     nibabel's voxel order (row index, column index, slice).
 
-    A file pydicom cannot parse (a flipped byte broke a VR or a length that our scanner
-    reads past) is judged by its original's headers: what it said before the flips.
+    A file whose geometry pydicom cannot decode (a flipped byte broke a VR or a length that
+    our scanner reads past) is judged by its original's headers: what it said before.
     """
 
-    def header(path: str) -> Dataset:
-        if path not in cache:
-            try:
-                cache[path] = _read(Path(path), stop_before_pixels=True)
-                cache[path].walk(lambda ds, elem: None)  # every value decoded here
-            except Exception:
-                cache[path] = _read(originals[path], stop_before_pixels=True)
-        return cache[path]
+    def header(path: str, original: bool = False) -> Dataset:
+        key = (path, original)
+        if key not in cache:
+            cache[key] = _read(originals[path] if original else Path(path), True)
+        return cache[key]
+
+    def decoded(read: Callable[[Dataset], T], path: str) -> T:
+        try:
+            return read(header(path))
+        except _UNDECODABLE:
+            return read(header(path, original=True))
 
     if entry.flavour == "mosaic":
         from nibabel.nicom.dicomwrappers import wrapper_from_data
 
-        wrapper = wrapper_from_data(header(entry.files[0]))
-        shape = (*wrapper.image_shape[:2], int(wrapper.n_mosaic))
-        return shape, np.asarray(wrapper.affine, dtype=float), shape[2] == 1
+        def mosaic(ds: Dataset) -> tuple[tuple[int, ...], np.ndarray]:
+            wrapper = wrapper_from_data(ds)
+            shape = (*wrapper.image_shape[:2], int(wrapper.n_mosaic))
+            return shape, np.asarray(wrapper.affine, dtype=float)
+
+        shape, affine = decoded(mosaic, entry.files[0])
+        return shape, affine, shape[2] == 1
     frames = entry.frames or [None] * len(entry.files)
-    planes = [_plane(header(p), f) for p, f in zip(entry.files, frames, strict=True)]
+    planes = [
+        decoded(lambda ds, f=f: _plane(ds, f), p) for p, f in zip(entry.files, frames, strict=True)
+    ]
     iop, _, spacing = planes[0]
     for other_iop, _, other_spacing in planes:
         np.testing.assert_allclose(other_iop, iop, atol=1e-4)
@@ -696,13 +712,13 @@ def expected_geometry(
     assert len(positions) % n == 0, f"{len(positions)} slices at {n} positions"
     first, last = np.array(unique[0][1]), np.array(unique[-1][1])
     step = (last - first) / (n - 1) if n > 1 else normal
-    ds = header(entry.files[0])
+    rows, cols = decoded(lambda ds: (int(ds.Rows), int(ds.Columns)), entry.files[0])
     affine = np.eye(4)
     affine[:3, 0] = col * spacing[0]
     affine[:3, 1] = row * spacing[1]
     affine[:3, 2] = step
     affine[:3, 3] = first
-    return (int(ds.Rows), int(ds.Columns), n), affine, n == 1
+    return (rows, cols, n), affine, n == 1
 
 
 def assert_geometry(
