@@ -660,8 +660,18 @@ def _plane(ds: Dataset, frame: int | None) -> tuple[np.ndarray, np.ndarray, np.n
 
 T = TypeVar("T")
 
-#: what pydicom raises on a value or structure it cannot decode
-_UNDECODABLE = (NotImplementedError, OSError, EOFError, ValueError, TypeError, OverflowError)
+#: what pydicom raises on a value or structure it cannot decode (after an unknown VR it
+#: may lose its way and miss the elements that follow: KeyError)
+_UNDECODABLE = (
+    NotImplementedError,
+    OSError,
+    EOFError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    KeyError,
+    AttributeError,
+)
 
 
 def expected_geometry(
@@ -950,6 +960,17 @@ def test_mosaic_slice_step_that_is_no_positive_number_fails_by_name(
     code, out, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
     assert code == 4 and written == []
     assert f"{path}: {message}" in out and "slice step must be a positive number" in out
+
+
+def test_negative_number_of_frames_with_spare_pixel_data_reads_one_frame(tmp_path, capsys):
+    """NumberOfFrames <= 1 is one frame for the index; the pixel reader took -1 as 'all the
+    data' and failed with a bare ValueError when there was more than one frame's worth."""
+    paths = write_series(np.full((6, 4, 3), 100.0), np.eye(4), tmp_path / "in" / "t1")
+    for path in paths:  # half the columns: the file holds twice the pixel data needed
+        _edit(path, lambda ds: (_set_raw(ds, "Columns", "3"), _set_raw(ds, "NumberOfFrames", "-1")))
+    code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 0, text
+    assert nb.load(tmp_path / "out" / written[1]).shape == (3, 4, 3)
 
 
 def test_a_gap_names_the_files_around_it(tmp_path, capsys):
