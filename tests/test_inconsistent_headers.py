@@ -453,7 +453,7 @@ def test_enhanced_frame_with_its_own_nan_rescale_fails_naming_the_frame(tmp_path
 @pytest.mark.parametrize(
     ("key", "text", "message"),
     [
-        ("SpacingBetweenSlices", "NaN", "no usable voxel-to-world matrix"),
+        ("SpacingBetweenSlices", "NaN", "slice step must be a positive number"),
         ("SpacingBetweenSlices", "1e300", "no usable voxel-to-world matrix"),
         ("PixelSpacing", "0", "PixelSpacing must hold 2 finite numbers"),
         ("RescaleSlope", "abc", "RescaleSlope is not a number"),

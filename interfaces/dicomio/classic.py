@@ -159,7 +159,7 @@ class ClassicSeries:
         if self.n_slices == 1:  # no second position: the thickness, else 1 mm
             thickness = number_or(self.headers[0].get("SliceThickness"), 1.0)
             return thickness if np.isfinite(thickness) and thickness > 0 else 1.0
-        return check_uniform_spacing(self._order.distances)
+        return check_uniform_spacing(self._order.distances, where=self._order.slice_names())
 
     @cached_property
     def affine_lps(self) -> np.ndarray:
@@ -396,7 +396,7 @@ class ClassicSeries:
         UIH: polarity from (0065,1058) (see :mod:`.uih`).
         """
         h = self.headers[0]
-        csa = CsaImage.from_header(h)
+        csa = CsaImage.from_header(h, self.files[0])
         if csa is not None:
             return csa.phase_positive, csa.bandwidth_per_pixel_phase, None
         positive, bandwidth = siemens.xa_phase_info(h)  # XA classic: no CSA, private block

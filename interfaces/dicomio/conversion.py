@@ -15,6 +15,7 @@ import numpy as np
 
 from ..atomic import DEFAULT_LEVEL, atomic_write_bytes, write_json, write_nifti, write_nifti_parts
 from .classic import ClassicSeries
+from .csa import CsaError
 from .enhanced import EnhancedSeries
 from .headers import UnusableFile, describe
 from .mosaic import MosaicSeries
@@ -90,7 +91,7 @@ def convert_entry(
         )
         gradients = series.gradient_files(volume)
         header = volume.header_bytes()
-    except (SeriesGeometryError, UnusableFile) as exc:
+    except (SeriesGeometryError, UnusableFile, CsaError) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
     except Exception as exc:  # a header value no rule foresaw: this series fails, named
         raise SeriesConversionError(f"{name} cannot be converted: {describe(exc)}") from exc

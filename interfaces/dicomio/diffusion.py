@@ -65,7 +65,7 @@ def _csa(header) -> RawGradient | None:
     b = csa.scalar("B_value")
     if b is None:
         return None
-    return float(b), csa.vector("DiffusionGradientDirection") or None
+    return csa.number("B_value", b), csa.vector("DiffusionGradientDirection") or None
 
 
 def _siemens_private(header) -> RawGradient | None:

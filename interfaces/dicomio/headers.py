@@ -219,7 +219,7 @@ def _expected_pixel_bytes(ds) -> int:
     return (
         int(ds.Rows)
         * int(ds.Columns)
-        * int(ds.get("NumberOfFrames") or 1)
+        * max(int(ds.get("NumberOfFrames") or 1), 1)
         * int(ds.get("SamplesPerPixel") or 1)
         * int(ds.get("BitsAllocated") or 16)
         // 8

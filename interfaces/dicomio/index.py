@@ -412,7 +412,7 @@ def _apply_geometry(
             )
         return [entry]
     try:
-        check_uniform_spacing(order.distances)
+        check_uniform_spacing(order.distances, where=order.slice_names())
         return [entry]
     except SeriesGeometryError as exc:
         reason = str(exc)

@@ -44,18 +44,34 @@ class MosaicSeries(ClassicSeries):
                 f"mosaic files at {self._order.n_slices} different positions: "
                 "expected one position per series (one file per volume)"
             )
-        csa = CsaImage.from_header(self.headers[0])
+        csa = CsaImage.from_header(self.headers[0], self.files[0])
         if csa is None or not csa.n_images_in_mosaic:
             raise SeriesGeometryError(
                 f"{self.files[0]}: mosaic without a readable CSA NumberOfImagesInMosaic"
             )
         self.csa = csa
+        self._check_slice_normal()
         rows, cols = int(self.headers[0].Rows), int(self.headers[0].Columns)
         self.grid = math.ceil(math.sqrt(csa.n_images_in_mosaic))
         if rows % self.grid or cols % self.grid:
             raise SeriesGeometryError(
                 f"{self.files[0]}: {rows}x{cols} mosaic does not split into a "
                 f"{self.grid}x{self.grid} grid of tiles"
+            )
+
+    def _check_slice_normal(self) -> None:
+        """The tiles' order along the slice normal comes from ``SliceNormalVector`` alone:
+        without it (or with one that is not along row x column) it is unknown, and a guess
+        would flip the slice axis."""
+        normal = self.csa.slice_normal
+        iop = np.asarray(self.headers[0].ImageOrientationPatient, dtype=float)
+        cross = np.cross(iop[:3], iop[3:])
+        along = float(np.dot(normal, cross) / np.linalg.norm(normal)) if normal else 0.0
+        if not abs(along) > 0.99:  # NaN too
+            got = "missing" if normal is None else f"{normal} is not along row x column"
+            raise SeriesGeometryError(
+                f"{self.files[0]}: mosaic CSA header (0029,1010) SliceNormalVector {got}: "
+                "the order of its slices is unknown"
             )
 
     @property
@@ -88,8 +104,26 @@ class MosaicSeries(ClassicSeries):
 
     @cached_property
     def slice_spacing(self) -> float:
+        """The slice step, a header value here: SpacingBetweenSlices, else SliceThickness,
+        else 1 mm.  A value that is there but is no positive number fails the series, named
+        (falling back to the other would misplace every slice of a gapped acquisition)."""
         h = self.headers[0]
-        return float(h.get("SpacingBetweenSlices") or h.get("SliceThickness") or 1.0)
+        for key in ("SpacingBetweenSlices", "SliceThickness"):
+            value = h.get(key)
+            unreadable = key in getattr(h, "malformed", ())
+            if value in (None, "") and not unreadable:
+                continue
+            try:
+                step = math.nan if unreadable or value is None else float(value)
+            except (TypeError, ValueError):
+                step = math.nan
+            if not step > 0:  # NaN too
+                got = " is not a number" if unreadable else f"={value!s}"
+                raise SeriesGeometryError(
+                    f"{self.files[0]}: {key}{got}: a mosaic's slice step must be a positive number"
+                )
+            return step
+        return 1.0
 
     @cached_property
     def affine_lps(self) -> np.ndarray:
@@ -124,7 +158,7 @@ class MosaicSeries(ClassicSeries):
                 or []
             )
         elif self.n_volumes > 1:
-            second = CsaImage.from_header(self.headers[1])
+            second = CsaImage.from_header(self.headers[1], self.files[1])
             tr = float(self.headers[0].get("RepetitionTime") or 0.0)
             if second is not None:
                 times = checked_slice_times(times, second.slice_times_ms, tr)

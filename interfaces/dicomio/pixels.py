@@ -77,7 +77,7 @@ def read_frames(path: str | os.PathLike, header) -> np.ndarray:
     """Stored values of ``path`` as ``(frames, rows, columns[, samples])``; raises
     :class:`UnusableFile`."""
     rows, cols = int(header.Rows), int(header.Columns)
-    frames = int(header.get("NumberOfFrames") or 1)
+    frames = max(int(header.get("NumberOfFrames") or 1), 1)  # <= 1: one, as indexing reads it
     if not _fast_path(header):  # e.g. an enhanced frame's header: find the pixels by a scan
         header = _scanned_twin(path, header)
     if _fast_path(header):

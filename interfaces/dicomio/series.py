@@ -40,6 +40,13 @@ class SliceOrder:
     #: positions of the slices of the first volume along the normal (mm), ascending
     distances: tuple[float, ...]
 
+    def slice_names(self) -> list[str]:
+        """The file (and frame) of each slice of the first volume, for messages."""
+        return [
+            path if frame is None else f"{path} (frame {frame + 1})"
+            for path, frame in zip(self.files, self.frames, strict=True)
+        ][: self.n_slices]
+
 
 def _rounded_orientation(orientation: Sequence[float]) -> tuple[float, ...]:
     step = ORIENTATION_TOLERANCE * 10
@@ -190,9 +197,13 @@ def _check_in_line(headers: Sequence[SliceHeader], firsts: list[int], dist: np.n
 
 
 def check_uniform_spacing(
-    distances: Sequence[float], rel_tol: float = 0.02, abs_tol: float = 0.02
+    distances: Sequence[float],
+    rel_tol: float = 0.02,
+    abs_tol: float = 0.02,
+    where: Sequence[str] | None = None,
 ) -> float:
-    """Return the slice spacing (mm); raise :class:`SeriesGeometryError` on gaps or jitter."""
+    """Return the slice spacing (mm); raise :class:`SeriesGeometryError` on gaps or jitter,
+    naming the two slices around it from ``where`` (one name per distance) when given."""
     if len(distances) < 2:
         return 0.0
     steps = np.diff(np.asarray(distances, dtype=float))
@@ -204,8 +215,9 @@ def check_uniform_spacing(
         i = int(bad[0])
         missing = steps[i] / median - 1
         hint = f" (about {round(missing)} missing slice(s))" if missing > 0.5 else ""
+        files = f" ({where[i]} and {where[i + 1]})" if where and len(where) > i + 1 else ""
         raise SeriesGeometryError(
-            f"non-uniform slice spacing: step {steps[i]:.4g} mm between slices {i} and {i + 1} "
-            f"where the others are {median:.4g} mm{hint}"
+            f"non-uniform slice spacing: step {steps[i]:.4g} mm between slices {i} and {i + 1}"
+            f"{files} where the others are {median:.4g} mm{hint}"
         )
     return float((distances[-1] - distances[0]) / (len(distances) - 1))
