@@ -858,16 +858,16 @@ def _campaign(request, tmp_path, make_bases, per_base, start, title) -> tuple[in
 
 
 def test_fuzzed_synthetic_series(request, tmp_path):
-    n, seconds = _campaign(request, tmp_path, _synthetic_bases, PER_SYNTHETIC_BASE, 0, "synthetic")
-    assert n >= 200 and seconds < 30
+    n, _seconds = _campaign(request, tmp_path, _synthetic_bases, PER_SYNTHETIC_BASE, 0, "synthetic")
+    assert n >= 200  # its time is printed (-s), not asserted: timings are benchmarks' job
 
 
 def test_fuzzed_shared_series(request, tmp_path, data_dir):
     def bases(root: Path) -> list[Base]:
         return _shared_bases(data_dir, root)
 
-    n, seconds = _campaign(request, tmp_path, bases, PER_SHARED_BASE, 10000, "shared")
-    assert n >= 180 and seconds < 60  # with the synthetic campaign: >= 380 mutants, < 90 s
+    n, _seconds = _campaign(request, tmp_path, bases, PER_SHARED_BASE, 10000, "shared")
+    assert n >= 180  # with the synthetic campaign: >= 380 mutants (time printed with -s)
 
 
 def test_the_geometry_check_sees_a_wrong_affine_or_shape():
