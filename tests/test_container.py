@@ -56,7 +56,7 @@ def _tree(root: Path) -> list[str]:
     """Files and folders under ``root``, the run records left out (times, by design)."""
     return sorted(
         str(p.relative_to(root)) for p in root.rglob("*")
-        if not is_run_record(p.relative_to(root))
+        if not is_run_record(p.relative_to(root) / "x")  # a record's folder and its files
     )  # fmt: skip
 
 
