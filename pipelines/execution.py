@@ -180,9 +180,13 @@ def _crash_failures(crash_dir: Path, since: float, key_by_wf: dict[str, str]) ->
         )
         subject = _subject_of(node, key_by_wf)
         lines = [ln for ln in text.splitlines() if ln.strip()]
+        # a SLURM job that ended without a result says so (state, reason); else the error
         message = next(
-            (ln.strip() for ln in reversed(lines) if "Error" in ln or "Exception" in ln),
-            lines[-1] if lines else "",
+            (ln.strip() for ln in lines if ln.lstrip().startswith("SLURM job ")),
+            next(
+                (ln.strip() for ln in reversed(lines) if "Error" in ln or "Exception" in ln),
+                lines[-1] if lines else "",
+            ),
         )
         failures.append(Failure(subject, node, message, str(crash)))
     return failures
