@@ -63,7 +63,8 @@ class SettlingMultiProcPlugin(MultiProcPlugin):
         self.unwritten_crashes: list[UnwrittenCrash] = []
 
     def _report_crash(self, node, result=None):
-        crash_dir = Path(self._config["execution"]["crashdump_dir"] or os.getcwd())
+        # where nipype's report_crash writes (the same default)
+        crash_dir = Path(self._config["execution"].get("crashdump_dir") or os.getcwd())
         before = set(os.listdir(crash_dir)) if crash_dir.is_dir() else set()
         try:
             return super()._report_crash(node, result=result)
@@ -86,8 +87,10 @@ class SettlingMultiProcPlugin(MultiProcPlugin):
         if getattr(node.interface, "terminal_output", "") == "stream":
             node.interface.terminal_output = "allatonce"  # as nipype: no streaming
         future = self.pool.submit(run_node, node, updatehash, self._taskid)
-        future.add_done_callback(self._async_callback)
+        # known before the callback can run (at once, for a future already done): a future
+        # that raised is matched to its task through it
         self._task_obj[self._taskid] = future
+        future.add_done_callback(self._async_callback)
         return self._taskid
 
     def _async_callback(self, args):
