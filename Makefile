@@ -54,7 +54,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	@bash tests/slurm/up.sh || echo "make test: no local SLURM (needs root and apt); its tests skip" >&2
 	PATH="$(CURDIR)/$(BIN):$$PATH" ANATPREP_TEST_DATA=$${ANATPREP_TEST_DATA:-$(abspath ../shared/data)} \
-		$(BIN)/python -m pytest -q tests
+		$(BIN)/python -m pytest -q --durations=40 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

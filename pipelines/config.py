@@ -265,6 +265,36 @@ class SlurmConfig(_Strict):
     )
 
 
+class ContainerConfig(_Strict):
+    """Run the work inside a container image (``execution.container``): each MultiProc or
+    Linear subject as its own ``anatprep run`` in the image, each SLURM / SLURMGraph node job
+    and each SLURMArray task in the image; INPUT mounted read-only, OUTPUT and the work dir
+    read-write, at the same paths as on the host."""
+
+    engine: Literal["apptainer", "podman", "docker"]
+    image: str = Field(
+        min_length=1,
+        description="apptainer: the SIF file; podman / docker: the image reference "
+        "(e.g. anatprep:0.1.0)",
+    )
+    executable: str | None = Field(
+        None, description="the engine's program (default: the engine's name on PATH)"
+    )
+    binds: list[str] = Field(
+        default_factory=list,
+        description="more host folders mounted read-only at the same path (e.g. a shared "
+        "template folder)",
+    )
+
+    @field_validator("binds")
+    @classmethod
+    def _absolute(cls, v: list[str]) -> list[str]:
+        for path in v:
+            if not Path(path).expanduser().is_absolute() or ":" in path:
+                raise ValueError(f"{path!r}: an absolute folder path without ':' is needed")
+        return v
+
+
 class ExecutionConfig(_Strict):
     plugin: Literal["MultiProc", "Linear", "SLURM", "SLURMGraph", "SLURMArray"] = "MultiProc"
     plugin_args: dict[str, Any] = Field(
@@ -279,6 +309,9 @@ class ExecutionConfig(_Strict):
     )
     work_dir: str | None = Field(None, description="default: <OUTPUT>.work beside OUTPUT")
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    container: ContainerConfig | None = Field(
+        None, description="run the work inside this container image (null: on the host)"
+    )
 
     @field_validator("plugin_args")
     @classmethod

@@ -20,6 +20,7 @@ from anatprep.interfaces.dicomio.table import SeriesTable
 
 from . import provenance
 from .config import Config
+from .container import ContainerLauncher, ImageEnvironment, prepare_launcher
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .labels import sanitize_label
 from .paths import UsageError, check_input, check_separate, check_writable, work_dir_for
@@ -111,10 +112,13 @@ def _describe_unusable(table: SeriesTable, limit: int = 5) -> str:
     return "\n".join(lines)
 
 
-def write_dataset_files(output_dir: Path, plans: list[SubjectPlan]) -> None:
+def write_dataset_files(
+    output_dir: Path, plans: list[SubjectPlan], container: provenance.ContainerInfo | None = None
+) -> None:
     """dataset_description.json (raw and derivatives), README, .bidsignore (participants.tsv
-    after the run: :func:`write_participants`)."""
-    generated = provenance.generated_by(provenance.detect_container())
+    after the run: :func:`write_participants`).  ``container``: the image the work runs in
+    (``execution.container``); default: the one this process runs in, if any."""
+    generated = provenance.generated_by(container or provenance.detect_container())
     raw_desc = output_dir / "dataset_description.json"
     if not raw_desc.exists():
         write_json(
@@ -285,6 +289,7 @@ def run_study(
 
     work_dir = work_dir_for(cfg.execution.work_dir, output_dir)
     check_paths(input_dir, output_dir, work_dir)
+    image = _container(input_dir, output_dir, work_dir, cfg) if series_table is None else None
     with contextlib.ExitStack() as locks:
         if series_table is None:  # a SLURMArray task runs under its batch's OUTPUT lock
             locks.enter_context(hold_lock(output_dir, "OUTPUT"))
@@ -292,19 +297,53 @@ def run_study(
         locks.enter_context(hold_lock(work_dir, "work dir"))
         started = provenance.utc_now()
         summary = _index_plan_run(
-            input_dir, output_dir, work_dir, cfg, participant_labels, series_table
-        )
+            input_dir, output_dir, work_dir, cfg, participant_labels, series_table,
+            image[0] if image else None,
+        )  # fmt: skip
         if series_table is None:
             try:
                 provenance.write_run_record(
                     input_dir=input_dir, output_dir=output_dir, work_dir=work_dir, cfg=cfg,
                     started=started, exit_code=summary.exit_code, command=command,
-                    outcomes=summary.series,
+                    outcomes=summary.series, container=image[0].info if image else None,
+                    packages=image[1].packages if image else None,
                 )  # fmt: skip
             except OSError as exc:  # e.g. a full disk
                 message = f"cannot write the run record: {exc.strerror or exc}"
                 summary.failures.append(Failure("dataset", "provenance", message, ""))
         return summary
+
+
+def _container(
+    input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config
+) -> tuple[ContainerLauncher, ImageEnvironment] | None:
+    """The image the work runs in (``execution.container``), checked (:mod:`.container`);
+    INPUT and the template's folder (and TemplateFlow's home) mounted read-only, OUTPUT and
+    the work dir read-write."""
+    conf = cfg.execution.container
+    if conf is None:
+        return None
+    from anatprep.interfaces.templates import TemplateError, resolve_template
+
+    read_only = [input_dir]
+    bex = cfg.brain_extraction
+    if bex.enabled:
+        try:
+            tpl = resolve_template(
+                bex.template, bex.template_head, bex.template_mask, bex.template_resolution
+            )
+        except TemplateError as exc:
+            raise UsageError(f"brain_extraction: {exc}") from None
+        read_only += [tpl.head.resolve().parent, tpl.mask.resolve().parent]
+    if os.environ.get("TEMPLATEFLOW_HOME"):
+        read_only.append(Path(os.environ["TEMPLATEFLOW_HOME"]))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    launcher, found = prepare_launcher(conf, read_only, [output_dir, work_dir])
+    LOG.info(
+        "work runs in %s %s (%s)", conf.engine, launcher.info.tag, launcher.info.digest or "?"
+    )
+    return launcher, found
 
 
 def clean_output(output_dir: Path, input_dir: Path) -> None:
@@ -325,6 +364,7 @@ def _index_plan_run(
     cfg: Config,
     participant_labels: list[str] | None,
     series_table: Path | None,
+    launcher: ContainerLauncher | None = None,
 ) -> RunSummary:
     """:func:`run_study` once the paths are checked and locked."""
     log_dir = work_dir / "logs"
@@ -372,15 +412,17 @@ def _index_plan_run(
 
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_dataset_files(output_dir, plans)
+        write_dataset_files(output_dir, plans, launcher.info if launcher else None)
     except OSError as exc:  # e.g. a full disk: nothing has run yet
         raise UsageError(f"OUTPUT {output_dir} cannot be written: {exc.strerror or exc}") from None
     if not plans:
         summary = RunSummary(subjects=[], unusable_files=unusable_files(table.unusable))
-    elif cfg.execution.plugin == "SLURMArray":
-        summary = _run_slurm_array(plans, input_dir, output_dir, work_dir, cfg, table)
+    elif cfg.execution.plugin == "SLURMArray" or (
+        launcher is not None and cfg.execution.plugin in ("MultiProc", "Linear")
+    ):
+        summary = _run_subject_tasks(plans, input_dir, output_dir, work_dir, cfg, table, launcher)
     else:
-        summary = _run_workflow(plans, output_dir, work_dir, cfg, shown)
+        summary = _run_workflow(plans, output_dir, work_dir, cfg, shown, launcher)
     try:
         write_participants(output_dir)
     except OSError as exc:
@@ -404,8 +446,10 @@ def _run_workflow(
     work_dir: Path,
     cfg: Config,
     table: SeriesTable,
+    launcher: ContainerLauncher | None = None,
 ) -> RunSummary:
-    """MultiProc, Linear, SLURM or SLURMGraph: one nipype workflow over all subjects."""
+    """MultiProc, Linear, SLURM or SLURMGraph: one nipype workflow over all subjects (SLURM
+    and SLURMGraph: each node's job in the image of ``launcher``, if any)."""
     from .workflows import init_anatprep_wf
     from .workflows.anat import node_name
 
@@ -446,6 +490,8 @@ def _run_workflow(
             "outage_seconds": cfg.execution.slurm.outage_seconds,
             "poll_seconds": cfg.execution.slurm.poll_seconds,
         }
+        if launcher is not None:
+            args["python"] = launcher.python(str(work_dir))
         kind = SlurmNodesPlugin if plugin == "SLURM" else SlurmGraphSubmitPlugin
         plugin = kind(plugin_args=args)
         wf.config["execution"]["poll_sleep_duration"] = cfg.execution.slurm.poll_seconds
@@ -494,17 +540,19 @@ def nodes_run_since(graph_dir: Path, started: float) -> list[str]:
     )
 
 
-def _run_slurm_array(
+def _run_subject_tasks(
     plans: list[SubjectPlan],
     input_dir: Path,
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
     table: SeriesTable,
+    launcher: ContainerLauncher | None,
 ) -> RunSummary:
-    """One job array, a subject per task; each subject's failures from its task's crash
-    files, or from SLURM's account of a task that did not end by itself."""
-    from .slurm.array import run_array
+    """A task per subject (:mod:`.subject_tasks`): SLURMArray's job array, or here in the
+    image (MultiProc / Linear with ``execution.container``).  Each subject's failures come
+    from its task's crash files, or from the account of a task that did not end by itself."""
+    from .subject_tasks import run_local
     from .workflows.anat import node_name
 
     tables: dict[str, SeriesTable] = {}
@@ -516,7 +564,14 @@ def _run_slurm_array(
         subjects=[p.key for p in plans], unusable_files=unusable_files(table.unusable)
     )
     started = time.time()
-    outcomes = run_array(tables, input_dir, output_dir, work_dir, cfg)
+    if cfg.execution.plugin == "SLURMArray":
+        from .slurm.array import run_array
+
+        python = launcher.python(str(work_dir)) if launcher else None
+        outcomes = run_array(tables, input_dir, output_dir, work_dir, cfg, python=python)
+    else:
+        assert launcher is not None
+        outcomes = run_local(tables, input_dir, output_dir, work_dir, cfg, launcher)
     log_dir = work_dir / "logs"
     for label, outcome in sorted(outcomes.items()):
         state, code = outcome.state, outcome.exit_code
@@ -527,14 +582,15 @@ def _run_slurm_array(
         if state == "FAILED" and code.startswith(f"{EXIT_PARTIAL}:") and crashes:
             summary.failures += crashes
             continue
-        report = log_dir / f"crash-slurm-sub-{label}.txt"
+        kind = "slurm" if cfg.execution.plugin == "SLURMArray" else "task"
+        report = log_dir / f"crash-{kind}-sub-{label}.txt"
         text = (
-            f"Node: slurm job {outcome.job} (subject sub-{label})\n"
-            f"SLURM job id: {outcome.job}\nState: {state}\nReason: {outcome.reason}\n"
+            f"Node: {outcome.what} (subject sub-{label})\n"
+            f"{'SLURM job id' if kind == 'slurm' else 'Task'}: {outcome.job}\n"
+            f"State: {state}\nReason: {outcome.reason}\n"
             f"ExitCode: {code}\nTask log: {outcome.log}\n"
         )
         atomic_write_bytes(report, text.encode())
-        message = f"SLURM job {outcome.job} ended {state} ({outcome.reason}, exit {code})"
-        summary.failures.append(Failure(f"sub-{label}", f"slurm job {outcome.job}", message,
-                                        str(report)))  # fmt: skip
+        message = f"{outcome.what} ended {state} ({outcome.reason}, exit {code})"
+        summary.failures.append(Failure(f"sub-{label}", outcome.what, message, str(report)))
     return summary

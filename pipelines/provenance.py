@@ -90,9 +90,12 @@ class ContainerInfo:
     sif: str | None = None
 
     def bids(self) -> dict[str, str]:
-        """BIDS ``GeneratedBy.Container``: Type, Tag and (with a digest) URI."""
+        """BIDS ``GeneratedBy.Container``: Type, Tag and, with a digest, URI for an OCI
+        image (``docker://<tag>@<digest>``) or ``Digest`` for a SIF (a file: no such URI)."""
         out = {"Type": self.type, "Tag": self.tag}
-        if self.digest:
+        if self.digest and self.type in ("apptainer", "singularity"):
+            out["Digest"] = self.digest
+        elif self.digest:
             out["URI"] = f"docker://{self.tag}@{self.digest}"
         return out
 
@@ -326,15 +329,19 @@ def write_run_record(
     exit_code: int,
     command: Sequence[str] | None = None,
     outcomes: Sequence[SeriesOutcome] = (),
+    container: ContainerInfo | None = None,
+    packages: Mapping[str, str] | None = None,
 ) -> Path:
     """Write this run's record and methods text under ``OUTPUT/derivatives/anatprep/logs``
     (and the methods text as ``logs/CITATION.md``); return the record's path.  The inputs
-    are the series table the run saved in ``work_dir/index``."""
+    are the series table the run saved in ``work_dir/index``.  ``container`` and
+    ``packages``: the image the work ran in (``execution.container``) and what it holds
+    (default: this process's container, if any, and this environment's packages)."""
     from .methods import methods_text
 
     table = SeriesTable.load(work_dir / "index" / "series_table.json")
     digests = series_digests(table, outcomes, output_dir, work_dir / "index" / _CACHE_NAME)
-    container = detect_container()
+    container = container or detect_container()
     yaml_text, sha = config_sha256(cfg)
     folder = _run_dir(output_dir, started)
     record = RunRecord(
@@ -349,11 +356,11 @@ def write_run_record(
         config_yaml=yaml_text,
         config_sha256=sha,
         executor=executor_info(cfg, container),
-        packages=installed_packages(),
+        packages=dict(packages) if packages is not None else installed_packages(),
         input_root=str(input_dir),
         inputs=digests,
     )
-    methods = methods_text(cfg).encode()
+    methods = methods_text(cfg, packages).encode()
     atomic_write_bytes(folder / METHODS_NAME, methods)
     atomic_write_bytes(output_dir / LOGS_DIR / METHODS_NAME, methods)
     return write_json(asdict(record), folder / RECORD_NAME)

@@ -14,101 +14,48 @@ under CI=true it always runs.  About 5 minutes on the 2-core machine with the bu
 
 from __future__ import annotations
 
-import filecmp
 import importlib.metadata
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from anatprep.pipelines.provenance import is_run_record
+from conftest import tree_differences
 
 REPO = Path(__file__).resolve().parents[1]
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MAX_IMAGE_BYTES = 2_000_000_000
 
 pytestmark = pytest.mark.slow
 
 
-def _can_build() -> bool:
-    if shutil.which("podman") and shutil.which("debootstrap"):
-        return True
-    return os.geteuid() == 0 and shutil.which("apt-get") is not None
-
-
-def _settings() -> dict[str, str]:
-    """The variables containers/env.sh sets (image name, SIF path, CONTAINERS_CONF ...)."""
-    names = ("CONTAINERS_CONF", "IMAGE", "SIF_FILE", "OUT")
-    out = subprocess.run(
-        ["bash", "-c", 'source containers/env.sh && printf "%s\\n" '
-         + " ".join(f'"${n}"' for n in names)],
-        cwd=REPO, check=True, capture_output=True, text=True,
-    ).stdout.splitlines()
-    return dict(zip(names, out, strict=True))
-
-
-def _tree(root: Path) -> list[str]:
-    """Files and folders under ``root``, the run records left out (times, by design)."""
-    return sorted(
-        str(p.relative_to(root)) for p in root.rglob("*")
-        if not is_run_record(p.relative_to(root) / "x")  # a record's folder and its files
-    )  # fmt: skip
-
-
-def _without_container(path: Path) -> dict:
-    """A dataset_description.json with ``GeneratedBy[].Container`` left out: the one thing
+def _same_description(name: str, a: Path, b: Path) -> bool | None:
+    """dataset_description.json compared without ``GeneratedBy[].Container``: the one thing
     a run in a container records differently from the host's (by design)."""
-    data = json.loads(path.read_text())
-    for entry in data.get("GeneratedBy", []):
-        entry.pop("Container", None)
-    return data
+    if Path(name).name != "dataset_description.json":
+        return None
+
+    def without_container(path: Path) -> dict:
+        data = json.loads(path.read_text())
+        for entry in data.get("GeneratedBy", []):
+            entry.pop("Container", None)
+        return data
+
+    return without_container(a) == without_container(b)
 
 
 def assert_same_tree(a: Path, b: Path) -> None:
     """Same file names and byte-identical contents under ``a`` and ``b`` (the run records
     left out; dataset_description.json compared without its ``Container`` entry)."""
-    assert _tree(a) == _tree(b), f"{a} and {b} hold different files"
-    differ = []
-    for name in _tree(a):
-        if not (a / name).is_file():
-            continue
-        if Path(name).name == "dataset_description.json":
-            same = _without_container(a / name) == _without_container(b / name)
-        else:
-            same = filecmp.cmp(a / name, b / name, shallow=False)
-        if not same:
-            differ.append(name)
-    assert not differ, f"files differ between {a} and {b}: {differ}"
+    differ = tree_differences(a, b, same=_same_description)
+    assert not differ, "\n".join(differ)
 
 
 @pytest.fixture(scope="module")
-def built() -> dict[str, str]:
-    if not CI and not _can_build():
-        pytest.skip("podman is missing and cannot be installed here (needs root and apt-get)")
-    proc = subprocess.run(
-        ["bash", "containers/build.sh"], cwd=REPO, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, f"containers/build.sh failed:\n{proc.stderr[-6000:]}"
-    settings = _settings()
-    report = Path(settings["OUT"]) / "build-report.txt"
-    print(report.read_text())
-    return settings
-
-
-@pytest.fixture(scope="module")
-def host_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo run in the host venv (the one running these tests)."""
-    folder = tmp_path_factory.mktemp("container") / "host"
-    proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from anatprep.pipelines.cli import main; "
-         "sys.exit(main())", "demo", str(folder)],
-        capture_output=True, text=True,
-    )
+def host_demo(demo_runs) -> Path:
+    """The demo run in the host venv (the one running these tests; test_e2e's first)."""
+    folder, proc = demo_runs[0]
     assert proc.returncode == 0, proc.stderr[-4000:]
     return folder
 

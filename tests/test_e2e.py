@@ -10,10 +10,9 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
-from conftest import REAL_PHI, grep_outputs, tool
+from conftest import REAL_PHI, grep_outputs, tool, tree_differences
 from scipy import ndimage
 
-from anatprep.pipelines.provenance import is_run_record
 from anatprep.pipelines.synthetic import FAKE_PHI, write_series
 
 
@@ -46,27 +45,7 @@ def _mask_checks(mask_path: Path) -> tuple[float, int]:
     return float(data.sum() * np.prod(img.header.get_zooms()[:3]) / 1000.0), n_components
 
 
-def _tree_bytes(root: Path) -> dict[str, bytes]:
-    """Every output file's bytes but the run records' (times by design: test_provenance)."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not is_run_record(p.relative_to(root))
-    }
-
-
 FAKE_NEEDLES = [v.encode() for v in FAKE_PHI.values() if len(v) > 3] + [b"Demo^Subject"]
-
-
-@pytest.fixture(scope="module")
-def demo_runs(tmp_path_factory):
-    """The demo, twice, in separate folders (for determinism)."""
-    runs = []
-    for name in ("a", "b"):
-        folder = tmp_path_factory.mktemp(f"demo_{name}")
-        res = _anatprep("demo", folder / "demo")
-        runs.append((folder / "demo", res))
-    return runs
 
 
 @pytest.mark.slow
@@ -118,10 +97,8 @@ def test_demo_outputs_valid_bids_without_phi_or_partials(demo_runs):
 def test_demo_is_deterministic(demo_runs):
     (a, ra), (b, rb) = demo_runs
     assert ra.returncode == rb.returncode == 0
-    ta, tb = _tree_bytes(a / "bids"), _tree_bytes(b / "bids")
-    assert ta.keys() == tb.keys()
-    different = [k for k in ta if ta[k] != tb[k]]
-    assert different == []
+    differ = tree_differences(a / "bids", b / "bids")
+    assert not differ, "\n".join(differ)
 
 
 @pytest.mark.slow

@@ -19,50 +19,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
-from anatprep.pipelines.demo import build_demo_study
-from anatprep.pipelines.provenance import is_run_record
-from anatprep.pipelines.slurm.client import SlurmClient, slurm_available
+from conftest import run_anatprep, run_config, tree_differences
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    if not slurm_available():
-        res = subprocess.run(["bash", str(REPO / "tests" / "slurm" / "up.sh")], text=True,
-                             capture_output=True)  # fmt: skip
-        if res.returncode != 0 or not slurm_available():
-            why = f"SLURM could not start: {res.stderr.strip()[-300:]}"
-            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-                pytest.fail(why)
-            pytest.skip(why)
-    return SlurmClient(outage_s=30)
-
-
-@pytest.fixture(scope="module")
-def demo_dicom(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("slurm_demo")
-    build_demo_study(root / "dicom", root / "truth")
-    return root / "dicom"
-
-
-def _config(path: Path, plugin: str, brain_extraction: str = "quality: fast") -> Path:
-    path.write_text(
-        f"brain_extraction:\n  {brain_extraction}\n"
-        f"execution:\n  plugin: {plugin}\n  n_procs: 2\n"
-        "  slurm:\n    cpus_per_task: 1\n    mem_gb: 3\n    poll_seconds: 1\n"
-        "    outage_seconds: 240\n"
-    )
-    return path
-
-
-def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "anatprep.pipelines.cli", "run", *map(str, args)],
-        capture_output=True, text=True, timeout=1800, cwd=REPO, **kwargs,
-    )  # fmt: skip
 
 
 def _start(src: Path, out: Path, cfg: Path) -> subprocess.Popen:
@@ -74,30 +34,16 @@ def _start(src: Path, out: Path, cfg: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    """Every output file's bytes but the run records' (times by design: test_provenance)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not is_run_record(p.relative_to(root))}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def multiproc_run(demo_dicom, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("multiproc") / "out"
-    res = _run([demo_dicom, out, "--config",
-                _config(out.parent / "m.yaml", "MultiProc")])  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    return out
-
-
 @pytest.mark.parametrize("mode", ["SLURM", "SLURMGraph", "SLURMArray"])
 def test_outputs_equal_multiproc(slurm, demo_dicom, multiproc_run, tmp_path, mode):
     """Same input and config, LOGNAME unset (as under CI): each SLURM mode's BIDS tree is
     byte-identical to MultiProc's; job logs are kept under the run's log folder."""
     env = {k: v for k, v in os.environ.items() if k != "LOGNAME"}
-    cfg = _config(tmp_path / "c.yaml", mode)
-    res = _run([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
+    cfg = run_config(tmp_path / "c.yaml", mode)
+    res = run_anatprep([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert _tree(tmp_path / "out") == _tree(multiproc_run)
+    differ = tree_differences(multiproc_run, tmp_path / "out")
+    assert not differ, "\n".join(differ)
     logs = tmp_path / "out.work" / ("slurm/logs" if mode == "SLURMArray" else "logs/slurm")
     names = sorted(p.name for p in logs.iterdir())
     if mode == "SLURMArray":
@@ -106,7 +52,7 @@ def test_outputs_equal_multiproc(slurm, demo_dicom, multiproc_run, tmp_path, mod
         for label in ("01", "02"):
             task = tmp_path / "out.work" / "slurm" / label
             assert (task / "series_table.json").is_file() and not (task / "index").exists()
-        again = _run([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
+        again = run_anatprep([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
         assert again.returncode == 0 and "not resubmitted: 01, 02" in again.stderr
     else:  # one log per job, named by subject and node
         assert any(n.startswith("anatprep-sub-02-brain_extraction-") for n in names), names
@@ -119,8 +65,8 @@ def test_graph_mode_failing_subject(slurm, demo_dicom, tmp_path):
     shutil.copytree(demo_dicom, src)
     victim = sorted((src / "sub-02").rglob("*.dcm"))[10]
     victim.write_bytes(victim.read_bytes()[:-2000])
-    cfg = _config(tmp_path / "c.yaml", "SLURMGraph", brain_extraction="enabled: false")
-    res = _run([src, tmp_path / "out", "--config", cfg])
+    cfg = run_config(tmp_path / "c.yaml", "SLURMGraph", brain_extraction="enabled: false")
+    res = run_anatprep([src, tmp_path / "out", "--config", cfg])
     assert res.returncode == 4, res.stdout + res.stderr
     assert "1 of 2 subject(s) complete" in res.stdout
     assert "sub-02" in res.stdout and victim.name in res.stdout
@@ -152,7 +98,7 @@ def test_killed_node_job_fails_its_subject_only(slurm, demo_dicom, tmp_path):
     """Per-node jobs: scancel of sub-02's brain-extraction job mid-run ends that subject
     with a crash report naming the job and SLURM's state; sub-01 completes; exit 4. The
     re-run submits jobs for sub-02's unfinished nodes only."""
-    cfg = _config(tmp_path / "c.yaml", "SLURM")
+    cfg = run_config(tmp_path / "c.yaml", "SLURM")
     before = _job_ids()
     head = _start(demo_dicom, tmp_path / "out", cfg)
     end, victim = time.monotonic() + 300, None
@@ -174,7 +120,7 @@ def test_killed_node_job_fails_its_subject_only(slurm, demo_dicom, tmp_path):
     # the re-run submits only what did not finish: sub-02's brain extraction and after
     logs = tmp_path / "out.work" / "logs" / "slurm"
     before = {p.name for p in logs.iterdir()}
-    again = _run([demo_dicom, tmp_path / "out", "--config", cfg])
+    again = run_anatprep([demo_dicom, tmp_path / "out", "--config", cfg])
     assert again.returncode == 0, again.stdout + again.stderr
     new = sorted({p.name for p in logs.iterdir()} - before)
     assert new and all(n.startswith("anatprep-sub-02-") for n in new), new
@@ -184,7 +130,7 @@ def test_killed_node_job_fails_its_subject_only(slurm, demo_dicom, tmp_path):
 def test_killed_task_fails_its_subject_only_and_rerun_resumes(slurm, demo_dicom, tmp_path):
     """scancel of one task mid-run: that subject fails with the job id and SLURM's state in
     its crash report, the other completes, exit 4; the re-run submits only the killed one."""
-    cfg = _config(tmp_path / "a.yaml", "SLURMArray")
+    cfg = run_config(tmp_path / "a.yaml", "SLURMArray")
     out = tmp_path / "out"
     before = _job_ids()
     head = _start(demo_dicom, out, cfg)
@@ -199,14 +145,14 @@ def test_killed_task_fails_its_subject_only_and_rerun_resumes(slurm, demo_dicom,
     crash = (tmp_path / "out.work" / "logs" / "crash-slurm-sub-02.txt").read_text()
     assert f"SLURM job id: {victim}" in crash and "State: CANCELLED" in crash
     assert (out / "derivatives" / "anatprep" / "sub-01" / "anat").is_dir()
-    again = _run([demo_dicom, out, "--config", cfg])
+    again = run_anatprep([demo_dicom, out, "--config", cfg])
     assert again.returncode == 0, again.stdout + again.stderr
     assert "not resubmitted: 01" in again.stderr and "submitted array" in again.stderr
 
 
 def test_controller_outage_during_run(slurm, demo_dicom, tmp_path):
     """slurmctld stopped for 60 s while the array runs: the head retries and finishes."""
-    cfg = _config(tmp_path / "a.yaml", "SLURMArray")
+    cfg = run_config(tmp_path / "a.yaml", "SLURMArray")
     before = _job_ids()
     head = _start(demo_dicom, tmp_path / "out", cfg)
     _wait_running(1, before)
@@ -224,7 +170,7 @@ def test_controller_outage_during_run(slurm, demo_dicom, tmp_path):
 
 def test_interrupted_run_cancels_its_jobs(slurm, demo_dicom, tmp_path):
     """Ctrl-C on the waiting process: it cancels its own job array before exiting."""
-    cfg = _config(tmp_path / "a.yaml", "SLURMArray")
+    cfg = run_config(tmp_path / "a.yaml", "SLURMArray")
     before = _job_ids()
     head = _start(demo_dicom, tmp_path / "out", cfg)
     running = _wait_running(2, before)
@@ -243,14 +189,14 @@ def test_array_rerun_resubmits_a_subject_whose_input_changed(slurm, demo_dicom, 
     series table changes with their fingerprints); the unchanged one is not."""
     src = tmp_path / "dicom"
     shutil.copytree(demo_dicom, src)
-    cfg = _config(tmp_path / "c.yaml", "SLURMArray", brain_extraction="enabled: false")
-    first = _run([src, tmp_path / "out", "--config", cfg])
+    cfg = run_config(tmp_path / "c.yaml", "SLURMArray", brain_extraction="enabled: false")
+    first = run_anatprep([src, tmp_path / "out", "--config", cfg])
     assert first.returncode == 0, first.stdout + first.stderr
     for path in (src / "sub-01").rglob("*.dcm"):
         ds = pydicom.dcmread(path)
         ds.RepetitionTime = "1234"
         ds.save_as(path)
-    again = _run([src, tmp_path / "out", "--config", cfg])
+    again = run_anatprep([src, tmp_path / "out", "--config", cfg])
     assert again.returncode == 0, again.stdout + again.stderr
     assert "not resubmitted: 02" in again.stderr and "submitted array" in again.stderr
     (sidecar,) = (tmp_path / "out" / "sub-01").rglob("*_T1w.json")

@@ -1,31 +1,31 @@
 """Per-subject job arrays: the batch is one ``sbatch --array``; task *k* runs subject *k*'s
-whole graph with MultiProc inside (``anatprep run ... --participant-label``) in its own work
-dir, and this process waits for the array, then reports each subject's outcome.
+task (:mod:`..subject_tasks`: its whole graph with MultiProc inside, in its own work dir
+``<work>/slurm/<label>``; with ``execution.container``, in the image), and this process
+waits for the array, then reports each subject's outcome.
 
 * A subject whose task ends COMPLETED is done.  A task that exits 4 failed some nodes: their
   crash files are in the task's work dir.  Any other end (cancelled, time limit, out of
   memory, node failure, another exit code) is a failure of that subject whose crash report
   names the job id, SLURM's state and reason, and the task's log file.
-* Finished subjects are remembered (``<work>/slurm/<label>/done`` holding the config hash):
-  a re-run submits only the subjects that did not finish.
+* Finished subjects are remembered (:func:`..subject_tasks.plan_tasks`): a re-run submits
+  only the subjects that did not finish.
 * If this process is interrupted or fails while waiting, it cancels its array.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from anatprep.interfaces.atomic import atomic_write_bytes
 from anatprep.interfaces.dicomio.table import SeriesTable
 
-from ..config import Config, dump_config
+from ..config import Config
+from ..subject_tasks import TaskOutcome, mark_done, plan_tasks, task_arguments
 from .client import SlurmClient
 
 LOG = logging.getLogger("anatprep.slurm")
@@ -35,26 +35,10 @@ TASK_SCRIPT = """#!/bin/bash
 set -u
 label="$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {labels})"
 echo "anatprep: subject $label, job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-exec {python} -m anatprep.pipelines.cli run {input} {output} --config {config} \\
-    --participant-label "$label" --work-dir {work}/"$label" --n-procs {cpus} \\
+exec {command} \\
+    --participant-label "$label" --work-dir {work}/"$label" \\
     --series-table {work}/"$label"/series_table.json
 """
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """How one subject's array task ended, as SLURM accounts for it."""
-
-    job: str  # <array job>_<task>
-    state: str  # COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, ... or UNKNOWN
-    exit_code: str  # "<code>:<signal>" as sacct gives it ('' when unknown)
-    reason: str
-    log: str  # the task's log file
-    work_dir: str  # the task's own work dir (its crash files are under logs/)
-
-    @property
-    def completed(self) -> bool:
-        return self.state == "COMPLETED"
 
 
 def _sbatch_args(cfg: Config, n: int, log_dir: Path, job_name: str) -> list[str]:
@@ -75,52 +59,27 @@ def _sbatch_args(cfg: Config, n: int, log_dir: Path, job_name: str) -> list[str]
     return args + list(s.extra_args)
 
 
-def _task_config(cfg: Config) -> str:
-    data = cfg.model_copy(deep=True)
-    data.execution.plugin = "MultiProc"
-    data.execution.work_dir = None
-    return dump_config(data)
-
-
 def prepare(
     tables: dict[str, SeriesTable],
     input_dir: Path,
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
+    python: list[str] | None = None,
 ) -> tuple[Path, list[str], dict[str, str]]:
-    """Write the task script, config, label list and each subject's series table (its
-    task's plan: no task indexes INPUT again); return (script, labels to run, their
-    digests).  A subject is run again unless it finished with the same config, paths and
-    series table (an edited input file changes its entry's fingerprints, hence the digest)."""
+    """Write the task script, config, label list and each subject's series table
+    (:func:`~..subject_tasks.plan_tasks`); return (script, labels to run, their digests).
+    ``python``: the command that runs Python for a task (default: this one; with
+    ``execution.container``, the image's)."""
     root = work_dir / "slurm"
-    (root / "logs").mkdir(parents=True, exist_ok=True)
-    config_text = _task_config(cfg)
-    common = config_text + str(input_dir.resolve()) + str(output_dir.resolve())
-    digests: dict[str, str] = {}
-    for label, table in tables.items():
-        table_file = table.save(root / label / "series_table.json")
-        text = common + table_file.read_text()
-        digests[label] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    todo = [
-        label
-        for label in tables
-        if not (
-            (root / label / "done").is_file()
-            and (root / label / "done").read_text() == digests[label]
-        )
-    ]
-    atomic_write_bytes(root / "config.yaml", config_text.encode())
+    todo, digests = plan_tasks(tables, input_dir, output_dir, root, cfg)
     atomic_write_bytes(root / "labels.txt", "".join(f"{x}\n" for x in todo).encode())
     script = root / "task.sh"
+    args = task_arguments(input_dir, output_dir, root, cfg.execution.slurm.cpus_per_task)
     text = TASK_SCRIPT.format(
         labels=shlex.quote(str(root / "labels.txt")),
-        python=shlex.quote(sys.executable),
-        input=shlex.quote(str(input_dir.resolve())),
-        output=shlex.quote(str(output_dir.resolve())),
-        config=shlex.quote(str(root / "config.yaml")),
+        command=shlex.join([*(python or [sys.executable]), *args]),
         work=shlex.quote(str(root)),
-        cpus=cfg.execution.slurm.cpus_per_task,
     )
     atomic_write_bytes(script, text.encode())
     os.chmod(script, 0o755)
@@ -134,12 +93,13 @@ def run_array(
     work_dir: Path,
     cfg: Config,
     client: SlurmClient | None = None,
+    python: list[str] | None = None,
 ) -> dict[str, TaskOutcome]:
     """Submit and wait; the outcome of each subject (``tables``: its series table, by
     label) that ran; subjects finished in an earlier run are not resubmitted."""
     client = client or SlurmClient(outage_s=cfg.execution.slurm.outage_seconds)
     root = work_dir / "slurm"
-    script, todo, digests = prepare(tables, input_dir, output_dir, work_dir, cfg)
+    script, todo, digests = prepare(tables, input_dir, output_dir, work_dir, cfg, python)
     skipped = sorted(set(tables) - set(todo))
     if skipped:
         LOG.info("already finished, not resubmitted: %s", ", ".join(skipped))
@@ -168,6 +128,7 @@ def run_array(
         state = finals.get(key) or (finals.get(job) if len(todo) == 1 else None)
         outcome = TaskOutcome(
             job=key,
+            what=f"SLURM job {key}",
             state=state.state if state else "UNKNOWN",
             exit_code=state.exit_code if state else "",
             reason=state.reason if state else "job not found in scontrol or sacct",
@@ -175,6 +136,6 @@ def run_array(
             work_dir=str(root / label),
         )
         if outcome.completed:
-            atomic_write_bytes(root / label / "done", digests[label].encode())
+            mark_done(root, label, digests[label])
         outcomes[label] = outcome
     return outcomes

@@ -15,6 +15,8 @@ What nipype 1.11's plugins get wrong, and what these subclasses do instead:
   raises when any node failed, like the other plugins.
 * nothing cancelled on abort: on any exception or Ctrl-C the plugin cancels its own jobs.
 * job logs: under ``log_dir`` (the run's log folder), one per job, kept.
+* ``python`` (ours): the command that runs a node's script, e.g. the image's Python with
+  ``execution.container`` (default: this process's interpreter).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 from glob import glob
 from pathlib import Path
 
-from nipype.pipeline.plugins.base import report_crash
+from nipype.pipeline.plugins.base import create_pyscript, report_crash
 from nipype.pipeline.plugins.slurm import SLURMPlugin
 from nipype.pipeline.plugins.slurmgraph import SLURMGraphPlugin, node_completed_status
 
@@ -41,7 +43,7 @@ _DEFAULTS = SlurmConfig()
 LOG = logging.getLogger("anatprep.slurm")
 
 #: plugin_args of ours (everything else goes to nipype's plugin)
-_OWN_ARGS = ("outage_seconds", "log_dir", "job_prefix", "poll_seconds")
+_OWN_ARGS = ("outage_seconds", "log_dir", "job_prefix", "poll_seconds", "python")
 
 
 def job_name(prefix: str, node) -> str:
@@ -80,7 +82,12 @@ class _OwnJobs:
         self._prefix = own.get("job_prefix", "anatprep")
         # SLURMGraph's own wait loop
         self._poll_s = float(own.get("poll_seconds", _DEFAULTS.poll_seconds))
+        self._python = list(own.get("python") or [sys.executable])
         return args
+
+    def _run_line(self, pyscript: str) -> str:
+        """The job script's command: the node's script run by our Python."""
+        return shlex.join([*self._python, pyscript])
 
     def _job_args(self, node, script_dir: str, *sbatch_args: str | None) -> list[str]:
         """sbatch arguments: the user's, then the job name and its log file."""
@@ -110,6 +117,13 @@ class SlurmNodesPlugin(_OwnJobs, SLURMPlugin):
     def _is_pending(self, taskid) -> bool:
         state = self._queued().get(str(taskid))
         return state is not None and not state.final
+
+    def _submit_job(self, node, updatehash=False):
+        """nipype's job script, its Python command ours (:meth:`_run_line`)."""
+        pyscript = create_pyscript(node, updatehash=updatehash)
+        script = Path(pyscript).with_name(f"batchscript_{Path(pyscript).stem}.sh")
+        script.write_text(f"{self._template.rstrip()}\n{self._run_line(pyscript)}\n")
+        return self._submit_batchtask(str(script), node)
 
     def _submit_batchtask(self, scriptfile, node):
         args = self._job_args(
@@ -184,7 +198,7 @@ class SlurmGraphSubmitPlugin(_OwnJobs, SLURMGraphPlugin):
     def _submit_one(self, node, pyscript: str, after: list[str]) -> str:
         template, sbatch_args = self._get_args(node, ["template", "sbatch_args"])
         script = Path(pyscript).with_suffix(".sh")
-        script.write_text(f"{template}\n{shlex.join([sys.executable, pyscript])}\n")
+        script.write_text(f"{template}\n{self._run_line(pyscript)}\n")
         args = self._job_args(node, str(script.parent), sbatch_args)
         if after:
             args += [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"]

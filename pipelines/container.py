@@ -1,0 +1,220 @@
+"""Running the work inside a container image (``execution.container``).
+
+This process (the host's ``anatprep run``) indexes INPUT, plans, locks and accounts as
+always; the work itself runs in the image: each MultiProc or Linear subject as its own
+``anatprep run`` of that subject (:mod:`.subject_tasks`), each SLURM / SLURMGraph node job as
+nipype's node script run by the image's Python, each SLURMArray task as its subject's
+``anatprep run`` in the image.  INPUT is mounted read-only, OUTPUT and the work dir
+read-write, each at its host path (node scripts and series tables name host paths), with the
+template's folder and ``binds`` read-only.  No network (podman/docker), a read-only image, the
+host's user id; Apptainer with ``--contain --cleanenv`` (its own /tmp and HOME, none of the
+host's variables).
+
+Before any work :func:`prepare_launcher` checks that the engine and the image exist, takes the
+image's digest (podman: its manifest digest; docker: its repository digest, else its id;
+Apptainer: the SIF file's sha256) and asks the image for its anatprep and nipype versions and
+installed packages: a version that differs from this process's is refused (exit 2), since the
+host builds the graph and the node scripts the image runs.  The image and digest reach the
+image's processes as ``ANATPREP_CONTAINER_*`` variables, so ``GeneratedBy.Container`` is the
+same whether the host or a task writes it; the run record lists the image's packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from anatprep import __version__
+
+from .config import ContainerConfig
+from .paths import UsageError, same_or_inside
+from .provenance import DIGEST_ENV, ENGINE_ENV, IMAGE_ENV, ContainerInfo, file_sha256
+
+#: what the image is asked before any work (one line of JSON)
+_PROBE = (
+    "import json, nipype; from anatprep import __version__ as v; "
+    "from anatprep.pipelines.provenance import installed_packages as p; "
+    "print(json.dumps({'anatprep': v, 'nipype': nipype.__version__, 'packages': p()}))"
+)
+#: a first start of an image may unpack it (Apptainer's cache, podman's storage)
+_PROBE_TIMEOUT_S = 600
+
+
+class ContainerError(UsageError):
+    """The configured engine or image cannot run the work (exit code 2); names which."""
+
+
+@dataclass(frozen=True)
+class ImageEnvironment:
+    """What the image holds, as it says itself."""
+
+    anatprep: str
+    nipype: str
+    packages: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ContainerLauncher:
+    """Command lines that run a program in the image with the run's mounts."""
+
+    engine: str  #: apptainer, podman or docker
+    executable: str  #: the engine's program
+    image: str  #: what the engine is given: the SIF's absolute path, or the reference
+    info: ContainerInfo  #: what the outputs record (no host path but in the run record)
+    read_only: tuple[str, ...] = ()
+    read_write: tuple[str, ...] = ()
+
+    def environment(self) -> dict[str, str]:
+        """The variables a process in the image gets (its container, as recorded)."""
+        env = {IMAGE_ENV: self.info.tag, ENGINE_ENV: self.engine}
+        if self.info.digest:
+            env[DIGEST_ENV] = self.info.digest
+        return env
+
+    def command(self, argv: Sequence[str], workdir: str, mounts: bool = True) -> list[str]:
+        """``argv`` run in the image, in ``workdir`` (a mounted folder or ``/``)."""
+        ro = self.read_only if mounts else ()
+        rw = self.read_write if mounts else ()
+        env = self.environment()
+        if self.engine == "apptainer":
+            cmd = [self.executable, "exec", "--contain", "--cleanenv", "--pwd", workdir]
+            cmd += [a for p in ro for a in ("--bind", f"{p}:{p}:ro")]
+            cmd += [a for p in rw for a in ("--bind", f"{p}:{p}")]
+            cmd += [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+            return [*cmd, self.image, *argv]
+        cmd = [self.executable, "run", "--rm", "--network=none", "--read-only"]
+        cmd += ["--security-opt", "label=disable", "--user", f"{os.getuid()}:{os.getgid()}"]
+        if self.engine == "podman" and os.geteuid() != 0:
+            cmd.append("--userns=keep-id")  # rootless: the host user owns what is written
+        if self.engine == "docker":
+            cmd += ["--tmpfs", "/tmp"]  # podman mounts one itself with --read-only
+        cmd += ["--workdir", workdir]
+        cmd += [a for p in ro for a in ("--volume", f"{p}:{p}:ro")]
+        cmd += [a for p in rw for a in ("--volume", f"{p}:{p}")]
+        cmd += [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+        return [*cmd, "--entrypoint", argv[0], self.image, *argv[1:]]
+
+    def python(self, workdir: str) -> list[str]:
+        """The image's Python (its virtual environment's, first on the image's PATH)."""
+        return self.command(["python"], workdir)
+
+
+def _mount_list(paths: Iterable[Path]) -> tuple[str, ...]:
+    """Absolute, existing folders, none inside another of the list."""
+    folders = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for folder in folders:
+        if not any(same_or_inside(folder, k) for k in kept):
+            kept.append(folder)
+    return tuple(sorted(str(k) for k in kept))
+
+
+def _executable(conf: ContainerConfig) -> str:
+    name = conf.executable or conf.engine
+    found = shutil.which(os.path.expanduser(name))
+    if found is None:
+        raise ContainerError(
+            f"execution.container: the {conf.engine} program {name!r} is not found "
+            "(install it, or set execution.container.executable)"
+        )
+    return found
+
+
+def _inspect(executable: str, engine: str, image: str) -> str:
+    """The image's digest from podman / docker (``sha256:...``); ContainerError when the
+    image is not there."""
+    fmt = "{{.Digest}}" if engine == "podman" else "{{json .RepoDigests}}|{{.Id}}"
+    proc = subprocess.run(
+        [executable, "image", "inspect", "--format", fmt, image],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise ContainerError(f"execution.container.image {image!r}: not in {engine} ({why})")
+    out = proc.stdout.strip()
+    if engine == "docker":
+        repo, _, image_id = out.partition("|")
+        digests = [d.partition("@")[2] for d in json.loads(repo or "null") or []]
+        out = digests[0] if digests else image_id
+    return out if out.startswith("sha256:") else f"sha256:{out}"
+
+
+def _probe(launcher: ContainerLauncher) -> ImageEnvironment:
+    cmd = launcher.command(["python", "-c", _PROBE], "/", mounts=False)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ContainerError(
+            f"execution.container: {launcher.image} did not answer in {_PROBE_TIMEOUT_S} s"
+        ) from None
+    lines = proc.stdout.strip().splitlines()
+    try:
+        data = json.loads(lines[-1] if proc.returncode == 0 and lines else "null")
+        found = ImageEnvironment(data["anatprep"], data["nipype"], dict(data["packages"]))
+    except (TypeError, KeyError, ValueError):
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or f"exit {proc.returncode}"
+        raise ContainerError(
+            f"execution.container: {launcher.engine} could not run anatprep in "
+            f"{launcher.image}: {tail}"
+        ) from None
+    return found
+
+
+def check_versions(image: str, found: ImageEnvironment) -> None:
+    """ContainerError unless the image's anatprep and nipype are this process's."""
+    import nipype
+
+    here = {"anatprep": __version__, "nipype": nipype.__version__}
+    there = {"anatprep": found.anatprep, "nipype": found.nipype}
+    wrong = [f"{k} {there[k]} (here {here[k]})" for k in here if here[k] != there[k]]
+    if wrong:
+        raise ContainerError(
+            f"execution.container.image {image} holds {', '.join(wrong)}: this anatprep "
+            "builds the work the image runs, so both must be the same version (run the "
+            "anatprep of the image's version here, or use that version's image)"
+        )
+
+
+def prepare_launcher(
+    conf: ContainerConfig,
+    read_only: Iterable[Path],
+    read_write: Iterable[Path],
+) -> tuple[ContainerLauncher, ImageEnvironment]:
+    """Check the engine and the image, take its digest and its environment; the launcher
+    mounting ``read_only`` (INPUT, template folders; ``conf.binds`` added) and
+    ``read_write`` (OUTPUT, the work dir).  Raises :class:`ContainerError`."""
+    executable = _executable(conf)
+    if conf.engine == "apptainer":
+        sif = Path(conf.image).expanduser().resolve()
+        if not sif.is_file():
+            raise ContainerError(f"execution.container.image: no SIF file at {sif}")
+        image, tag = str(sif), sif.name
+        try:
+            digest = "sha256:" + file_sha256(sif)[0]
+        except OSError as exc:
+            raise ContainerError(f"cannot read {sif}: {exc.strerror or exc}") from None
+    else:
+        image = tag = conf.image
+        digest = _inspect(executable, conf.engine, image)
+    info = ContainerInfo(conf.engine, tag, digest, image if conf.engine == "apptainer" else None)
+    writable = _mount_list(read_write)
+    launcher = ContainerLauncher(
+        engine=conf.engine,
+        executable=executable,
+        image=image,
+        info=info,
+        read_only=tuple(
+            p
+            for p in _mount_list([*read_only, *(Path(b).expanduser() for b in conf.binds)])
+            if not any(same_or_inside(Path(p), Path(w)) for w in writable)
+        ),
+        read_write=writable,
+    )
+    found = _probe(launcher)
+    check_versions(image, found)
+    return launcher, found
