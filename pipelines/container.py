@@ -32,7 +32,7 @@ from pathlib import Path
 from anatprep import __version__
 
 from .config import ContainerConfig
-from .paths import UsageError, same_or_inside
+from .paths import UsageError
 from .provenance import DIGEST_ENV, ENGINE_ENV, IMAGE_ENV, ContainerInfo, file_sha256
 
 #: what the image is asked before any work (one line of JSON)
@@ -104,12 +104,21 @@ class ContainerLauncher:
         return self.command(["python"], workdir)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or below it, by the names alone (both forms get mounted)."""
+    return path == folder or folder in path.parents
+
+
 def _mount_list(paths: Iterable[Path]) -> tuple[str, ...]:
-    """Absolute, existing folders, none inside another of the list."""
-    folders = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    """Existing folders, each by its absolute path and by its path with symbolic links
+    resolved (host paths reach the image in either form), none inside another of the list."""
+    folders: set[Path] = set()
+    for path in paths:
+        if path.exists():
+            folders |= {Path(os.path.abspath(path)), path.resolve()}
     kept: list[Path] = []
-    for folder in folders:
-        if not any(same_or_inside(folder, k) for k in kept):
+    for folder in sorted(folders, key=lambda p: len(p.parts)):
+        if not any(_inside(folder, k) for k in kept):
             kept.append(folder)
     return tuple(sorted(str(k) for k in kept))
 
@@ -211,7 +220,7 @@ def prepare_launcher(
         read_only=tuple(
             p
             for p in _mount_list([*read_only, *(Path(b).expanduser() for b in conf.binds)])
-            if not any(same_or_inside(Path(p), Path(w)) for w in writable)
+            if not any(_inside(Path(p), Path(w)) for w in writable)
         ),
         read_write=writable,
     )

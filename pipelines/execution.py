@@ -567,8 +567,12 @@ def _run_subject_tasks(
     if cfg.execution.plugin == "SLURMArray":
         from .slurm.array import run_array
 
-        python = launcher.python(str(work_dir)) if launcher else None
-        outcomes = run_array(tables, input_dir, output_dir, work_dir, cfg, python=python)
+        python, digest = None, ""
+        if launcher is not None:
+            python, digest = launcher.python(str(work_dir)), launcher.info.digest or ""
+        outcomes = run_array(
+            tables, input_dir, output_dir, work_dir, cfg, python=python, image_digest=digest
+        )
     else:
         assert launcher is not None
         outcomes = run_local(tables, input_dir, output_dir, work_dir, cfg, launcher)

