@@ -12,9 +12,12 @@ host's variables).
 
 Before any work :func:`prepare_launcher` checks that the engine and the image exist, takes the
 image's digest (podman: its manifest digest; docker: its repository digest, else its id;
-Apptainer: the SIF file's sha256) and asks the image for its anatprep and nipype versions and
-installed packages: a version that differs from this process's is refused (exit 2), since the
-host builds the graph and the node scripts the image runs.  The image and digest reach the
+Apptainer: the SIF file's sha256) and asks the image what it holds
+(:class:`~.provenance.EnvironmentInfo`): an anatprep or nipype version that differs from this
+process's is refused (exit 2), since the host builds the graph and the node scripts the image
+runs.  podman / docker then run the image by its id (``--pull=never``): a tag moved meanwhile
+cannot swap in an unchecked image.  Host paths holding ``:`` or ``,`` cannot be mounted and
+are refused by name.  The image and digest reach the
 image's processes as ``ANATPREP_CONTAINER_*`` variables, so ``GeneratedBy.Container`` is the
 same whether the host or a task writes it; the run record lists the image's packages.
 """
@@ -26,23 +29,32 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from anatprep import __version__
 
 from .config import ContainerConfig
 from .paths import UsageError
-from .provenance import DIGEST_ENV, ENGINE_ENV, IMAGE_ENV, ContainerInfo, file_sha256
+from .provenance import (
+    DIGEST_ENV,
+    ENGINE_ENV,
+    IMAGE_ENV,
+    ContainerInfo,
+    EnvironmentInfo,
+    file_sha256,
+)
 
-#: what the image is asked before any work (one line of JSON)
+#: what the image is asked before any work (one line of JSON: an EnvironmentInfo)
 _PROBE = (
-    "import json, nipype; from anatprep import __version__ as v; "
-    "from anatprep.pipelines.provenance import installed_packages as p; "
-    "print(json.dumps({'anatprep': v, 'nipype': nipype.__version__, 'packages': p()}))"
+    "import dataclasses, json; from anatprep.pipelines.provenance import environment_info; "
+    "print(json.dumps(dataclasses.asdict(environment_info())))"
 )
 #: a first start of an image may unpack it (Apptainer's cache, podman's storage)
 _PROBE_TIMEOUT_S = 600
+
+Engine = Literal["apptainer", "podman", "docker"]
 
 
 class ContainerError(UsageError):
@@ -50,34 +62,31 @@ class ContainerError(UsageError):
 
 
 @dataclass(frozen=True)
-class ImageEnvironment:
-    """What the image holds, as it says itself."""
-
-    anatprep: str
-    nipype: str
-    packages: dict[str, str]
-
-
-@dataclass(frozen=True)
 class ContainerLauncher:
     """Command lines that run a program in the image with the run's mounts."""
 
-    engine: str  #: apptainer, podman or docker
+    engine: Engine
     executable: str  #: the engine's program
-    image: str  #: what the engine is given: the SIF's absolute path, or the reference
+    #: what the engine is given: the SIF's absolute path, or the image's id (podman/docker)
+    image: str
     info: ContainerInfo  #: what the outputs record (no host path but in the run record)
     read_only: tuple[str, ...] = ()
     read_write: tuple[str, ...] = ()
+    #: more variables for the processes in the image (e.g. TEMPLATEFLOW_HOME)
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def environment(self) -> dict[str, str]:
         """The variables a process in the image gets (its container, as recorded)."""
         env = {IMAGE_ENV: self.info.tag, ENGINE_ENV: self.engine}
         if self.info.digest:
             env[DIGEST_ENV] = self.info.digest
-        return env
+        return {**env, **dict(self.extra_env)}
 
-    def command(self, argv: Sequence[str], workdir: str, mounts: bool = True) -> list[str]:
-        """``argv`` run in the image, in ``workdir`` (a mounted folder or ``/``)."""
+    def command(
+        self, argv: Sequence[str], workdir: str, mounts: bool = True, name: str | None = None
+    ) -> list[str]:
+        """``argv`` run in the image, in ``workdir`` (a mounted folder or ``/``); ``name``:
+        the container's name (podman / docker), to remove it if its client is killed."""
         ro = self.read_only if mounts else ()
         rw = self.read_write if mounts else ()
         env = self.environment()
@@ -87,8 +96,10 @@ class ContainerLauncher:
             cmd += [a for p in rw for a in ("--bind", f"{p}:{p}")]
             cmd += [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
             return [*cmd, self.image, *argv]
-        cmd = [self.executable, "run", "--rm", "--network=none", "--read-only"]
+        cmd = [self.executable, "run", "--rm", "--pull=never", "--network=none", "--read-only"]
         cmd += ["--security-opt", "label=disable", "--user", f"{os.getuid()}:{os.getgid()}"]
+        if name:
+            cmd += ["--name", name]
         if self.engine == "podman" and os.geteuid() != 0:
             cmd.append("--userns=keep-id")  # rootless: the host user owns what is written
         if self.engine == "docker":
@@ -99,9 +110,20 @@ class ContainerLauncher:
         cmd += [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
         return [*cmd, "--entrypoint", argv[0], self.image, *argv[1:]]
 
-    def python(self, workdir: str) -> list[str]:
+    def python(self, workdir: str, name: str | None = None) -> list[str]:
         """The image's Python (its virtual environment's, first on the image's PATH)."""
-        return self.command(["python"], workdir)
+        return self.command(["python"], workdir, name=name)
+
+    def remove(self, name: str) -> None:
+        """Remove the named container, if it still runs (podman / docker; its client was
+        killed).  Apptainer's processes are the client's own: nothing to do."""
+        if self.engine != "apptainer":
+            subprocess.run([self.executable, "rm", "-f", name], capture_output=True, timeout=120)
+
+    def with_read_only(self, folders: Iterable[Path]) -> ContainerLauncher:
+        """This launcher with more read-only folders (e.g. where linked input files lie)."""
+        more = _mount_list([*map(Path, self.read_only), *folders])
+        return replace(self, read_only=_outside(more, self.read_write))
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -109,18 +131,30 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _mount_list(paths: Iterable[Path]) -> tuple[str, ...]:
-    """Existing folders, each by its absolute path and by its path with symbolic links
-    resolved (host paths reach the image in either form), none inside another of the list."""
+def _mount_list(paths: Iterable[Path], must_exist: bool = True) -> tuple[str, ...]:
+    """Folders, each by its absolute path and by its path with symbolic links resolved (host
+    paths reach the image in either form), none inside another of the list; those that do
+    not exist are left out when ``must_exist``.  ContainerError for a path no engine can
+    mount (``:`` or ``,`` in it)."""
     folders: set[Path] = set()
     for path in paths:
-        if path.exists():
+        if not must_exist or path.exists():
             folders |= {Path(os.path.abspath(path)), path.resolve()}
+    for folder in folders:
+        if ":" in str(folder) or "," in str(folder):
+            raise ContainerError(
+                f"execution.container: {folder} cannot be mounted (':' or ',' in its path); "
+                "use a path without them"
+            )
     kept: list[Path] = []
     for folder in sorted(folders, key=lambda p: len(p.parts)):
         if not any(_inside(folder, k) for k in kept):
             kept.append(folder)
     return tuple(sorted(str(k) for k in kept))
+
+
+def _outside(read_only: Sequence[str], read_write: Sequence[str]) -> tuple[str, ...]:
+    return tuple(p for p in read_only if not any(_inside(Path(p), Path(w)) for w in read_write))
 
 
 def _executable(conf: ContainerConfig) -> str:
@@ -134,10 +168,11 @@ def _executable(conf: ContainerConfig) -> str:
     return found
 
 
-def _inspect(executable: str, engine: str, image: str) -> str:
-    """The image's digest from podman / docker (``sha256:...``); ContainerError when the
-    image is not there."""
-    fmt = "{{.Digest}}" if engine == "podman" else "{{json .RepoDigests}}|{{.Id}}"
+def _inspect(executable: str, engine: str, image: str) -> tuple[str, str]:
+    """The image's id and digest from podman / docker (``sha256:...`` each; the digest is
+    the manifest's for podman, the first repository digest or else the id for docker);
+    ContainerError when the image is not there."""
+    fmt = "{{.Id}}|{{.Digest}}" if engine == "podman" else "{{.Id}}|{{json .RepoDigests}}"
     proc = subprocess.run(
         [executable, "image", "inspect", "--format", fmt, image],
         capture_output=True, text=True, timeout=120,
@@ -145,41 +180,43 @@ def _inspect(executable: str, engine: str, image: str) -> str:
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
         raise ContainerError(f"execution.container.image {image!r}: not in {engine} ({why})")
-    out = proc.stdout.strip()
+    image_id, _, digest = proc.stdout.strip().partition("|")
     if engine == "docker":
-        repo, _, image_id = out.partition("|")
-        digests = [d.partition("@")[2] for d in json.loads(repo or "null") or []]
-        out = digests[0] if digests else image_id
-    return out if out.startswith("sha256:") else f"sha256:{out}"
+        found = [d.partition("@")[2] for d in json.loads(digest or "null") or []]
+        digest = found[0] if found else image_id
+    image_id = image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+    digest = digest if digest.startswith("sha256:") else f"sha256:{digest}"
+    return image_id, digest
 
 
-def _probe(launcher: ContainerLauncher) -> ImageEnvironment:
+def _probe(launcher: ContainerLauncher, shown: str) -> EnvironmentInfo:
     cmd = launcher.command(["python", "-c", _PROBE], "/", mounts=False)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ContainerError(
-            f"execution.container: {launcher.image} did not answer in {_PROBE_TIMEOUT_S} s"
+            f"execution.container: {shown} did not answer in {_PROBE_TIMEOUT_S} s"
         ) from None
     lines = proc.stdout.strip().splitlines()
     try:
         data = json.loads(lines[-1] if proc.returncode == 0 and lines else "null")
-        found = ImageEnvironment(data["anatprep"], data["nipype"], dict(data["packages"]))
+        found = EnvironmentInfo(
+            data["anatprep"], data["nipype"], data["dcm2niix"], dict(data["packages"])
+        )
     except (TypeError, KeyError, ValueError):
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or f"exit {proc.returncode}"
         raise ContainerError(
-            f"execution.container: {launcher.engine} could not run anatprep in "
-            f"{launcher.image}: {tail}"
+            f"execution.container: {launcher.engine} could not run anatprep in {shown}: {tail}"
         ) from None
     return found
 
 
-def check_versions(image: str, found: ImageEnvironment) -> None:
+def check_versions(image: str, found: EnvironmentInfo) -> None:
     """ContainerError unless the image's anatprep and nipype are this process's."""
     import nipype
 
     here = {"anatprep": __version__, "nipype": nipype.__version__}
-    there = {"anatprep": found.anatprep, "nipype": found.nipype}
+    there = asdict(found)
     wrong = [f"{k} {there[k]} (here {here[k]})" for k in here if here[k] != there[k]]
     if wrong:
         raise ContainerError(
@@ -193,37 +230,39 @@ def prepare_launcher(
     conf: ContainerConfig,
     read_only: Iterable[Path],
     read_write: Iterable[Path],
-) -> tuple[ContainerLauncher, ImageEnvironment]:
+    extra_env: dict[str, str] | None = None,
+) -> tuple[ContainerLauncher, EnvironmentInfo]:
     """Check the engine and the image, take its digest and its environment; the launcher
-    mounting ``read_only`` (INPUT, template folders; ``conf.binds`` added) and
-    ``read_write`` (OUTPUT, the work dir).  Raises :class:`ContainerError`."""
+    mounting ``read_only`` (INPUT, template folders; ``conf.binds`` added; those that do not
+    exist left out) and ``read_write`` (OUTPUT, the work dir; made by the run if need be).
+    Raises :class:`ContainerError`."""
     executable = _executable(conf)
     if conf.engine == "apptainer":
         sif = Path(conf.image).expanduser().resolve()
         if not sif.is_file():
             raise ContainerError(f"execution.container.image: no SIF file at {sif}")
-        image, tag = str(sif), sif.name
+        image, tag, shown = str(sif), sif.name, str(sif)
         try:
             digest = "sha256:" + file_sha256(sif)[0]
         except OSError as exc:
-            raise ContainerError(f"cannot read {sif}: {exc.strerror or exc}") from None
+            raise ContainerError(
+                f"execution.container.image: cannot read {sif}: {exc.strerror or exc}"
+            ) from None
     else:
-        image = tag = conf.image
-        digest = _inspect(executable, conf.engine, image)
+        image, digest = _inspect(executable, conf.engine, conf.image)
+        tag = shown = conf.image
     info = ContainerInfo(conf.engine, tag, digest, image if conf.engine == "apptainer" else None)
-    writable = _mount_list(read_write)
+    writable = _mount_list(read_write, must_exist=False)
+    readable = _mount_list([*read_only, *(Path(b).expanduser() for b in conf.binds)])
     launcher = ContainerLauncher(
         engine=conf.engine,
         executable=executable,
         image=image,
         info=info,
-        read_only=tuple(
-            p
-            for p in _mount_list([*read_only, *(Path(b).expanduser() for b in conf.binds)])
-            if not any(_inside(Path(p), Path(w)) for w in writable)
-        ),
+        read_only=_outside(readable, writable),
         read_write=writable,
+        extra_env=tuple(sorted((extra_env or {}).items())),
     )
-    found = _probe(launcher)
-    check_versions(image, found)
+    found = _probe(launcher, shown)
+    check_versions(shown, found)
     return launcher, found

@@ -20,7 +20,7 @@ from anatprep.interfaces.dicomio.table import SeriesTable
 
 from . import provenance
 from .config import Config
-from .container import ContainerLauncher, ImageEnvironment, prepare_launcher
+from .container import ContainerLauncher, prepare_launcher
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .labels import sanitize_label
 from .paths import UsageError, check_input, check_separate, check_writable, work_dir_for
@@ -306,7 +306,7 @@ def run_study(
                     input_dir=input_dir, output_dir=output_dir, work_dir=work_dir, cfg=cfg,
                     started=started, exit_code=summary.exit_code, command=command,
                     outcomes=summary.series, container=image[0].info if image else None,
-                    packages=image[1].packages if image else None,
+                    environment=image[1] if image else None,
                 )  # fmt: skip
             except OSError as exc:  # e.g. a full disk
                 message = f"cannot write the run record: {exc.strerror or exc}"
@@ -316,16 +316,17 @@ def run_study(
 
 def _container(
     input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config
-) -> tuple[ContainerLauncher, ImageEnvironment] | None:
+) -> tuple[ContainerLauncher, provenance.EnvironmentInfo] | None:
     """The image the work runs in (``execution.container``), checked (:mod:`.container`);
-    INPUT and the template's folder (and TemplateFlow's home) mounted read-only, OUTPUT and
-    the work dir read-write."""
+    INPUT and the template's folder mounted read-only (a TemplateFlow template: its
+    TemplateFlow home, named to the image too), OUTPUT and the work dir read-write."""
     conf = cfg.execution.container
     if conf is None:
         return None
     from anatprep.interfaces.templates import TemplateError, resolve_template
 
     read_only = [input_dir]
+    env: dict[str, str] = {}
     bex = cfg.brain_extraction
     if bex.enabled:
         try:
@@ -334,12 +335,13 @@ def _container(
             )
         except TemplateError as exc:
             raise UsageError(f"brain_extraction: {exc}") from None
-        read_only += [tpl.head.resolve().parent, tpl.mask.resolve().parent]
-    if os.environ.get("TEMPLATEFLOW_HOME"):
-        read_only.append(Path(os.environ["TEMPLATEFLOW_HOME"]))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    launcher, found = prepare_launcher(conf, read_only, [output_dir, work_dir])
+        read_only += [tpl.head.parent, tpl.mask.parent]
+        if bex.template not in ("robex", "custom"):  # tasks look it up again, offline
+            home = next((p.parent for p in tpl.head.parents if p.name.startswith("tpl-")), None)
+            if home is not None:
+                read_only.append(home)
+                env = {"TEMPLATEFLOW_HOME": str(home), "TEMPLATEFLOW_AUTOUPDATE": "0"}
+    launcher, found = prepare_launcher(conf, read_only, [output_dir, work_dir], env)
     LOG.info(
         "work runs in %s %s (%s)", conf.engine, launcher.info.tag, launcher.info.digest or "?"
     )
@@ -384,6 +386,15 @@ def _index_plan_run(
             else f"no usable DICOM among {table.n_files} files:\n{_describe_unusable(table)}"
         )
         raise NoDataError(f"{input_dir}: {reason}")
+    if launcher is not None:  # input files linked from outside INPUT: mounted too
+        root = input_dir.resolve()
+        linked = {
+            Path(f).resolve().parent
+            for entry in table.series
+            for f in entry.files
+            if not Path(f).resolve().is_relative_to(root)
+        }
+        launcher = launcher.with_read_only(linked)
     plans = plan_subjects(table, cfg, participant_labels)
     # from here on (messages, nodes, the account) as deidentify allows; SLURMArray tasks
     # get the whole entries (they plan their subject again)

@@ -10,14 +10,16 @@ overrides (:func:`anatprep.interfaces.brainextract.params.preset`), as the node 
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Mapping
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anatprep import CODE_URL, __version__
 from anatprep.interfaces.brainextract.grids import HEAD_HEIGHT_MM
 from anatprep.interfaces.brainextract.params import BrainExtractionParams, preset
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from .provenance import ContainerInfo, EnvironmentInfo
 
 REFERENCES = {
     "nipype": "Gorgolewski K, Burns CD, Madison C, Clark D, Halchenko YO, Waskom ML, Ghosh SS "
@@ -60,23 +62,23 @@ REFERENCES = {
 
 
 class _Versions:
-    """Distribution versions: this environment's, or those an image reported
-    (``execution.container``: the work ran there)."""
+    """Versions of the environment the work ran in: this one, or an image's as it
+    reported them (``execution.container``)."""
 
-    def __init__(self, packages: Mapping[str, str] | None = None):
-        self._packages = packages
+    def __init__(self, environment: EnvironmentInfo | None = None):
+        self._environment = environment
 
     def __call__(self, distribution: str) -> str:
-        if self._packages is not None:
-            return self._packages.get(distribution, "(not installed)")
+        if self._environment is not None:
+            return self._environment.packages.get(distribution, "(not installed)")
         try:
             return importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
             return "(not installed)"
 
     def dcm2niix(self) -> str:
-        if self._packages is not None:
-            return self("dcm2niix")
+        if self._environment is not None:
+            return self._environment.dcm2niix or "(not installed)"
         from anatprep.interfaces.dicomio.reference import ReferenceUnavailable, version
 
         try:
@@ -161,18 +163,21 @@ def _extraction(
     return text
 
 
-def _container_sentence(cfg: Config) -> str:
-    conf = cfg.execution.container
-    if conf is None:
+def _container_sentence(container: ContainerInfo | None) -> str:
+    if container is None:
         return ""
-    image = Path(conf.image).name if conf.engine == "apptainer" else conf.image
-    return f" All processing ran in the container image {image} ({conf.engine})."
+    return f" All processing ran in the container image {container.tag} ({container.type})."
 
 
-def methods_text(cfg: Config, packages: Mapping[str, str] | None = None) -> str:
-    """The methods boilerplate (Markdown) of a run with ``cfg``; ``packages``: the versions
-    of the environment the work ran in, when not this one (``execution.container``)."""
-    v = _Versions(packages)
+def methods_text(
+    cfg: Config,
+    environment: EnvironmentInfo | None = None,
+    container: ContainerInfo | None = None,
+) -> str:
+    """The methods boilerplate (Markdown) of a run with ``cfg``; ``environment``: what the
+    work ran with, when not this environment (``execution.container``); ``container``: the
+    image it ran in, if any."""
+    v = _Versions(environment)
     cites = ["nipype", "bids", "nibabel", "pydicom", "dcm2niix"]
     conv = cfg.conversion
     geometry = conv.geometry
@@ -191,7 +196,7 @@ def methods_text(cfg: Config, packages: Mapping[str, str] | None = None) -> str:
         "# Methods",
         f"Results included in this manuscript come from preprocessing performed with "
         f"anatprep {__version__} ({CODE_URL}), which is based on Nipype "
-        f"{v('nipype')} [nipype].{_container_sentence(cfg)}",
+        f"{v('nipype')} [nipype].{_container_sentence(container)}",
         "## DICOM conversion",
         f"DICOM series were indexed by their headers and converted to NIfTI-1 images with "
         f"JSON sidecars in the Brain Imaging Data Structure [bids] by {converter}.{verify} "

@@ -60,6 +60,14 @@ def _child_defaults() -> None:
 os.register_at_fork(before=_remember_parent, after_in_child=_child_defaults)
 
 
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """``preexec_fn`` of a program started with :mod:`subprocess` (which runs no fork
+    handler): it gets ``signum`` when this process dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While the block runs (in the main thread), SIGTERM raises :class:`Terminated`."""

@@ -108,10 +108,10 @@ def detect_container(environ: Mapping[str, str] | None = None) -> ContainerInfo 
     if not image and sif_var is None:
         return None
     sif = env[sif_var] if sif_var else None
-    if sif_var:  # set by Apptainer itself at run time: it wins over what an image says
-        kind = "apptainer" if sif_var.startswith("APPTAINER") else "singularity"
-    elif env.get(ENGINE_ENV):
+    if env.get(ENGINE_ENV, "").strip():  # named by whoever started it (execution.container)
         kind = env[ENGINE_ENV].strip()
+    elif sif_var:  # set by Apptainer itself at run time: it wins over what an image says
+        kind = "apptainer" if sif_var.startswith("APPTAINER") else "singularity"
     elif env.get("container"):  # podman sets container=podman
         kind = env["container"].strip()
     elif Path("/.dockerenv").exists():
@@ -285,6 +285,30 @@ def installed_packages() -> dict[str, str]:
     return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 
+@dataclass(frozen=True)
+class EnvironmentInfo:
+    """What an environment (this one, or an image's, as it reports itself) holds."""
+
+    anatprep: str
+    nipype: str
+    #: the dcm2niix program's version (``v1.0.20250506``), None when there is none
+    dcm2niix: str | None
+    packages: dict[str, str]
+
+
+def environment_info() -> EnvironmentInfo:
+    """This environment's :class:`EnvironmentInfo`."""
+    import nipype
+
+    from anatprep.interfaces.dicomio.reference import ReferenceUnavailable, version
+
+    try:
+        dcm2niix: str | None = version()
+    except (ReferenceUnavailable, OSError):
+        dcm2niix = None
+    return EnvironmentInfo(__version__, nipype.__version__, dcm2niix, installed_packages())
+
+
 def executor_info(cfg: Config, container: ContainerInfo | None) -> dict[str, Any]:
     ex = cfg.execution
     return {
@@ -330,13 +354,13 @@ def write_run_record(
     command: Sequence[str] | None = None,
     outcomes: Sequence[SeriesOutcome] = (),
     container: ContainerInfo | None = None,
-    packages: Mapping[str, str] | None = None,
+    environment: EnvironmentInfo | None = None,
 ) -> Path:
     """Write this run's record and methods text under ``OUTPUT/derivatives/anatprep/logs``
     (and the methods text as ``logs/CITATION.md``); return the record's path.  The inputs
     are the series table the run saved in ``work_dir/index``.  ``container`` and
-    ``packages``: the image the work ran in (``execution.container``) and what it holds
-    (default: this process's container, if any, and this environment's packages)."""
+    ``environment``: the image the work ran in (``execution.container``) and what it
+    holds (default: this process's container, if any, and this environment)."""
     from .methods import methods_text
 
     table = SeriesTable.load(work_dir / "index" / "series_table.json")
@@ -356,11 +380,11 @@ def write_run_record(
         config_yaml=yaml_text,
         config_sha256=sha,
         executor=executor_info(cfg, container),
-        packages=dict(packages) if packages is not None else installed_packages(),
+        packages=dict(environment.packages) if environment else installed_packages(),
         input_root=str(input_dir),
         inputs=digests,
     )
-    methods = methods_text(cfg, packages).encode()
+    methods = methods_text(cfg, environment, container).encode()
     atomic_write_bytes(folder / METHODS_NAME, methods)
     atomic_write_bytes(output_dir / LOGS_DIR / METHODS_NAME, methods)
     return write_json(asdict(record), folder / RECORD_NAME)

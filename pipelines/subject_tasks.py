@@ -2,18 +2,23 @@
 (``--participant-label``, its part of the batch's series table, its own work dir), with
 MultiProc inside.  SLURMArray submits the tasks as one job array (:mod:`.slurm.array`);
 with ``execution.container`` and MultiProc or Linear, :func:`run_local` runs them here, each in
-the image, as many at once as ``n_procs`` allows.
+the image (MultiProc: as many at once as ``n_procs`` allows, the processors and memory budget
+shared between them; Linear: one at a time, one process each).
 
 * Finished subjects are remembered (``<root>/<label>/done`` holding the digest of the task's
   config, paths and series table): a re-run starts only the subjects that did not finish,
   or whose input or config changed.
 * A task that exits 4 failed some nodes: their crash files are in the task's work dir.  Any
   other end is a failure of that subject, named with its log file.
-* If this process is interrupted while tasks run, it ends them.
+* If this process is interrupted while tasks run, it ends them (SIGTERM, which the engines
+  pass on to the container; after a grace period SIGKILL, and a podman / docker container is
+  removed by name).  Each task has its own session (a Ctrl-C at the terminal reaches this
+  process only, which ends them once) and gets SIGTERM if this process dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -28,6 +33,7 @@ from anatprep.interfaces.dicomio.table import SeriesTable
 
 from .config import Config, dump_config
 from .container import ContainerLauncher
+from .processes import die_with_parent
 
 LOG = logging.getLogger("anatprep")
 
@@ -149,10 +155,11 @@ def run_local(
     if not todo:
         return {}
     n_procs = cfg.execution.n_procs or os.cpu_count() or 1
+    if cfg.execution.plugin == "Linear":
+        n_procs = 1
     at_once = max(1, min(len(todo), n_procs))
     common = task_arguments(input_dir, output_dir, root, max(1, n_procs // at_once))
     common += ["--mem-gb", f"{_memory_gb(cfg) / at_once:.3f}"]  # the budget shared too
-    python = launcher.python(str(work_dir))
     waiting = list(todo)
     running: dict[str, subprocess.Popen] = {}
     outcomes: dict[str, TaskOutcome] = {}
@@ -162,10 +169,12 @@ def run_local(
             while waiting and len(running) < at_once:
                 label = waiting.pop(0)
                 log = root / "logs" / f"anatprep-sub-{label}.out"
+                python = launcher.python(str(work_dir), name=_name(label))
                 with open(log, "wb") as out:
                     running[label] = subprocess.Popen(
                         [*python, *common, *subject_arguments(root, label)],
                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        start_new_session=True, preexec_fn=die_with_parent,
                     )  # fmt: skip
             for label, proc in list(running.items()):
                 code = proc.poll()
@@ -187,20 +196,28 @@ def run_local(
             time.sleep(0.5)
     except BaseException:
         LOG.error("interrupted: ending %d container task(s)", len(running))
-        _end(list(running.values()))
+        _end(running, launcher)
         raise
     return outcomes
 
 
-def _end(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM (the engines pass it on), then SIGKILL after a grace period."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+def _name(label: str) -> str:
+    """A task's container name (podman / docker): unique to this run and subject."""
+    return f"anatprep-{os.getpid()}-sub-{label}"
+
+
+def _end(running: dict[str, subprocess.Popen], launcher: ContainerLauncher) -> None:
+    """SIGTERM each task's session (the engines pass it on to the container), then SIGKILL
+    after a grace period and remove a container that outlived its client."""
+    for proc in running.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + _GRACE_S
-    for proc in procs:
+    for label, proc in running.items():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            launcher.remove(_name(label))

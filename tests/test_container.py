@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import tree_differences
+from conftest import same_but_container, tree_differences
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_IMAGE_BYTES = 2_000_000_000
@@ -30,25 +30,10 @@ MAX_IMAGE_BYTES = 2_000_000_000
 pytestmark = pytest.mark.slow
 
 
-def _same_description(name: str, a: Path, b: Path) -> bool | None:
-    """dataset_description.json compared without ``GeneratedBy[].Container``: the one thing
-    a run in a container records differently from the host's (by design)."""
-    if Path(name).name != "dataset_description.json":
-        return None
-
-    def without_container(path: Path) -> dict:
-        data = json.loads(path.read_text())
-        for entry in data.get("GeneratedBy", []):
-            entry.pop("Container", None)
-        return data
-
-    return without_container(a) == without_container(b)
-
-
 def assert_same_tree(a: Path, b: Path) -> None:
     """Same file names and byte-identical contents under ``a`` and ``b`` (the run records
     left out; dataset_description.json compared without its ``Container`` entry)."""
-    differ = tree_differences(a, b, same=_same_description)
+    differ = tree_differences(a, b, same=same_but_container)
     assert not differ, "\n".join(differ)
 
 

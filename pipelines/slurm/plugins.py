@@ -82,7 +82,8 @@ class _OwnJobs:
         self._prefix = own.get("job_prefix", "anatprep")
         # SLURMGraph's own wait loop
         self._poll_s = float(own.get("poll_seconds", _DEFAULTS.poll_seconds))
-        self._python = list(own.get("python") or [sys.executable])
+        python = own.get("python") or [sys.executable]
+        self._python = shlex.split(python) if isinstance(python, str) else list(python)
         return args
 
     def _run_line(self, pyscript: str) -> str:
