@@ -388,13 +388,10 @@ def _index_plan_run(
         raise NoDataError(f"{input_dir}: {reason}")
     if launcher is not None:  # input files linked from outside INPUT: mounted too
         root = input_dir.resolve()
-        linked = {
-            Path(f).resolve().parent
-            for entry in table.series
-            for f in entry.files
-            if not Path(f).resolve().is_relative_to(root)
-        }
-        launcher = launcher.with_read_only(linked)
+        targets = (Path(f).resolve() for entry in table.series for f in entry.files)
+        launcher = launcher.with_read_only(
+            {t.parent for t in targets if not t.is_relative_to(root)}
+        )
     plans = plan_subjects(table, cfg, participant_labels)
     # from here on (messages, nodes, the account) as deidentify allows; SLURMArray tasks
     # get the whole entries (they plan their subject again)
