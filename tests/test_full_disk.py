@@ -16,7 +16,6 @@ tests skip, except under CI.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CI
 
 from anatprep.pipelines.synthetic import write_series
 
@@ -39,7 +39,7 @@ def _tmpfs(mountpoint: Path, size_kb: int) -> None:
     )  # fmt: skip
     if result.returncode != 0:
         reason = f"cannot mount a tmpfs here: {result.stderr.strip() or result.returncode}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if CI:
             pytest.fail(f"CI=true: {reason}")
         pytest.skip(reason)
 
