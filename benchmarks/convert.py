@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from anatprep.interfaces.atomic import DEFAULT_LEVEL
 from anatprep.interfaces.dicomio.reference import readable_copy
 
 MEMORY = """
@@ -86,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=default_data)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--compression", type=int, default=2, help="ISA-L level 0-3")
+    parser.add_argument("--compression", type=int, default=DEFAULT_LEVEL, help="zlib level 0-9")
     parser.add_argument("--no-sets", action="store_true", help="skip the multi-vendor figure")
     args = parser.parse_args()
     src = Path(args.data) / "dicom" / "dcm_qa_asl_t1" / "In" / "T1"

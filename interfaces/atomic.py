@@ -4,9 +4,14 @@ Data is written to a hidden temporary file in the destination folder and renamed
 (``os.replace`` is atomic on POSIX within one file system).  Gzip streams carry no timestamp
 and no file name, so the same image always gives the same bytes.
 
-Deflate is ISA-L's (``isal``), several times faster than zlib at a similar ratio; its levels
-run 0 (fastest) to 3 (smallest).  NIfTI images are streamed to the compressor in chunks
-straight from the voxel array, so writing needs no second copy of the volume in memory.
+Deflate is zlib's (the standard library's, as nibabel writes), levels 0 (stored) to 9
+(smallest), 1 by default (nibabel's default too).  zlib's output is a function of the input,
+the level and the zlib version alone.  ISA-L (``isal``), used here before, is about ten times
+faster, but it once wrote a different deflate stream for the same voxels in one of two
+processes on the same machine (3 bytes of a 1.6 MB stream; the voxels were the same): outputs
+must not change from run to run, so speed gave way.  NIfTI images are streamed to the
+compressor in chunks straight from the voxel array, so writing needs no second copy of the
+volume in memory.
 """
 
 from __future__ import annotations
@@ -17,18 +22,18 @@ import math
 import os
 import re
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-from isal import isal_zlib
 
 if TYPE_CHECKING:  # nibabel is slow to import; the converter writes without it
     import nibabel as nb
 
-#: ISA-L deflate levels
-MIN_LEVEL, MAX_LEVEL, DEFAULT_LEVEL = 0, 3, 2
+#: zlib deflate levels (0 = stored)
+MIN_LEVEL, MAX_LEVEL, DEFAULT_LEVEL = 0, 9, 1
 _GZIP_WBITS = 31  # gzip wrapper; zlib-style streams write mtime 0 and no file name
 _CHUNK = 1 << 22
 
@@ -94,7 +99,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def _check_level(level: int) -> int:
     if not MIN_LEVEL <= int(level) <= MAX_LEVEL:
-        raise ValueError(f"compression level {level} outside {MIN_LEVEL}..{MAX_LEVEL} (ISA-L)")
+        raise ValueError(f"compression level {level} outside {MIN_LEVEL}..{MAX_LEVEL} (zlib)")
     return int(level)
 
 
@@ -119,7 +124,7 @@ def write_nifti_parts(
             fh.write(header)
             fh.write(body)
             return path
-        comp = isal_zlib.compressobj(_check_level(level), isal_zlib.DEFLATED, _GZIP_WBITS)
+        comp = zlib.compressobj(_check_level(level), zlib.DEFLATED, _GZIP_WBITS)
         fh.write(comp.compress(header))
         for start in range(0, len(body), _CHUNK):
             fh.write(comp.compress(body[start : start + _CHUNK]))

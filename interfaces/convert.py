@@ -32,7 +32,7 @@ class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
     )
     out_stem = traits.Str("series", usedefault=True, desc="output file name without extension")
     compression = traits.Range(
-        MIN_LEVEL, MAX_LEVEL, DEFAULT_LEVEL, usedefault=True, desc="ISA-L deflate level"
+        MIN_LEVEL, MAX_LEVEL, DEFAULT_LEVEL, usedefault=True, desc="zlib deflate level"
     )
 
     verify = traits.Bool(False, usedefault=True, desc="compare with dcm2niix, record in sidecar")

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from anatprep.interfaces.atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 from anatprep.interfaces.brainextract.params import BrainExtractionParams, preset
 from anatprep.interfaces.dicomio.geometry import (
     GeometryPolicy,
@@ -182,8 +183,9 @@ class ConversionConfig(_Strict):
         False, description="run dcm2niix beside our converter; record agreement in the sidecar"
     )
     compression_level: int = Field(
-        2, ge=0, le=3, description="ISA-L deflate level of .nii.gz outputs: 0 fastest, 3 smallest"
-    )
+        DEFAULT_LEVEL, ge=MIN_LEVEL, le=MAX_LEVEL,
+        description="zlib deflate level of .nii.gz outputs: 0 stored, 1 fastest, 9 smallest",
+    )  # fmt: skip
     geometry: GeometryConfig = Field(default_factory=GeometryConfig)
 
 
