@@ -6,12 +6,12 @@ and no file name, so the same image always gives the same bytes.
 
 Deflate is zlib's (the standard library's, as nibabel writes), levels 0 (stored) to 9
 (smallest), 1 by default (nibabel's default too).  zlib's output is a function of the input,
-the level and the zlib version alone.  ISA-L (``isal``), used here before, is about ten times
-faster, but it once wrote a different deflate stream for the same voxels in one of two
-processes on the same machine (3 bytes of a 1.6 MB stream; the voxels were the same): outputs
-must not change from run to run, so speed gave way.  NIfTI images are streamed to the
-compressor in chunks straight from the voxel array, so writing needs no second copy of the
-volume in memory.
+the level and the zlib version alone.  ISA-L (``isal``), used here before, deflates 5 to 20
+times faster, but it once wrote a different stream for the same voxels in one of two
+processes on the same machine (3 bytes of a 1.6 MB stream): outputs must not change from run
+to run, so speed gave way (a 192-slice MPRAGE converts in 0.44 s instead of 0.22 s).  NIfTI
+images are streamed to the compressor in chunks straight from the voxel array, so writing
+needs no second copy of the volume in memory.
 """
 
 from __future__ import annotations
