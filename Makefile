@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: demo test lint bench clean lock lock-upgrade container
+.PHONY: demo test test-fast lint bench clean lock lock-upgrade container
 
 SOURCES := setup.cfg pyproject.toml requirements/runtime.txt requirements/test.txt
 
@@ -55,6 +55,15 @@ test: $(STAMP)
 	@bash tests/slurm/up.sh || echo "make test: no local SLURM (needs root and apt); its tests skip" >&2
 	PATH="$(CURDIR)/$(BIN):$$PATH" ANATPREP_TEST_DATA=$${ANATPREP_TEST_DATA:-$(abspath ../shared/data)} \
 		$(BIN)/python -m pytest -q --durations=40 tests
+
+## test-fast: the development loop: ruff, mypy and every test not marked slow (no ANTs, no
+##            pipeline run, no container, no SLURM; a seeded 30-mutant fuzz sample; the quick
+##            real-data tests). tests/test_tiers.py fails when an unmarked test takes over 2 s.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	PATH="$(CURDIR)/$(BIN):$$PATH" ANATPREP_TEST_DATA=$${ANATPREP_TEST_DATA:-$(abspath ../shared/data)} \
+		$(BIN)/python -m pytest -q -m "not slow" --durations=10 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
