@@ -463,7 +463,9 @@ def _run_workflow(
 
     log_dir = work_dir / "logs"
     entries = table.by_id()
-    wf = init_anatprep_wf(plans, entries, output_dir.resolve(), work_dir, cfg)
+    wf = init_anatprep_wf(
+        plans, entries=entries, output_dir=output_dir.resolve(), work_dir=work_dir, cfg=cfg
+    )
     wf.config["execution"].update(
         {
             "crashdump_dir": str(log_dir),

@@ -185,7 +185,7 @@ def test_conversion_node_inputs(study, tmp_path):
     for mode in ("standard", "strict"):
         cfg, table, plans = _plans(study, mode)
         entries = table.by_id()
-        wf = init_subject_wf(plans[0], entries, tmp_path, cfg)
+        wf = init_subject_wf(plans[0], entries=entries, output_dir=tmp_path, cfg=cfg)
         nodes = [wf.get_node(n) for n in wf.list_node_names() if n.startswith("convert_")]
         assert len(nodes) == 3
         for node in nodes:

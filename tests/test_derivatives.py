@@ -118,7 +118,7 @@ def test_one_sink_per_derivative_wired_by_name(tmp_path):
     stem = "sub-01_ses-a_run-2_T1w"
     plan = SubjectPlan("01", "a", "in", [PlannedSeries("s1", "anat", "T1w", stem, "t1")])
     entry = SeriesEntry(id="s1", files=("/in/a.dcm",), rows=8, columns=8, n_slices=4)
-    wf = init_subject_wf(plan, {"s1": entry}, tmp_path / "out", cfg)
+    wf = init_subject_wf(plan, entries={"s1": entry}, output_dir=tmp_path / "out", cfg=cfg)
     deriv = wf.get_node("deriv_run_2_T1w_wf")
     sinks = {n: deriv.get_node(n) for n in deriv.list_node_names() if n != "inputnode"}
     assert sorted(sinks) == sorted(EXPECTED)

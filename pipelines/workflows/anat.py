@@ -46,7 +46,7 @@ class SeriesSize:
         return cls(files=max(1, len(entry.files)), voxels=rows * cols * slices)
 
 
-def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Workflow:
+def init_anat_wf(cfg: Config, *, name: str = "anat_wf", n_voxels: int = 0) -> pe.Workflow:
     """Reorient a converted T1w, extract the brain with ANTs and draw the QC figure.
 
     Inputs (``inputnode``): ``t1w`` (NIfTI from the converter), ``title`` (figure title).
@@ -121,6 +121,7 @@ def _sink(name: str, output_dir: Path, files: list[Path]):
 
 def init_subject_wf(
     plan: SubjectPlan,
+    *,
     entries: dict[str, SeriesEntry],
     output_dir: Path,
     cfg: Config,
@@ -181,7 +182,9 @@ def _add_series(
     anat_wf.inputs.inputnode.title = f"{series.stem}: brain mask"
     raw_rel = f"{plan.rel_dir}/anat/{series.stem}.nii.gz"
     derivatives = anat_derivatives(cfg, raw_rel)
-    deriv_wf = init_anat_derivatives_wf(derivatives, output_dir, raw_rel, name=f"deriv_{tag}_wf")
+    deriv_wf = init_anat_derivatives_wf(
+        derivatives, output_dir=output_dir, source_file=raw_rel, name=f"deriv_{tag}_wf"
+    )
     wf.connect([
         (convert, anat_wf, [("out_file", "inputnode.t1w")]),
         (anat_wf, deriv_wf, [(f"outputnode.{f}", f"inputnode.{f}")
@@ -191,6 +194,7 @@ def _add_series(
 
 def init_anatprep_wf(
     plans: list[SubjectPlan],
+    *,
     entries: dict[str, SeriesEntry],
     output_dir: Path,
     work_dir: Path,
@@ -200,5 +204,5 @@ def init_anatprep_wf(
     the series table's entries by series id."""
     wf = pe.Workflow(name="anatprep_wf", base_dir=str(work_dir))
     for plan in plans:
-        wf.add_nodes([init_subject_wf(plan, entries, output_dir, cfg)])
+        wf.add_nodes([init_subject_wf(plan, entries=entries, output_dir=output_dir, cfg=cfg)])
     return wf

@@ -72,6 +72,7 @@ def input_fields(derivatives: list[Derivative]) -> list[str]:
 
 def init_anat_derivatives_wf(
     derivatives: list[Derivative],
+    *,
     output_dir: Path,
     source_file: str,
     name: str = "anat_derivatives_wf",
