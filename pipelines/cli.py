@@ -135,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
         "input", type=Path, nargs="?", help="the DICOM folder to check against the record"
     )
     prov.add_argument("--all", action="store_true", help="print every run's record")
+    for command in sub.choices.values():  # a command's errors show its own usage
+        command.set_defaults(command_parser=command)
     return p
 
 
@@ -199,16 +201,15 @@ def _prepare_environment(cfg: Config) -> None:
 
 def _report(summary: RunSummary, output: Path) -> None:
     from .mask_qc import flagged_lines
-    from .report import format_outcomes, printable
+    from .report import format_completed, format_nodes_run, format_outcomes, printable
 
     ok = [s for s in summary.subjects if s not in summary.failed_subjects]
-    print(f"anatprep: {len(ok)} of {len(summary.subjects)} subject(s) complete -> {output}")
+    print(f"anatprep: {format_completed(summary.subjects, ok)} -> {output}")
     figures = sorted((output / "derivatives" / "anatprep").glob("sub-*/**/figures/*.svg"))
     for fig in figures:
         print(f"  QC figure: {fig}")
     if summary.nodes_run is not None:
-        print(f"  nodes run: {len(summary.nodes_run)} of {summary.nodes_total} "
-              "(the others cached)")  # fmt: skip
+        print(f"  {format_nodes_run(len(summary.nodes_run), summary.nodes_total)}")
     if summary.unusable_files:
         print(f"  {summary.unusable_files} file(s) were not usable DICOM (see the log above)")
     if summary.series:
@@ -222,7 +223,13 @@ def _report(summary: RunSummary, output: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # after the command: its own usage says what it takes (argparse: the top's)
+        after = unknown[0] in argv[argv.index(args.command) + 1 :]
+        (args.command_parser if after else parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     args.command_line = ["anatprep", *argv]  # for the run record
     with sigterm_as_interrupt():
         return _dispatch(args)

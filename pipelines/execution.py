@@ -415,7 +415,7 @@ def _index_plan_run(
         kinds = ", ".join(f"{s.stem} ({s.description})" if s.description else s.stem
                           for s in plan.series)  # fmt: skip
         LOG.info("%s: %s", plan.key, kinds)
-        if not plan.t1w:
+        if not plan.t1w and cfg.brain_extraction.enabled:
             LOG.warning("%s: no series matched the T1w rules; nothing to skull-strip", plan.key)
 
     try:
