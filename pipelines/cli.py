@@ -45,6 +45,7 @@ from .paths import UsageError
 from .processes import Terminated, end_descendants, sigterm_as_interrupt
 from .provenance import ProvenanceError
 from .runlock import LockBusy
+from .shipped_configs import config_file, shipped_configs, summary
 
 if TYPE_CHECKING:
     from .execution import RunSummary
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", type=Path, help="YAML config (see configs/default.yaml)")
+        _config_option(sp, "YAML config")
         sp.add_argument(
             "--work-dir",
             type=Path,
@@ -124,7 +125,10 @@ def _parser() -> argparse.ArgumentParser:
         _option(conv, "--" + name.replace("_", "-"), GeometryConfig, name)
 
     cfg = sub.add_parser("config", help="print the effective configuration as YAML")
-    cfg.add_argument("--config", type=Path, help="YAML config to merge over the defaults")
+    _config_option(cfg, "YAML config to merge over the defaults")
+    cfg.add_argument(
+        "--list", action="store_true", help="list the shipped configs (names for --config)"
+    )
 
     prov = sub.add_parser(
         "provenance",
@@ -138,6 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # a command's errors show its own usage
         command.set_defaults(command_parser=command)
     return p
+
+
+def _config_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE|NAME",
+        help=f"{what}: a file, or a shipped config by name (`anatprep config --list`; "
+        "e.g. fast-conversion-only)",
+    )
 
 
 def _option(parser, flag: str, model: type[BaseModel], name: str, type=str) -> None:
@@ -235,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
 
 
+def _list_configs() -> None:
+    """Each shipped config: its name (what ``--config`` takes), what it is, its file."""
+    for name, path in shipped_configs().items():
+        print(f"{name:24} {summary(path)}\n{'':24} {path}")
+
+
 def _provenance(args: argparse.Namespace) -> int:
     from .provenance import check_inputs, format_check, format_record, load_records
 
@@ -291,10 +310,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.command == "provenance":
             return _provenance(args)
-        if args.command == "config":
-            print(dump_config(load_config(args.config)), end="")
+        if args.command == "config" and args.list:
+            _list_configs()
             return EXIT_OK
-        cfg = load_config(args.config, _overrides(args))
+        config = config_file(args.config) if args.config else None
+        if args.command == "config":
+            print(dump_config(load_config(config)), end="")
+            return EXIT_OK
+        cfg = load_config(config, _overrides(args))
         _prepare_environment(cfg)
         _setup_logging(args.verbose)
         if args.command == "demo":
