@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any, get_args
 from pydantic import BaseModel
 
 from anatprep import __version__
+from anatprep.interfaces.brainextract.params import PRESETS
 
 from .config import (
+    BrainExtractionConfig,
     Config,
     ConfigError,
     ConversionConfig,
@@ -75,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--n-procs", type=int, help="parallel processes (MultiProc)")
         sp.add_argument("--mem-gb", type=float, help="memory budget in GB (MultiProc)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show nipype's node log")
+        quality = BrainExtractionConfig.model_fields["quality"]
+        sp.add_argument(
+            "--quality",
+            choices=list(PRESETS),
+            help=f"{quality.description} (sets brain_extraction.quality; default: "
+            f"{quality.default})",
+        )
         deid = Config.model_fields["deidentify"]
         sp.add_argument(
             "--deidentify",
@@ -177,6 +186,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["execution.memory_gb"] = args.mem_gb
     if getattr(args, "verify", False):
         out["conversion.verify"] = True
+    if getattr(args, "quality", None) is not None:
+        out["brain_extraction.quality"] = args.quality
     if getattr(args, "deidentify", None) is not None:
         out["deidentify"] = args.deidentify
     return out

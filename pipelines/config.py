@@ -207,7 +207,11 @@ class BrainExtractionConfig(_Strict):
     the template, and the run's seed, threads and plausibility range."""
 
     enabled: bool = True
-    quality: Literal["fast", "default", "precise"] = "default"
+    quality: Literal["fast", "default", "precise"] = Field(
+        "default",
+        description="brain-extraction preset (N4, registration and Atropos schedules): fast, "
+        "default or precise",
+    )
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the preset's parameters"
     )
