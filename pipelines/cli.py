@@ -241,6 +241,8 @@ def _report(summary: RunSummary, output: Path) -> None:
     for f in summary.failures:
         crash = f"\n  crash file: {f.crash_file}" if f.crash_file else ""
         print(f"FAILED {f.subject}: {f.node}\n  {printable(f.message)}{crash}")
+        if f.unwritten:
+            print(f"  therefore not written: {', '.join(f.unwritten)}")
     for line in flagged_lines(output, ok):  # completed, but a mask QC signal is out of range
         print(line)
 

@@ -33,6 +33,7 @@ from .report import (
 )
 from .rules import SubjectPlan, plan_subjects, shown_table, subject_session
 from .runlock import hold_lock
+from .unwritten import flat_graph, unwritten
 
 LOG = logging.getLogger("anatprep")
 LOG.addFilter(PrintableFilter())  # header and folder text never reach a log raw
@@ -48,6 +49,8 @@ class Failure:
     node: str
     message: str
     crash_file: str
+    #: the output files the failure kept from being written (:mod:`.unwritten`)
+    unwritten: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -521,6 +524,9 @@ def _run_workflow(
             )
         if not summary.failures:
             raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
+        graph = flat_graph(wf)
+        for failure in summary.failures:
+            failure.unwritten = unwritten(graph, failure.node)
     summary.nodes_run = nodes_run_since(work_dir / wf.name, started)
     summary.nodes_total = _work_nodes(wf)
     return summary
