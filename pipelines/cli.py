@@ -97,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run dcm2niix beside our converter (conversion.verify: true)",
     )
-    run.add_argument("input", type=Path, help="DICOM folder (one sub-folder per subject)")
+    run.add_argument(
+        "input", type=Path,
+        help="DICOM folder: one sub-folder per subject, named for it (README: Your own data)",
+    )  # fmt: skip
     run.add_argument("output", type=Path, help="BIDS output folder")
     run.add_argument(
         "--participant-label",
