@@ -136,9 +136,10 @@ stage base base
 stage hadolint hadolint_check
 stage image image
 stage archive archive
-[ "$SIF" = 1 ] && stage sif sif
+# `if`, not `[ ... ] && ...`: a false test as the last command would be the exit status
+if [ "$SIF" = 1 ]; then stage sif sif; fi
 {
   echo "image $IMAGE: $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
   echo "archive $ARCHIVE: $(du -m "$ARCHIVE" | cut -f1) MB"
-  [ "$SIF" = 1 ] && echo "sif $SIF_FILE: $(du -m "$SIF_FILE" | cut -f1) MB"
+  if [ "$SIF" = 1 ]; then echo "sif $SIF_FILE: $(du -m "$SIF_FILE" | cut -f1) MB"; fi
 } | tee -a "$REPORT" >&2

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any, get_args
 from pydantic import BaseModel
 
 from anatprep import __version__
+from anatprep.interfaces.brainextract.params import PRESETS
 
 from .config import (
+    BrainExtractionConfig,
     Config,
     ConfigError,
     ConversionConfig,
@@ -45,6 +47,7 @@ from .paths import UsageError
 from .processes import Terminated, end_descendants, sigterm_as_interrupt
 from .provenance import ProvenanceError
 from .runlock import LockBusy
+from .shipped_configs import config_file, shipped_configs, summary
 
 if TYPE_CHECKING:
     from .execution import RunSummary
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", type=Path, help="YAML config (see configs/default.yaml)")
+        _config_option(sp, "YAML config")
         sp.add_argument(
             "--work-dir",
             type=Path,
@@ -74,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--n-procs", type=int, help="parallel processes (MultiProc)")
         sp.add_argument("--mem-gb", type=float, help="memory budget in GB (MultiProc)")
         sp.add_argument("-v", "--verbose", action="store_true", help="show nipype's node log")
+        quality = BrainExtractionConfig.model_fields["quality"]
+        sp.add_argument(
+            "--quality",
+            choices=list(PRESETS),
+            help=f"{quality.description} (sets brain_extraction.quality; default: "
+            f"{quality.default})",
+        )
         deid = Config.model_fields["deidentify"]
         sp.add_argument(
             "--deidentify",
@@ -87,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run dcm2niix beside our converter (conversion.verify: true)",
     )
-    run.add_argument("input", type=Path, help="DICOM folder (one sub-folder per subject)")
+    run.add_argument(
+        "input", type=Path,
+        help="DICOM folder: one sub-folder per subject, named for it (README: Your own data)",
+    )  # fmt: skip
     run.add_argument("output", type=Path, help="BIDS output folder")
     run.add_argument(
         "--participant-label",
@@ -124,7 +137,10 @@ def _parser() -> argparse.ArgumentParser:
         _option(conv, "--" + name.replace("_", "-"), GeometryConfig, name)
 
     cfg = sub.add_parser("config", help="print the effective configuration as YAML")
-    cfg.add_argument("--config", type=Path, help="YAML config to merge over the defaults")
+    _config_option(cfg, "YAML config to merge over the defaults")
+    cfg.add_argument(
+        "--list", action="store_true", help="list the shipped configs (names for --config)"
+    )
 
     prov = sub.add_parser(
         "provenance",
@@ -135,7 +151,18 @@ def _parser() -> argparse.ArgumentParser:
         "input", type=Path, nargs="?", help="the DICOM folder to check against the record"
     )
     prov.add_argument("--all", action="store_true", help="print every run's record")
+    for command in sub.choices.values():  # a command's errors show its own usage
+        command.set_defaults(command_parser=command)
     return p
+
+
+def _config_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE|NAME",
+        help=f"{what}: a file, or a shipped config by name (`anatprep config --list`; "
+        "e.g. fast-conversion-only)",
+    )
 
 
 def _option(parser, flag: str, model: type[BaseModel], name: str, type=str) -> None:
@@ -162,6 +189,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["execution.memory_gb"] = args.mem_gb
     if getattr(args, "verify", False):
         out["conversion.verify"] = True
+    if getattr(args, "quality", None) is not None:
+        out["brain_extraction.quality"] = args.quality
     if getattr(args, "deidentify", None) is not None:
         out["deidentify"] = args.deidentify
     return out
@@ -199,16 +228,15 @@ def _prepare_environment(cfg: Config) -> None:
 
 def _report(summary: RunSummary, output: Path) -> None:
     from .mask_qc import flagged_lines
-    from .report import format_outcomes, printable
+    from .report import format_completed, format_nodes_run, format_outcomes, printable
 
     ok = [s for s in summary.subjects if s not in summary.failed_subjects]
-    print(f"anatprep: {len(ok)} of {len(summary.subjects)} subject(s) complete -> {output}")
+    print(f"anatprep: {format_completed(summary.subjects, ok)} -> {output}")
     figures = sorted((output / "derivatives" / "anatprep").glob("sub-*/**/figures/*.svg"))
     for fig in figures:
         print(f"  QC figure: {fig}")
     if summary.nodes_run is not None:
-        print(f"  nodes run: {len(summary.nodes_run)} of {summary.nodes_total} "
-              "(the others cached)")  # fmt: skip
+        print(f"  {format_nodes_run(len(summary.nodes_run), summary.nodes_total)}")
     if summary.unusable_files:
         print(f"  {summary.unusable_files} file(s) were not usable DICOM (see the log above)")
     if summary.series:
@@ -216,16 +244,30 @@ def _report(summary: RunSummary, output: Path) -> None:
     for f in summary.failures:
         crash = f"\n  crash file: {f.crash_file}" if f.crash_file else ""
         print(f"FAILED {f.subject}: {f.node}\n  {printable(f.message)}{crash}")
+        if f.unwritten:
+            print(f"  therefore not written: {', '.join(f.unwritten)}")
     for line in flagged_lines(output, ok):  # completed, but a mask QC signal is out of range
         print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # after the command: its own usage says what it takes (argparse: the top's)
+        after = unknown[0] in argv[argv.index(args.command) + 1 :]
+        (args.command_parser if after else parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     args.command_line = ["anatprep", *argv]  # for the run record
     with sigterm_as_interrupt():
         return _dispatch(args)
+
+
+def _list_configs() -> None:
+    """Each shipped config: its name (what ``--config`` takes), what it is, its file."""
+    for name, path in shipped_configs().items():
+        print(f"{name:24} {summary(path)}\n{'':24} {path}")
 
 
 def _provenance(args: argparse.Namespace) -> int:
@@ -284,10 +326,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.command == "provenance":
             return _provenance(args)
-        if args.command == "config":
-            print(dump_config(load_config(args.config)), end="")
+        if args.command == "config" and args.list:
+            _list_configs()
             return EXIT_OK
-        cfg = load_config(args.config, _overrides(args))
+        config = config_file(args.config) if args.config else None
+        if args.command == "config":
+            print(dump_config(load_config(config)), end="")
+            return EXIT_OK
+        cfg = load_config(config, _overrides(args))
         _prepare_environment(cfg)
         _setup_logging(args.verbose)
         if args.command == "demo":

@@ -7,10 +7,12 @@ with the key path and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -205,7 +207,11 @@ class BrainExtractionConfig(_Strict):
     the template, and the run's seed, threads and plausibility range."""
 
     enabled: bool = True
-    quality: Literal["fast", "default", "precise"] = "default"
+    quality: Literal["fast", "default", "precise"] = Field(
+        "default",
+        description="brain-extraction preset (N4, registration and Atropos schedules): fast, "
+        "default or precise",
+    )
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the preset's parameters"
     )
@@ -355,7 +361,7 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         path = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _suggestion(err["loc"])
         elif err["type"] == "literal_error":
             msg = f"must be one of {err.get('ctx', {}).get('expected', '')}"
         got = err.get("input")
@@ -364,6 +370,38 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         )
         lines.append(f"  {path}: {msg}{got_text}")
     return "\n".join(lines)
+
+
+def _suggestion(loc: tuple[int | str, ...]) -> str:
+    """``; did you mean `quality`?`` when one allowed key is close to the unknown one (the
+    last part of ``loc``); else nothing."""
+    close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc[:-1]), n=1, cutoff=0.7)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the config allows at ``loc`` (a path of keys from the top), or none when
+    ``loc`` leads to no section of the model."""
+    node: Any = Config
+    for part in loc:
+        model = _model(node)
+        if model is not None:
+            if part not in model.model_fields:
+                return []
+            node = model.model_fields[str(part)].annotation
+        elif get_origin(node) is dict:  # a mapping's value (series.rules.T1w)
+            node = get_args(node)[1]
+        else:
+            return []
+    model = _model(node)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model(annotation: Any) -> type[BaseModel] | None:
+    """The section model a field holds (also an optional one: ``ContainerConfig | None``)."""
+    union = get_origin(annotation) in (Union, UnionType)
+    options = get_args(annotation) if union else (annotation,)
+    return next((a for a in options if isinstance(a, type) and issubclass(a, BaseModel)), None)
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -33,6 +33,7 @@ from .report import (
 )
 from .rules import SubjectPlan, plan_subjects, shown_table, subject_session
 from .runlock import hold_lock
+from .unwritten import flat_graph, unwritten
 
 LOG = logging.getLogger("anatprep")
 LOG.addFilter(PrintableFilter())  # header and folder text never reach a log raw
@@ -48,6 +49,8 @@ class Failure:
     node: str
     message: str
     crash_file: str
+    #: the output files the failure kept from being written (:mod:`.unwritten`)
+    unwritten: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -415,7 +418,7 @@ def _index_plan_run(
         kinds = ", ".join(f"{s.stem} ({s.description})" if s.description else s.stem
                           for s in plan.series)  # fmt: skip
         LOG.info("%s: %s", plan.key, kinds)
-        if not plan.t1w:
+        if not plan.t1w and cfg.brain_extraction.enabled:
             LOG.warning("%s: no series matched the T1w rules; nothing to skull-strip", plan.key)
 
     try:
@@ -523,6 +526,9 @@ def _run_workflow(
             )
         if not summary.failures:
             raise RuntimeError(f"workflow failed without a crash file: {exc}") from exc
+        graph = flat_graph(wf)
+        for failure in summary.failures:
+            failure.unwritten = unwritten(graph, failure.node)
     summary.nodes_run = nodes_run_since(work_dir / wf.name, started)
     summary.nodes_total = _work_nodes(wf)
     return summary

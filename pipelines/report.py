@@ -16,6 +16,8 @@ from typing import Literal
 from anatprep.interfaces.dicomio.index import HIDDEN_FOLDER, NOT_REGULAR, UNREADABLE_FOLDER
 from anatprep.interfaces.dicomio.table import UnusableItem
 
+from .rules import subject_of
+
 Status = Literal["converted", "skipped", "failed"]
 
 #: unusable files that are not images (reports, DICOMDIRs, notes, FIFOs): nobody's series
@@ -79,6 +81,23 @@ def unusable_images(unusable: Iterable[UnusableItem]) -> list[SeriesOutcome]:
         where = f"{folder}/{names[0]}" if len(names) == 1 else f"{folder}/ ({len(names)} files)"
         outcomes.append(SeriesOutcome(where, "", "failed", reason))
     return outcomes
+
+
+def format_completed(keys: list[str], completed: list[str]) -> str:
+    """``N of M subject(s) complete``, counting the run's units of work (plan keys): with
+    sessions, each subject-session is one, so they are counted as sessions of so many
+    subjects."""
+    head = f"{len(completed)} of {len(keys)}"
+    subjects = {subject_of(key) for key in keys}
+    if subjects == set(keys):
+        return f"{head} subject(s) complete"
+    return f"{head} session(s) of {len(subjects)} subject(s) complete"
+
+
+def format_nodes_run(ran: int, total: int) -> str:
+    """How many of the graph's nodes ran; the rest were cached (reused from the work dir)."""
+    cached = total - ran
+    return f"nodes run: {ran} of {total}" + (f" ({cached} cached)" if cached > 0 else "")
 
 
 def format_outcomes(outcomes: list[SeriesOutcome], verbose_ok: bool = True) -> str:

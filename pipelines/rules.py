@@ -29,6 +29,15 @@ class PlannedSeries:
         return self.suffix == "T1w"
 
 
+#: what joins a plan's subject and session in its key (``sub-01_ses-2``)
+_SESSION_KEY = "_ses-"
+
+
+def subject_of(key: str) -> str:
+    """The subject (``sub-01``) of a plan's key (``sub-01`` or ``sub-01_ses-2``)."""
+    return key.split(_SESSION_KEY, 1)[0]
+
+
 @dataclass
 class SubjectPlan:
     subject: str
@@ -40,7 +49,7 @@ class SubjectPlan:
 
     @property
     def key(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return f"sub-{self.subject}" + (f"{_SESSION_KEY}{self.session}" if self.session else "")
 
     @property
     def rel_dir(self) -> str:

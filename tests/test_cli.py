@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from anatprep.pipelines.cli import main
-from anatprep.pipelines.config import Config
+from anatprep.pipelines.config import Config, load_config
 from anatprep.pipelines.synthetic import write_series
 
 
@@ -121,3 +121,17 @@ def test_nothing_to_convert_exit_3(tmp_path, capsys):
     cfg.write_text("series:\n  convert_other: false\n")
     assert main(["run", str(tmp_path / "in"), str(tmp_path / "out"), "--config", str(cfg)]) == 3
     assert "no series matched a rule" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_quality_flag_sets_the_preset(command, capsys):
+    from anatprep.interfaces.brainextract.params import PRESETS
+    from anatprep.pipelines.cli import _overrides, _parser
+
+    where = ["in", "out"] if command == "run" else ["out"]
+    for name in PRESETS:
+        args = _parser().parse_args([command, *where, "--quality", name])
+        assert load_config(None, _overrides(args)).brain_extraction.quality == name
+    with pytest.raises(SystemExit):
+        _parser().parse_args([command, *where, "--quality", "best"])
+    assert "--quality: invalid choice: 'best' (choose from" in capsys.readouterr().err

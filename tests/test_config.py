@@ -67,6 +67,34 @@ def test_bad_config_rejected_with_key_path(tmp_path, text, expected):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("brain_extraction: {qualty: fast}\n",
+         "brain_extraction.qualty: unknown key; did you mean `quality`?"),
+        ("brain_extractoin: {}\n",
+         "brain_extractoin: unknown key; did you mean `brain_extraction`?"),
+        ("series: {rules: {T1w: {descripton: [a]}}}\n",
+         "series.rules.T1w.descripton: unknown key; did you mean `description`?"),
+        ("execution: {container: {engine: podman, image: x, bindz: []}}\n",
+         "execution.container.bindz: unknown key; did you mean `binds`?"),
+    ],
+)  # fmt: skip
+def test_a_key_close_to_an_allowed_one_gets_a_suggestion(tmp_path, text, line):
+    path = tmp_path / "typo.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert line in str(info.value)
+
+
+def test_only_a_close_key_is_suggested():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"execution.xyz": 1, "execution.n_prcs": 2})
+    assert "execution.xyz: unknown key (got 1)" in str(info.value)
+    assert "execution.n_prcs: unknown key; did you mean `n_procs`? (got 2)" in str(info.value)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml")

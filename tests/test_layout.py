@@ -176,11 +176,15 @@ def test_loading_a_config_does_not_import_nipype():
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
+#: folders installed as package data only (no modules): the example configs
+DATA_PACKAGES = {"anatprep.configs": "configs"}
+
+
 def test_every_package_folder_is_installed():
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
     listed = set(cfg["options"]["packages"].split())
-    folders = {"anatprep"} | {
+    folders = {"anatprep", *DATA_PACKAGES} | {
         n for n, p in MODULES.items() if p.name == "__init__.py"
     }
     assert listed == folders
@@ -188,7 +192,8 @@ def test_every_package_folder_is_installed():
         line.split(" = ") for line in cfg["options"]["package_dir"].strip().splitlines()
     )
     assert mapping == {"anatprep": "anatprep", "anatprep.interfaces": "interfaces",
-                       "anatprep.pipelines": "pipelines"}  # fmt: skip
+                       "anatprep.pipelines": "pipelines", **DATA_PACKAGES}  # fmt: skip
+    assert cfg["options.package_data"]["anatprep.configs"] == "*.yaml"
 
 
 def test_version_is_the_installed_distribution_version():
