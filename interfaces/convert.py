@@ -20,7 +20,7 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from .dicomio.conversion import convert_entry
+from .dicomio.series_to_nifti import convert_entry
 from .dicomio.table import SeriesEntry
 
 

@@ -245,7 +245,7 @@ def _provenance(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert_cmd import convert_tree
+    from .convert_command import convert_tree
 
     return convert_tree(
         args.input.absolute(),

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anatprep.interfaces.atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from anatprep.interfaces.brainextract.params import BrainExtractionParams, preset
+from anatprep.interfaces.brainmask.params import BrainExtractionParams, preset
 from anatprep.interfaces.dicomio.geometry import (
     GeometryPolicy,
     IrregularOutcome,
@@ -201,7 +201,7 @@ class ReorientConfig(_Strict):
 class BrainExtractionConfig(_Strict):
     """ANTs brain extraction: a ``quality`` preset, optional per-parameter overrides
     (``parameters``: any field of
-    ``anatprep.interfaces.brainextract.params.BrainExtractionParams``),
+    ``anatprep.interfaces.brainmask.params.BrainExtractionParams``),
     the template, and the run's seed, threads and plausibility range."""
 
     enabled: bool = True

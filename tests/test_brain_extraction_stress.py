@@ -25,14 +25,14 @@ import pytest
 from conftest import REPO
 
 from anatprep.interfaces.atomic import write_nifti
-from anatprep.interfaces.brainextract.resources import memory_gb
+from anatprep.interfaces.brainmask.resources import memory_gb
 from benchmarks.stress_heads import make_all
 
 CHILD = r"""
 import json, resource, sys
 from pathlib import Path
-from anatprep.interfaces.brainextract.extract import extract_brain
-from anatprep.interfaces.brainextract.params import preset
+from anatprep.interfaces.brainmask.extract import extract_brain
+from anatprep.interfaces.brainmask.params import preset
 from anatprep.interfaces.templates import robex_template
 tpl = robex_template()
 out = extract_brain(sys.argv[1], tpl.head, tpl.mask, Path(sys.argv[2]), preset("default"), "robex")

@@ -7,7 +7,7 @@ The layers, from the top:
 - the rest of ``anatprep.pipelines`` (config, execution, rules, the SLURM plugins, the demo);
 - ``anatprep.pipelines.workflows``: graph factories; they import no execution-level module;
 - the nipype interfaces (``anatprep.interfaces.<module>`` defining a ``SimpleInterface``);
-- the libraries they wrap (``dicomio``, ``brainextract``, atomic/BIDS io, templates,
+- the libraries they wrap (``dicomio``, ``brainmask``, atomic/BIDS io, templates,
   orientation): plain Python, no nipype, nothing above them.
 """
 

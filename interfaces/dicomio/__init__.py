@@ -11,5 +11,5 @@ files form one series); ``csa``: Siemens CSA headers; ``pixels``: voxel reading 
 ``volume`` / ``nifti1``: NIfTI layout and header; ``sidecar`` / ``diffusion`` / ``formats``:
 BIDS sidecar values, gradient tables and dcm2niix's number format; ``geometry``: outcomes for
 irregular series; ``reference``: dcm2niix for ``verify`` and the optional backend;
-``conversion``: one series to NIfTI + JSON.
+``series_to_nifti``: one series to NIfTI + JSON.
 """

@@ -56,7 +56,7 @@ def init_anat_wf(cfg: Config, name: str = "anat_wf", n_voxels: int = 0) -> pe.Wo
     ``tpl2t1w_affine`` (``.mat``) and ``tpl2t1w_warp`` (template to T1w; ``''`` each when
     the input was already skull-stripped); ``report`` (SVG), ``stats`` (JSON).
     ``n_voxels`` (the T1w's size, 0 when unknown) sets the memory the brain-extraction node
-    declares (:func:`anatprep.interfaces.brainextract.resources.memory_gb`, never below the
+    declares (:func:`anatprep.interfaces.brainmask.resources.memory_gb`, never below the
     config's ``memory_gb``).
     """
     bex_cfg = cfg.brain_extraction

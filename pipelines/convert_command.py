@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anatprep.interfaces.atomic import remove_stray_parts
-from anatprep.interfaces.dicomio.conversion import (
+from anatprep.interfaces.dicomio.geometry import GeometryPolicy
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series_to_nifti import (
     SeriesConversionError,
     SeriesSkipped,
     convert_entry,
 )
-from anatprep.interfaces.dicomio.geometry import GeometryPolicy
-from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.sidecar import Deidentify
 from anatprep.interfaces.dicomio.table import SeriesEntry
 
