@@ -81,11 +81,6 @@ def check_paths(input_dir: Path, output_dir: Path, work_dir: Path) -> None:
     check_writable("work dir", work_dir)
 
 
-def default_work_dir(output_dir: Path) -> Path:
-    """``OUTPUT.work`` beside OUTPUT."""
-    return work_dir_for(None, output_dir)
-
-
 def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> SeriesTable:
     """The series table of INPUT (also saved as ``<work>/index/series_table.json``).  The
     header cache beside it lets a rerun read only the files that changed."""

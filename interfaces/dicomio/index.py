@@ -46,7 +46,6 @@ from .headers import (
     read_file_headers,
 )
 from .index_cache import FileRead, HeaderCache, Result
-from .index_cache import Rejected as Rejected  # re-exported: where it was defined before
 from .scan import header_digest
 from .series import (
     SeriesGeometryError,
@@ -198,13 +197,6 @@ def _share(item: Result, seen: dict) -> Result:
                 value = getattr(header, name)
                 object.__setattr__(header, name, seen.setdefault(value, value))
     return item
-
-
-def read_headers(paths: Sequence[str], n_procs: int | None = None) -> Iterator[Result]:
-    """Slice headers of each path (in order), in parallel for large trees; yielded as they
-    arrive, repeated values shared."""
-    for read in read_files(paths, n_procs):
-        yield read.result
 
 
 def read_files(
