@@ -248,7 +248,7 @@ def _read_all(paths: Sequence[str], n_procs: int | None) -> Iterator[FileRead]:
             yield from chunk
 
 
-def complex_part(image_type: tuple[str, ...]) -> str:
+def bids_part(image_type: tuple[str, ...]) -> str:
     """BIDS ``part`` label from the image type: mag, phase, real or imag; ``fieldmaphz`` for a
     B0 map in Hz (GE's FIELDMAPHZ, Philips' FIELD_MAP frames): not a magnitude image."""
     values = set(image_type)
@@ -446,7 +446,7 @@ def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) 
         "acquisition": hashlib.sha1(first.series_uid.encode()).hexdigest()[:8],
         "echo_number": first.echo_number,
         "echo_time": first.echo_time,
-        "part": complex_part(first.image_type),
+        "part": bids_part(first.image_type),
         "rows": first.rows,
         "columns": first.columns,
         "files": [],

@@ -19,7 +19,7 @@ from anatprep.interfaces.reorient import Reorient
 from anatprep.interfaces.templates import resolve_template
 
 from ..config import Config
-from ..rules import PlannedSeries, SubjectPlan, shown
+from ..rules import PlannedSeries, SubjectPlan, shown_entry
 from .derivatives import anat_derivatives, init_anat_derivatives_wf, input_fields
 
 
@@ -153,7 +153,7 @@ def _add_series(
     strict = {"deidentify": "strict"} if cfg.deidentify == "strict" else {}
     convert = pe.Node(
         DicomToNifti(
-            series_entry=shown(entry, cfg).to_json(),
+            series_entry=shown_entry(entry, cfg).to_json(),
             out_stem=series.stem,
             compression=cfg.conversion.compression_level,
             verify=cfg.conversion.verify,
