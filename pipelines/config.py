@@ -16,13 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anatprep.interfaces.atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from anatprep.interfaces.brainmask.params import BrainExtractionParams, preset
+from anatprep.interfaces.brainmask.params import BrainExtractionParams, Quality, preset
 from anatprep.interfaces.dicomio.geometry import (
     GeometryPolicy,
     IrregularOutcome,
     LocalizerOutcome,
     TiltOutcome,
 )
+from anatprep.interfaces.dicomio.reference import Converter
 from anatprep.interfaces.dicomio.sidecar import Deidentify
 from anatprep.interfaces.orientation import check_orientation_code
 
@@ -176,7 +177,7 @@ class GeometryConfig(_Strict):
 
 
 class ConversionConfig(_Strict):
-    converter: Literal["anatprep", "dcm2niix"] = Field(
+    converter: Converter = Field(
         "anatprep", description="our converter, or dcm2niix (pip install 'anatprep[dcm2niix]')"
     )
     verify: bool = Field(
@@ -205,7 +206,7 @@ class BrainExtractionConfig(_Strict):
     the template, and the run's seed, threads and plausibility range."""
 
     enabled: bool = True
-    quality: Literal["fast", "default", "precise"] = "default"
+    quality: Quality = "default"
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the preset's parameters"
     )
@@ -267,13 +268,17 @@ class SlurmConfig(_Strict):
     )
 
 
+#: the container engines a run can use
+Engine = Literal["apptainer", "podman", "docker"]
+
+
 class ContainerConfig(_Strict):
     """Run the work inside a container image (``execution.container``): each MultiProc or
     Linear subject as its own ``anatprep run`` in the image, each SLURM / SLURMGraph node job
     and each SLURMArray task in the image; INPUT mounted read-only, OUTPUT and the work dir
     read-write, at the same paths as on the host."""
 
-    engine: Literal["apptainer", "podman", "docker"]
+    engine: Engine
     image: str = Field(
         min_length=1,
         description="apptainer: the SIF file; podman / docker: the image reference "

@@ -31,11 +31,10 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 from anatprep import __version__
 
-from .config import ContainerConfig
+from .config import ContainerConfig, Engine
 from .paths import UsageError
 from .provenance import (
     DIGEST_ENV,
@@ -53,9 +52,6 @@ _PROBE = (
 )
 #: a first start of an image may unpack it (Apptainer's cache, podman's storage)
 _PROBE_TIMEOUT_S = 600
-
-Engine = Literal["apptainer", "podman", "docker"]
-
 
 class ContainerError(UsageError):
     """The configured engine or image cannot run the work (exit code 2); names which."""

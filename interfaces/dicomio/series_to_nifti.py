@@ -20,6 +20,7 @@ from .enhanced import EnhancedSeries
 from .headers import UnusableFile, describe
 from .mosaic import MosaicSeries
 from .reference import (
+    Converter,
     ConverterOutput,
     ReferenceUnavailable,
     best_match,
@@ -55,7 +56,7 @@ def convert_entry(
     out_stem: Path,
     compression: int = DEFAULT_LEVEL,
     verify: bool = False,
-    converter: str = "anatprep",
+    converter: Converter = "anatprep",
     deidentify: Deidentify = "standard",
 ) -> tuple[Path, Path]:
     """Write ``<out_stem>.nii.gz`` and ``<out_stem>.json`` (+ ``.bval``/``.bvec``) for one
