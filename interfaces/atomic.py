@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -186,8 +187,11 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy a file's bytes atomically (the source is only read)."""
-    return atomic_write_bytes(dst, Path(src).read_bytes())
+    """Copy a file's bytes atomically (the source is only read), streamed: a large image
+    (e.g. a warp field) is never held in memory whole."""
+    with open(src, "rb") as source, atomic_open(dst) as fh:
+        shutil.copyfileobj(source, fh, _CHUNK)
+    return Path(dst)
 
 
 __all__ = [
