@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anatprep.interfaces.atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
+from anatprep.interfaces.axis_codes import check_orientation_code
 from anatprep.interfaces.brainmask.params import BrainExtractionParams, Quality, preset
 from anatprep.interfaces.dicomio.geometry import (
     GeometryPolicy,
@@ -25,7 +26,6 @@ from anatprep.interfaces.dicomio.geometry import (
 )
 from anatprep.interfaces.dicomio.reference import Converter
 from anatprep.interfaces.dicomio.sidecar import Deidentify
-from anatprep.interfaces.orientation import check_orientation_code
 
 from .config_yaml import ConfigYAMLError, parse, read_text
 
