@@ -32,6 +32,7 @@ from .report import (
     unusable_images,
 )
 from .rules import SubjectPlan, plan_subjects, shown_table, subject_session
+from .run_environment import ContainerInfo, EnvironmentInfo
 from .runlock import hold_lock
 
 LOG = logging.getLogger("anatprep")
@@ -108,7 +109,7 @@ def _describe_unusable(table: SeriesTable, limit: int = 5) -> str:
 
 
 def write_dataset_files(
-    output_dir: Path, plans: list[SubjectPlan], container: provenance.ContainerInfo | None = None
+    output_dir: Path, plans: list[SubjectPlan], container: ContainerInfo | None = None
 ) -> None:
     """dataset_description.json (raw and derivatives), README, .bidsignore (participants.tsv
     after the run: :func:`write_participants`).  ``container``: the image the work runs in
@@ -311,7 +312,7 @@ def run_study(
 
 def _container(
     input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config
-) -> tuple[ContainerLauncher, provenance.EnvironmentInfo] | None:
+) -> tuple[ContainerLauncher, EnvironmentInfo] | None:
     """The image the work runs in (``execution.container``), checked (:mod:`.container`);
     INPUT and the template's folder mounted read-only (a TemplateFlow template: its
     TemplateFlow home, named to the image too), OUTPUT and the work dir read-write."""

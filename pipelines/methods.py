@@ -19,7 +19,7 @@ from anatprep.interfaces.brainmask.params import BrainExtractionParams, preset
 from .config import Config
 
 if TYPE_CHECKING:
-    from .provenance import ContainerInfo, EnvironmentInfo
+    from .run_environment import ContainerInfo, EnvironmentInfo
 
 REFERENCES = {
     "nipype": "Gorgolewski K, Burns CD, Madison C, Clark D, Halchenko YO, Waskom ML, Ghosh SS "

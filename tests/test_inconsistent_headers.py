@@ -22,7 +22,8 @@ from pydicom.sequence import Sequence
 
 from anatprep.interfaces.atomic import write_json
 from anatprep.interfaces.dicomio.classic import ClassicSeries
-from anatprep.interfaces.dicomio.headers import UnusableFile, read_headers
+from anatprep.interfaces.dicomio.dicom_file import UnusableFile
+from anatprep.interfaces.dicomio.headers import read_headers
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.series import SeriesGeometryError
 from anatprep.interfaces.dicomio.series_to_nifti import SeriesConversionError, convert_entry

@@ -16,7 +16,8 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from walk_dcm2niix import run_dcm2niix, run_ours
 
 from anatprep.interfaces.dicomio import diffusion, uih
-from anatprep.interfaces.dicomio.headers import UnusableFile, read_header, read_slice_header
+from anatprep.interfaces.dicomio.dicom_file import UnusableFile
+from anatprep.interfaces.dicomio.headers import read_header, read_slice_header
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.reference import compare
 from anatprep.interfaces.dicomio.scan import (

@@ -37,10 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from .dicom_file import UnusableFile
 from .geometry import GeometryPolicy, is_tilted, tilt_degrees, uniform_runs
 from .headers import (
-    SliceHeader,
-    UnusableFile,
     describe_unexpected,
     identify,
     read_file_headers,
@@ -54,6 +53,7 @@ from .series import (
     order_slices,
     series_id,
 )
+from .slice_header import SliceHeader
 from .table import SeriesTable
 
 

@@ -16,8 +16,8 @@ import numpy as np
 from ..atomic import DEFAULT_LEVEL, atomic_write_bytes, write_json, write_nifti, write_nifti_parts
 from .classic import ClassicSeries
 from .csa import CsaError
+from .dicom_file import UnusableFile, describe
 from .enhanced import EnhancedSeries
-from .headers import UnusableFile, describe
 from .mosaic import MosaicSeries
 from .reference import (
     Converter,
