@@ -134,13 +134,13 @@ class Head:
 
 def _heads(data: Path, tmp: Path, wanted: list[str]) -> dict[str, Head]:
     """The real heads (no truth: ``colin27``, ``asl_t1``) and the stress heads of
-    ``benchmarks/stress_heads.py`` (truth from MNI152's curated mask), written to ``tmp``."""
-    sys.path.insert(0, str(REPO))
+    ``tests/stress_heads.py`` (truth from MNI152's curated mask), written to ``tmp``."""
+    sys.path[:0] = [str(REPO), str(REPO / "tests")]
     import nibabel as nb
     import numpy as np
+    from stress_heads import NAMES, make_all
 
     from anatprep.interfaces.atomic import write_nifti
-    from benchmarks.stress_heads import NAMES, make_all
 
     heads: dict[str, Head] = {}
     if "colin27" in wanted:

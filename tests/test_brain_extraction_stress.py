@@ -1,4 +1,4 @@
-"""Brain extraction on stress heads with a known true mask (``benchmarks/stress_heads.py``).
+"""Brain extraction on stress heads with a known true mask (``tests/stress_heads.py``).
 
 The fast part of the evaluation in ``benchmarks/brain_extraction.py`` (which runs every case
 and the real heads with a second opinion): the default preset, one thread, each run in a
@@ -23,10 +23,10 @@ import nibabel as nb
 import numpy as np
 import pytest
 from conftest import REPO
+from stress_heads import make_all
 
 from anatprep.interfaces.atomic import write_nifti
 from anatprep.interfaces.brainmask.resources import memory_gb
-from benchmarks.stress_heads import make_all
 
 CHILD = r"""
 import json, resource, sys

@@ -137,6 +137,18 @@ def test_no_import_cycles():
     assert cycles == []
 
 
+def test_tests_import_no_benchmark():
+    """Benchmarks measure and may change freely; what a test needs lives in ``tests/`` (e.g.
+    ``stress_heads.py``) or in the package."""
+    found = sorted(
+        f"{path.name} imports {imp}"
+        for path in (REPO / "tests").rglob("*.py")
+        for imp in _imports("x", path)
+        if imp.split(".")[0] == "benchmarks"
+    )
+    assert found == []
+
+
 def test_nothing_imports_the_command_line():
     everyone = set(MODULES) - {"anatprep.pipelines.cli"}
     assert _hits(everyone, lambda imp: imp.startswith("anatprep.pipelines.cli")) == []
