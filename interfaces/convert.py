@@ -59,6 +59,13 @@ class DicomToNifti(SimpleInterface):
     ``verify``, ``converter``, ``deidentify`` (unset: standard).
     Outputs: ``out_file`` (``.nii.gz``, laid out like dcm2niix's), ``out_json``.
     Fails with a message naming the series when its files cannot form one volume.
+
+    Rule: a work dir made by an earlier anatprep keeps its conversion nodes cached.  nipype
+    finds a finished node by the hash of its set inputs, so these input names, and what each
+    value means, stay as they are; a new input gets no default and is left unset where it
+    does not apply (as ``deidentify`` is in standard mode).  This module keeps its path too:
+    a node's result file pickles the class by it.  ``tests/test_work_dir_compatibility.py``
+    pins the names, the hash of a canonical input set and the path.
     """
 
     input_spec = _DicomToNiftiInputSpec
