@@ -1,7 +1,7 @@
 """An independent port of ANTs' ``antsBrainExtraction.sh`` (3-D, T1, defaults) on antspyx.
 
 A second opinion for the project's own extractor: nothing here comes from
-``anatprep.interfaces.brainextract``; only the template paths
+``anatprep.interfaces.brainmask``; only the template paths
 (``anatprep.interfaces.templates``) are shared.
 
 Source read: ``Scripts/antsBrainExtraction.sh`` of ANTsX/ANTs at commit

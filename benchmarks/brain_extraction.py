@@ -43,8 +43,8 @@ stats_path = None
 out = Path(out); out.mkdir(parents=True, exist_ok=True)
 start = time.perf_counter()
 if method == "anatprep":
-    from anatprep.interfaces.brainextract.extract import extract_brain
-    from anatprep.interfaces.brainextract.params import preset
+    from anatprep.interfaces.brainmask.extract import extract_brain
+    from anatprep.interfaces.brainmask.params import preset
     from anatprep.interfaces.templates import robex_template
     tpl = robex_template()
     res = extract_brain(src, tpl.head, tpl.mask, out,
@@ -134,13 +134,13 @@ class Head:
 
 def _heads(data: Path, tmp: Path, wanted: list[str]) -> dict[str, Head]:
     """The real heads (no truth: ``colin27``, ``asl_t1``) and the stress heads of
-    ``benchmarks/stress_heads.py`` (truth from MNI152's curated mask), written to ``tmp``."""
-    sys.path.insert(0, str(REPO))
+    ``tests/stress_heads.py`` (truth from MNI152's curated mask), written to ``tmp``."""
+    sys.path[:0] = [str(REPO), str(REPO / "tests")]
     import nibabel as nb
     import numpy as np
+    from stress_heads import NAMES, make_all
 
     from anatprep.interfaces.atomic import write_nifti
-    from benchmarks.stress_heads import NAMES, make_all
 
     heads: dict[str, Head] = {}
     if "colin27" in wanted:
@@ -170,7 +170,7 @@ def _measure(res: dict, head: Head) -> None:
     """Truth Dice, ventricle coverage and the invariants of the mask (``res`` updated)."""
     import nibabel as nb
 
-    from anatprep.interfaces.brainextract.quality import measure_mask
+    from anatprep.interfaces.brainmask.quality import measure_mask
 
     mask = _load_mask(res["mask"])
     if head.truth is not None:

@@ -31,7 +31,7 @@ from anatprep.interfaces.dicomio.reference import readable_copy
 MEMORY = """
 import json, resource, sys
 from pathlib import Path
-from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
 table = index_tree(sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

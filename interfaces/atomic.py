@@ -5,13 +5,11 @@ Data is written to a hidden temporary file in the destination folder and renamed
 and no file name, so the same image always gives the same bytes.
 
 Deflate is zlib's (the standard library's, as nibabel writes), levels 0 (stored) to 9
-(smallest), 1 by default (nibabel's default too).  zlib's output is a function of the input,
-the level and the zlib version alone.  ISA-L (``isal``), used here before, deflates 5 to 20
-times faster, but it once wrote a different stream for the same voxels in one of two
-processes on the same machine (3 bytes of a 1.6 MB stream): outputs must not change from run
-to run, so speed gave way (a 192-slice MPRAGE converts in 0.44 s instead of 0.22 s).  NIfTI
-images are streamed to the compressor in chunks straight from the voxel array, so writing
-needs no second copy of the volume in memory.
+(smallest), 1 by default (nibabel's default too).  Rule: the bytes written are a function of
+the input, the level and the zlib version alone, in every process and every run; a faster
+deflater is taken only when it keeps that rule (``benchmarks/convert.py`` measures what
+writing costs).  NIfTI images are streamed to the compressor in chunks straight from the
+voxel array, so writing needs no second copy of the volume in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -186,8 +185,11 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy a file's bytes atomically (the source is only read)."""
-    return atomic_write_bytes(dst, Path(src).read_bytes())
+    """Copy a file's bytes atomically (the source is only read), streamed: a large image
+    (e.g. a warp field) is never held in memory whole."""
+    with open(src, "rb") as source, atomic_open(dst) as fh:
+        shutil.copyfileobj(source, fh, _CHUNK)
+    return Path(dst)
 
 
 __all__ = [

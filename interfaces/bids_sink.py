@@ -1,4 +1,4 @@
-"""Place finished files under their final BIDS names, atomically, with optional sidecars.
+"""Place finished files under their final BIDS names, atomically, with their sidecars.
 
 :class:`BidsSink` places a list of files under given paths (the converted raw series);
 :class:`DerivativesDataSink` (niworkflows' idea) places one derivative under the name built
@@ -27,7 +27,6 @@ class _BidsSinkInputSpec(BaseInterfaceInputSpec):
         traits.Str, mandatory=True, desc="files to place; '' = not produced this time, skipped"
     )
     out_files = traits.List(traits.Str, mandatory=True, desc="absolute final paths, same order")
-    sidecars = traits.List(traits.Dict, desc="JSON written beside each output ({} for none)")
     base_dir = traits.Str(mandatory=True, desc="every output must lie inside this folder")
     companions = traits.List(
         traits.Str,
@@ -44,8 +43,7 @@ class _BidsSinkOutputSpec(TraitedSpec):
 class BidsSink(SimpleInterface):
     """Copy each input to its final path (write to a temporary name, then rename).
 
-    Inputs: ``in_files`` (``''`` entries are skipped), ``out_files``, ``sidecars``
-    (optional), ``base_dir``.
+    Inputs: ``in_files`` (``''`` entries are skipped), ``out_files``, ``base_dir``.
     Outputs: ``out_files``.  Refuses any destination outside ``base_dir``.  The files of
     one run are placed all or none (:func:`place_group`): a converted series' image and
     sidecar go to one sink.
@@ -58,12 +56,10 @@ class BidsSink(SimpleInterface):
         ins, outs = self.inputs.in_files, self.inputs.out_files
         if len(ins) != len(outs):
             raise ValueError(f"{len(ins)} inputs but {len(outs)} destinations")
-        sidecars = list(self.inputs.sidecars) if self.inputs.sidecars else [{}] * len(outs)
         base = Path(self.inputs.base_dir).resolve()
         written: list[str] = []
         copies: list[tuple[Path, Path]] = []
-        sidecar_files: list[tuple[Mapping, Path]] = []
-        for src, dst, meta in zip(ins, outs, sidecars, strict=True):
+        for src, dst in zip(ins, outs, strict=True):
             if not src:  # an optional output this run did not produce
                 continue
             if not Path(src).is_file():
@@ -78,10 +74,8 @@ class BidsSink(SimpleInterface):
                 pair = (companion, dst_stem.with_name(dst_stem.name + ext))
                 if companion.is_file() and pair not in copies:
                     copies.append(pair)
-            if meta:
-                sidecar_files.append((meta, dst_stem.with_name(dst_stem.name + ".json")))
             written.append(str(dst_path))
-        place_group(copies, sidecar_files)
+        place_group(copies, [])
         self._results["out_files"] = written
         return runtime
 

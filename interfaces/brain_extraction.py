@@ -1,5 +1,5 @@
 """Brain extraction interface: ANTs' algorithm (N4, template registration, Atropos, mask
-refinement) from :mod:`anatprep.interfaces.brainextract`, as one nipype node."""
+refinement) from :mod:`anatprep.interfaces.brainmask`, as one nipype node."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .brainextract.extract import (
+from .brainmask.extract import (
     BrainExtractionError,
     BrainExtractionResult,
     check_t1w_input,
     extract_brain,
 )
-from .brainextract.params import PRESETS, BrainExtractionParams, preset
-from .brainextract.resources import memory_gb as extraction_memory_gb
+from .brainmask.params import PRESETS, BrainExtractionParams, preset
+from .brainmask.resources import memory_gb as extraction_memory_gb
 
 __all__ = [
     "AntsBrainExtraction",
@@ -81,7 +81,7 @@ class AntsBrainExtraction(SimpleInterface):
     ``skull_stripped``; ``out_mask_meta``, ``out_brain_meta``, ``bias_corrected_meta``
     (sidecar values known only after the run); the mask's carry its QC signals
     (``MaskQuality``) and the ``QualityFlags`` of those out of range
-    (:mod:`anatprep.interfaces.brainextract.quality`): a flagged mask is still written.
+    (:mod:`anatprep.interfaces.brainmask.quality`): a flagged mask is still written.
     Raises :class:`BrainExtractionError` on non-3D or constant input, a template mask that
     misses its head, or a warped or final mask volume outside ``volume_range_ml``.
     """

@@ -9,6 +9,7 @@ series changing, reruns nothing here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -20,7 +21,9 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from .dicomio.conversion import convert_entry
+from .dicomio.reference import Converter
+from .dicomio.series_to_nifti import convert_entry
+from .dicomio.sidecar import Deidentify
 from .dicomio.table import SeriesEntry
 
 
@@ -36,11 +39,11 @@ class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
     )
 
     verify = traits.Bool(False, usedefault=True, desc="compare with dcm2niix, record in sidecar")
-    converter = traits.Enum("anatprep", "dcm2niix", usedefault=True, desc="conversion backend")
+    converter = traits.Enum(*get_args(Converter), usedefault=True, desc="conversion backend")
     # no default: left unset in standard mode, so the node's hash (and the cache of a work
     # dir made before this input existed) stays as it was
     deidentify = traits.Enum(
-        "standard", "strict", desc="strict: no free-text description in the sidecar or messages"
+        *get_args(Deidentify), desc="strict: no free-text description in the sidecar or messages"
     )
 
 
@@ -56,6 +59,13 @@ class DicomToNifti(SimpleInterface):
     ``verify``, ``converter``, ``deidentify`` (unset: standard).
     Outputs: ``out_file`` (``.nii.gz``, laid out like dcm2niix's), ``out_json``.
     Fails with a message naming the series when its files cannot form one volume.
+
+    Rule: a work dir made by an earlier anatprep keeps its conversion nodes cached.  nipype
+    finds a finished node by the hash of its set inputs, so these input names, and what each
+    value means, stay as they are; a new input gets no default and is left unset where it
+    does not apply (as ``deidentify`` is in standard mode).  This module keeps its path too:
+    a node's result file pickles the class by it.  ``tests/test_work_dir_compatibility.py``
+    pins the names, the hash of a canonical input set and the path.
     """
 
     input_spec = _DicomToNiftiInputSpec

@@ -7,8 +7,6 @@ their codes.  An image already in the target orientation is copied byte for byte
 
 from __future__ import annotations
 
-import re
-
 import nibabel as nb
 import numpy as np
 from nibabel.orientations import (
@@ -19,18 +17,7 @@ from nibabel.orientations import (
     ornt_transform,
 )
 
-_AXES = {"L": "LR", "R": "LR", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
-
-
-def check_orientation_code(code: str) -> str:
-    """Return the upper-cased code; raise ValueError unless it names each axis once."""
-    code = str(code).upper()
-    if not re.fullmatch(r"[LRAPSI]{3}", code) or len({_AXES[c] for c in code}) != 3:
-        raise ValueError(
-            f"orientation {code!r} must be 3 letters naming each axis once "
-            "(one of L/R, one of A/P, one of S/I), e.g. RAS, LPS, LAS"
-        )
-    return code
+from .axis_codes import check_orientation_code
 
 
 def reorient_image(img: nb.Nifti1Image, code: str) -> nb.Nifti1Image | None:

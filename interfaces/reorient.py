@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nb
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -15,6 +14,7 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import copy_file, write_nifti
+from .nifti import load_nifti
 from .orientation import reorient_image
 
 
@@ -40,7 +40,7 @@ class Reorient(SimpleInterface):
 
     def _run_interface(self, runtime):
         src = Path(self.inputs.in_file)
-        img = nb.load(src)
+        img = load_nifti(src)
         out = reorient_image(img, self.inputs.orientation)
         suffix = ".nii.gz" if src.name.endswith(".gz") else ".nii"
         dst = Path(runtime.cwd) / f"reoriented{suffix}"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from pydantic import BaseModel
 
 from anatprep import __version__
-from anatprep.interfaces.brainextract.params import PRESETS
+from anatprep.interfaces.brainmask.params import PRESETS
 
 from .config import (
     BrainExtractionConfig,
@@ -287,7 +287,7 @@ def _provenance(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert_cmd import convert_tree
+    from .convert_command import convert_tree
 
     return convert_tree(
         args.input.absolute(),

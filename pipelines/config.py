@@ -18,15 +18,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anatprep.interfaces.atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from anatprep.interfaces.brainextract.params import BrainExtractionParams, preset
+from anatprep.interfaces.axis_codes import check_orientation_code
+from anatprep.interfaces.brainmask.params import BrainExtractionParams, Quality, preset
 from anatprep.interfaces.dicomio.geometry import (
     GeometryPolicy,
     IrregularOutcome,
     LocalizerOutcome,
     TiltOutcome,
 )
+from anatprep.interfaces.dicomio.reference import Converter
 from anatprep.interfaces.dicomio.sidecar import Deidentify
-from anatprep.interfaces.orientation import check_orientation_code
 
 from .config_yaml import ConfigYAMLError, parse, read_text
 
@@ -178,7 +179,7 @@ class GeometryConfig(_Strict):
 
 
 class ConversionConfig(_Strict):
-    converter: Literal["anatprep", "dcm2niix"] = Field(
+    converter: Converter = Field(
         "anatprep", description="our converter, or dcm2niix (pip install 'anatprep[dcm2niix]')"
     )
     verify: bool = Field(
@@ -203,11 +204,11 @@ class ReorientConfig(_Strict):
 class BrainExtractionConfig(_Strict):
     """ANTs brain extraction: a ``quality`` preset, optional per-parameter overrides
     (``parameters``: any field of
-    ``anatprep.interfaces.brainextract.params.BrainExtractionParams``),
+    ``anatprep.interfaces.brainmask.params.BrainExtractionParams``),
     the template, and the run's seed, threads and plausibility range."""
 
     enabled: bool = True
-    quality: Literal["fast", "default", "precise"] = Field(
+    quality: Quality = Field(
         "default",
         description="brain-extraction preset (N4, registration and Atropos schedules): fast, "
         "default or precise",
@@ -273,13 +274,17 @@ class SlurmConfig(_Strict):
     )
 
 
+#: the container engines a run can use
+Engine = Literal["apptainer", "podman", "docker"]
+
+
 class ContainerConfig(_Strict):
     """Run the work inside a container image (``execution.container``): each MultiProc or
     Linear subject as its own ``anatprep run`` in the image, each SLURM / SLURMGraph node job
     and each SLURMArray task in the image; INPUT mounted read-only, OUTPUT and the work dir
     read-write, at the same paths as on the host."""
 
-    engine: Literal["apptainer", "podman", "docker"]
+    engine: Engine
     image: str = Field(
         min_length=1,
         description="apptainer: the SIF file; podman / docker: the image reference "

@@ -13,7 +13,7 @@ host's variables).
 Before any work :func:`prepare_launcher` checks that the engine and the image exist, takes the
 image's digest (podman: its manifest digest; docker: its repository digest, else its id;
 Apptainer: the SIF file's sha256) and asks the image what it holds
-(:class:`~.provenance.EnvironmentInfo`): an anatprep or nipype version that differs from this
+(:class:`~.run_environment.EnvironmentInfo`): an anatprep or nipype version that differs from this
 process's is refused (exit 2), since the host builds the graph and the node scripts the image
 runs.  podman / docker then run the image by its id (``--pull=never``): a tag moved meanwhile
 cannot swap in an unchecked image.  Host paths holding ``:`` or ``,`` cannot be mounted and
@@ -31,20 +31,13 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 from anatprep import __version__
 
-from .config import ContainerConfig
+from .config import ContainerConfig, Engine
 from .paths import UsageError
-from .provenance import (
-    DIGEST_ENV,
-    ENGINE_ENV,
-    IMAGE_ENV,
-    ContainerInfo,
-    EnvironmentInfo,
-    file_sha256,
-)
+from .provenance import DIGEST_ENV, ENGINE_ENV, IMAGE_ENV, file_sha256
+from .run_environment import ContainerInfo, EnvironmentInfo
 
 #: what the image is asked before any work (one line of JSON: an EnvironmentInfo)
 _PROBE = (
@@ -53,9 +46,6 @@ _PROBE = (
 )
 #: a first start of an image may unpack it (Apptainer's cache, podman's storage)
 _PROBE_TIMEOUT_S = 600
-
-Engine = Literal["apptainer", "podman", "docker"]
-
 
 class ContainerError(UsageError):
     """The configured engine or image cannot run the work (exit code 2); names which."""

@@ -32,6 +32,7 @@ from .report import (
     unusable_images,
 )
 from .rules import SubjectPlan, plan_subjects, shown_table, subject_session
+from .run_environment import ContainerInfo, EnvironmentInfo
 from .runlock import hold_lock
 from .unwritten import flat_graph, unwritten
 
@@ -84,11 +85,6 @@ def check_paths(input_dir: Path, output_dir: Path, work_dir: Path) -> None:
     check_writable("work dir", work_dir)
 
 
-def default_work_dir(output_dir: Path) -> Path:
-    """``OUTPUT.work`` beside OUTPUT."""
-    return work_dir_for(None, output_dir)
-
-
 def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> SeriesTable:
     """The series table of INPUT (also saved as ``<work>/index/series_table.json``).  The
     header cache beside it lets a rerun read only the files that changed."""
@@ -116,7 +112,7 @@ def _describe_unusable(table: SeriesTable, limit: int = 5) -> str:
 
 
 def write_dataset_files(
-    output_dir: Path, plans: list[SubjectPlan], container: provenance.ContainerInfo | None = None
+    output_dir: Path, plans: list[SubjectPlan], container: ContainerInfo | None = None
 ) -> None:
     """dataset_description.json (raw and derivatives), README, .bidsignore (participants.tsv
     after the run: :func:`write_participants`).  ``container``: the image the work runs in
@@ -319,7 +315,7 @@ def run_study(
 
 def _container(
     input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config
-) -> tuple[ContainerLauncher, provenance.EnvironmentInfo] | None:
+) -> tuple[ContainerLauncher, EnvironmentInfo] | None:
     """The image the work runs in (``execution.container``), checked (:mod:`.container`);
     INPUT and the template's folder mounted read-only (a TemplateFlow template: its
     TemplateFlow home, named to the image too), OUTPUT and the work dir read-write."""

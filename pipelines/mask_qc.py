@@ -2,7 +2,7 @@
 
 Read back from the written mask sidecars (``derivatives/anatprep/sub-*/[ses-*/]anat/
 *_desc-brain_mask.json``, key ``QualityFlags``; see
-:mod:`anatprep.interfaces.brainextract.quality`),
+:mod:`anatprep.interfaces.brainmask.quality`),
 so the list is what the outputs say.  A flagged subject has completed: this is a warning to
 look at its QC figure, not a failure (the exit code does not change).
 """

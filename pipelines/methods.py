@@ -4,7 +4,7 @@ Like fMRIPrep's boilerplate: what ran, with which versions and parameters, with 
 for a paper's methods section.  Deterministic (no time, no host path): the same config in the
 same environment gives the same bytes, so ``derivatives/anatprep/logs/CITATION.md`` is part
 of the compared outputs.  Parameters come from the quality preset with the config's
-overrides (:func:`anatprep.interfaces.brainextract.params.preset`), as the node gets them.
+overrides (:func:`anatprep.interfaces.brainmask.params.preset`), as the node gets them.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import importlib.metadata
 from typing import TYPE_CHECKING
 
 from anatprep import CODE_URL, __version__
-from anatprep.interfaces.brainextract.grids import HEAD_HEIGHT_MM
-from anatprep.interfaces.brainextract.params import BrainExtractionParams, preset
+from anatprep.interfaces.brainmask.grids import HEAD_HEIGHT_MM
+from anatprep.interfaces.brainmask.params import BrainExtractionParams, preset
 
 from .config import Config
 
 if TYPE_CHECKING:
-    from .provenance import ContainerInfo, EnvironmentInfo
+    from .run_environment import ContainerInfo, EnvironmentInfo
 
 REFERENCES = {
     "nipype": "Gorgolewski K, Burns CD, Madison C, Clark D, Halchenko YO, Waskom ML, Ghosh SS "

@@ -17,6 +17,10 @@ in an exception (a pickling error, a worker that died) still records a failed re
 job, so the node fails with the reason and the run ends.  A crash file that cannot be
 written either (the same full disk) is kept in :attr:`SettlingMultiProcPlugin.unwritten_crashes`
 so the run still names the failed node and its error.
+
+Overrides and calls private methods of nipype's plugins: setup.cfg allows only the nipype
+minor version they are written for, and ``tests/test_nipype_overrides.py`` records their
+signatures.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from anatprep.interfaces.dicomio.table import SeriesTable
 
 from .config import Config, dump_config
 from .report import SeriesOutcome
+from .run_environment import ContainerInfo, EnvironmentInfo
 
 LOG = logging.getLogger("anatprep")
 
@@ -73,31 +74,6 @@ class ProvenanceError(Exception):
 
 
 # ---------------------------------------------------------------------------- container
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    """The image this process runs in (see the module docstring for the variables)."""
-
-    #: apptainer, singularity, podman, docker, or oci when the engine is not known
-    type: str
-    #: the image reference (``anatprep:0.1.0``) or, for an Apptainer image without one, the
-    #: SIF's file name
-    tag: str
-    #: ``sha256:...`` when the runner passed it
-    digest: str | None = None
-    #: the SIF file (Apptainer), kept in the run record only (a host path)
-    sif: str | None = None
-
-    def bids(self) -> dict[str, str]:
-        """BIDS ``GeneratedBy.Container``: Type, Tag and, with a digest, URI for an OCI
-        image (``docker://<tag>@<digest>``) or ``Digest`` for a SIF (a file: no such URI)."""
-        out = {"Type": self.type, "Tag": self.tag}
-        if self.digest and self.type in ("apptainer", "singularity"):
-            out["Digest"] = self.digest
-        elif self.digest:
-            out["URI"] = f"docker://{self.tag}@{self.digest}"
-        return out
 
 
 def detect_container(environ: Mapping[str, str] | None = None) -> ContainerInfo | None:
@@ -283,17 +259,6 @@ def installed_packages() -> dict[str, str]:
         if name:
             found.setdefault(name, dist.version)
     return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
-
-
-@dataclass(frozen=True)
-class EnvironmentInfo:
-    """What an environment (this one, or an image's, as it reports itself) holds."""
-
-    anatprep: str
-    nipype: str
-    #: the dcm2niix program's version (``v1.0.20250506``), None when there is none
-    dcm2niix: str | None
-    packages: dict[str, str]
 
 
 def environment_info() -> EnvironmentInfo:

@@ -180,7 +180,7 @@ def conflicts(
             theirs = subject_session(replace(entry, folders=other), cfg, root_name)
             if theirs[:2] != (subject, session):
                 message = (
-                    f"{shown(entry, cfg).describe()} also has files in '{'/'.join(other)}' "
+                    f"{shown_entry(entry, cfg).describe()} also has files in '{'/'.join(other)}' "
                     f"(sub-{theirs[0]}): one DICOM series in two subjects' folders; remove the "
                     "copy, or map both folders to one label in labels.subject_map (config)"
                 )
@@ -208,14 +208,14 @@ def conflicts(
 STRICT_ACQ = "other"
 
 
-def shown(entry: SeriesEntry, cfg: Config) -> SeriesEntry:
+def shown_entry(entry: SeriesEntry, cfg: Config) -> SeriesEntry:
     """``entry`` as messages and conversion nodes may show it: without its free-text
     descriptions under ``deidentify: strict`` (classification still reads them)."""
     return entry.without_free_text() if cfg.deidentify == "strict" else entry
 
 
 def shown_table(table: SeriesTable, cfg: Config) -> SeriesTable:
-    """``table`` with each entry as :func:`shown` gives it."""
+    """``table`` with each entry as :func:`shown_entry` gives it."""
     return table.without_free_text() if cfg.deidentify == "strict" else table
 
 

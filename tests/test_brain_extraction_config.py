@@ -11,8 +11,8 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from anatprep.interfaces.brainextract.params import PRESETS, preset
-from anatprep.interfaces.brainextract.stripped import stripped_mask
+from anatprep.interfaces.brainmask.params import PRESETS, preset
+from anatprep.interfaces.brainmask.stripped import stripped_mask
 from anatprep.pipelines.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from anatprep.interfaces.brainextract import bias, grids, morphology
-from anatprep.interfaces.brainextract.quality import measure_mask
-from anatprep.interfaces.brainextract.resources import memory_gb
-from anatprep.interfaces.brainextract.runtime import import_ants
-from anatprep.interfaces.brainextract.segmentation import clean_mask
+from anatprep.interfaces.brainmask import bias, grids, morphology
+from anatprep.interfaces.brainmask.quality import measure_mask
+from anatprep.interfaces.brainmask.resources import memory_gb
+from anatprep.interfaces.brainmask.runtime import import_ants
+from anatprep.interfaces.brainmask.segmentation import clean_mask
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +172,8 @@ def test_atropos_leaves_no_file_in_the_temporary_directory(ants, tmp_path, monke
     ours must leave the user's temporary directory as it found it."""
     import tempfile
 
-    from anatprep.interfaces.brainextract.params import BrainExtractionParams
-    from anatprep.interfaces.brainextract.segmentation import atropos
+    from anatprep.interfaces.brainmask.params import BrainExtractionParams
+    from anatprep.interfaces.brainmask.segmentation import atropos
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     shape = (24, 24, 24)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from anatprep.interfaces.brainextract.extract import BrainExtractionError, extract_brain, load_prior
-from anatprep.interfaces.brainextract.params import preset
-from anatprep.interfaces.brainextract.runtime import import_ants
+from anatprep.interfaces.brainmask.extract import BrainExtractionError, extract_brain, load_prior
+from anatprep.interfaces.brainmask.params import preset
+from anatprep.interfaces.brainmask.runtime import import_ants
 from anatprep.interfaces.templates import robex_template
 
 

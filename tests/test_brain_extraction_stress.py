@@ -1,4 +1,4 @@
-"""Brain extraction on stress heads with a known true mask (``benchmarks/stress_heads.py``).
+"""Brain extraction on stress heads with a known true mask (``tests/stress_heads.py``).
 
 The fast part of the evaluation in ``benchmarks/brain_extraction.py`` (which runs every case
 and the real heads with a second opinion): the default preset, one thread, each run in a
@@ -23,16 +23,16 @@ import nibabel as nb
 import numpy as np
 import pytest
 from conftest import REPO
+from stress_heads import make_all
 
 from anatprep.interfaces.atomic import write_nifti
-from anatprep.interfaces.brainextract.resources import memory_gb
-from benchmarks.stress_heads import make_all
+from anatprep.interfaces.brainmask.resources import memory_gb
 
 CHILD = r"""
 import json, resource, sys
 from pathlib import Path
-from anatprep.interfaces.brainextract.extract import extract_brain
-from anatprep.interfaces.brainextract.params import preset
+from anatprep.interfaces.brainmask.extract import extract_brain
+from anatprep.interfaces.brainmask.params import preset
 from anatprep.interfaces.templates import robex_template
 tpl = robex_template()
 out = extract_brain(sys.argv[1], tpl.head, tpl.mask, Path(sys.argv[2]), preset("default"), "robex")

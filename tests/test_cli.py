@@ -125,7 +125,7 @@ def test_nothing_to_convert_exit_3(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["run", "demo"])
 def test_quality_flag_sets_the_preset(command, capsys):
-    from anatprep.interfaces.brainextract.params import PRESETS
+    from anatprep.interfaces.brainmask.params import PRESETS
     from anatprep.pipelines.cli import _overrides, _parser
 
     where = ["in", "out"] if command == "run" else ["out"]

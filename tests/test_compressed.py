@@ -17,10 +17,10 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.headers import read_header
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.pixels import read_frames
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 
 ENCODINGS = [
     "MR_small_RLE.dcm",  # RLE Lossless

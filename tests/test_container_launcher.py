@@ -20,7 +20,7 @@ from anatprep.pipelines.container import (
     prepare_launcher,
 )
 from anatprep.pipelines.methods import methods_text
-from anatprep.pipelines.provenance import ContainerInfo, EnvironmentInfo
+from anatprep.pipelines.run_environment import ContainerInfo, EnvironmentInfo
 
 
 def test_an_image_that_cannot_run_anatprep_is_named(tmp_path):

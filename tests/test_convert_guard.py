@@ -11,10 +11,10 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from anatprep.interfaces.dicomio import conversion
-from anatprep.interfaces.dicomio.conversion import convert_entry
+from anatprep.interfaces.dicomio import series_to_nifti
 from anatprep.interfaces.dicomio.index import index_tree
-from anatprep.pipelines.convert_cmd import convert_tree
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
+from anatprep.pipelines.convert_command import convert_tree
 from anatprep.pipelines.synthetic import write_series
 
 
@@ -42,12 +42,12 @@ def test_negative_timing_fails_the_file_by_name(tmp_path, key):
 def test_non_finite_sidecar_value_is_left_out_and_the_json_written(tmp_path, monkeypatch):
     _study(tmp_path / "in")
     (entry, _) = index_tree(tmp_path / "in").series
-    real = conversion.build_sidecar
+    real = series_to_nifti.build_sidecar
 
     def poisoned(*args, **kwargs):
         return {**real(*args, **kwargs), "FlipAngle": float("inf")}
 
-    monkeypatch.setattr(conversion, "build_sidecar", poisoned)
+    monkeypatch.setattr(series_to_nifti, "build_sidecar", poisoned)
     _, js = convert_entry(entry, tmp_path / "out" / "x")
     sidecar = json.loads(js.read_text())
     assert "FlipAngle" not in sidecar and sidecar["RepetitionTime"] > 0
@@ -60,7 +60,7 @@ def test_a_failed_sidecar_write_leaves_no_image(tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(conversion, "write_json", full_disk)
+    monkeypatch.setattr(series_to_nifti, "write_json", full_disk)
     with pytest.raises(OSError, match="No space left"):
         convert_entry(entry, tmp_path / "out" / "x")
     assert list((tmp_path / "out").iterdir()) == []
@@ -68,14 +68,14 @@ def test_a_failed_sidecar_write_leaves_no_image(tmp_path, monkeypatch):
 
 def test_unforeseen_error_in_one_series_leaves_the_others(tmp_path, monkeypatch, capsys):
     _study(tmp_path / "in")
-    real = conversion.ClassicSeries.to_volume
+    real = series_to_nifti.ClassicSeries.to_volume
 
     def broken(self):
         if "/a/" in self.files[0]:
             raise OverflowError("int too large to convert to float")
         return real(self)
 
-    monkeypatch.setattr(conversion.ClassicSeries, "to_volume", broken)
+    monkeypatch.setattr(series_to_nifti.ClassicSeries, "to_volume", broken)
     assert convert_tree(tmp_path / "in", tmp_path / "out", 1) == 4
     out = capsys.readouterr().out
     assert "cannot be converted: OverflowError: int too large to convert to float" in out
@@ -86,14 +86,14 @@ def test_unforeseen_error_in_one_series_leaves_the_others(tmp_path, monkeypatch,
 
 def test_write_failure_of_one_series_leaves_the_others(tmp_path, monkeypatch, capsys):
     _study(tmp_path / "in")
-    real = conversion.write_nifti_parts
+    real = series_to_nifti.write_nifti_parts
 
     def full_disk(path, *args, **kwargs):
         if "_1" in path.name:
             raise OSError(28, "No space left on device")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(conversion, "write_nifti_parts", full_disk)
+    monkeypatch.setattr(series_to_nifti, "write_nifti_parts", full_disk)
     assert convert_tree(tmp_path / "in", tmp_path / "out", 1) == 4
     assert "No space left on device" in capsys.readouterr().out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())

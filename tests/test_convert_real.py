@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from conftest import REAL_PHI, assert_same_image, grep_outputs, run_dcm2niix
 
-from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 from anatprep.interfaces.dicomio.sidecar import FORBIDDEN_KEYS
 
 pytestmark = pytest.mark.data

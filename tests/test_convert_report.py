@@ -57,7 +57,7 @@ def test_skipped_series_names_the_option(tmp_path, capsys):
 def test_verify_table_names_differing_fields():
     from pathlib import Path
 
-    from anatprep.pipelines.convert_cmd import format_parity
+    from anatprep.pipelines.convert_command import format_parity
 
     rows = [
         (

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import assert_same_image, run_dcm2niix
 
-from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series_to_nifti import SeriesConversionError, convert_entry
 from anatprep.pipelines.synthetic import rotation, write_series
 
 #: (name, direction columns in RAS for voxel axes i, j, k) as scanners write them

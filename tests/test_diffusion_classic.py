@@ -15,9 +15,9 @@ from conftest import run_dcm2niix
 from pydicom.uid import generate_uid
 
 from anatprep.interfaces.dicomio import diffusion
-from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.scan import ScannedHeader
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 from anatprep.pipelines.synthetic import rotation, write_series
 
 #: b-value and LPS direction per volume: b=0, four directions, b=0 again

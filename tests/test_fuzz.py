@@ -48,7 +48,7 @@ from pydicom.filewriter import write_file_meta_info
 
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.pipelines.cli import main
-from anatprep.pipelines.convert_cmd import output_stems
+from anatprep.pipelines.convert_command import output_stems
 from anatprep.pipelines.exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL
 from anatprep.pipelines.synthetic import rotation, write_enhanced, write_series
 

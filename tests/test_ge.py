@@ -306,7 +306,7 @@ def _b0_map(instance: int, **extra) -> ScannedHeader:
 def test_b0_field_map_halves():
     hz, magnitude = _b0_map(16), _b0_map(17)
     assert ge.is_fieldmap_hz(hz) and not ge.is_fieldmap_hz(magnitude)
-    assert ge.complex_part(hz) == "FIELDMAPHZ" and ge.complex_part(magnitude) == "MAGNITUDE"
+    assert ge.image_type_part(hz) == "FIELDMAPHZ" and ge.image_type_part(magnitude) == "MAGNITUDE"
     base = ("ORIGINAL", "PRIMARY", "OTHER")
     assert ge.grouping_image_type(hz, base) == (*base, "FIELDMAPHZ")
     assert ge.grouping_image_type(magnitude, base) == base

@@ -8,13 +8,13 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from anatprep.interfaces.dicomio.conversion import (
+from anatprep.interfaces.dicomio.geometry import GeometryPolicy
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series_to_nifti import (
     SeriesConversionError,
     SeriesSkipped,
     convert_entry,
 )
-from anatprep.interfaces.dicomio.geometry import GeometryPolicy
-from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.pipelines.cli import main
 from anatprep.pipelines.synthetic import write_series
 

@@ -22,12 +22,13 @@ from pydicom.sequence import Sequence
 
 from anatprep.interfaces.atomic import write_json
 from anatprep.interfaces.dicomio.classic import ClassicSeries
-from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from anatprep.interfaces.dicomio.headers import UnusableFile, read_headers
+from anatprep.interfaces.dicomio.dicom_file import UnusableFile
+from anatprep.interfaces.dicomio.headers import read_headers
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.series import SeriesGeometryError
+from anatprep.interfaces.dicomio.series_to_nifti import SeriesConversionError, convert_entry
 from anatprep.interfaces.dicomio.table import SeriesEntry
-from anatprep.pipelines.convert_cmd import output_stems
+from anatprep.pipelines.convert_command import output_stems
 from anatprep.pipelines.synthetic import write_enhanced, write_series
 
 AXIAL = np.array([[-1, 0, 0], [0, -1, 0], [0, 0, 1]], float).T

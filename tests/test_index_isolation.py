@@ -21,7 +21,6 @@ import pytest
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 
-from anatprep.interfaces.dicom_index import DicomIndex
 from anatprep.interfaces.dicomio import index as index_module
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
@@ -342,14 +341,14 @@ def test_recently_modified_files_are_not_cached(tmp_path, reads):
     assert len(reads) == 2 * N_SLICES
 
 
-def test_dicom_index_keeps_its_cache(tmp_path):
+def test_a_run_keeps_its_index_and_cache_in_the_work_dir(tmp_path):
+    from anatprep.pipelines.config import Config
+    from anatprep.pipelines.execution import index_input
+
     _two_subjects(tmp_path / "dcm")
     _age(tmp_path / "dcm")
-    cache = tmp_path / "index" / "header_cache.json"
-    (tmp_path / "index").mkdir()
-    result = DicomIndex(dicom_dir=str(tmp_path / "dcm"), cache_file=str(cache)).run(
-        cwd=str(tmp_path / "index")
-    )
-    assert result.outputs.n_series == 2 and cache.is_file()
-    table = SeriesTable.load(result.outputs.series_table)
+    work = tmp_path / "work"
+    table = index_input(tmp_path / "dcm", work, Config())
+    assert len(table.series) == 2 and (work / "index" / "header_cache.json").is_file()
+    assert SeriesTable.load(work / "index" / "series_table.json") == table
     assert all(len(s.fingerprints) == len(s.files) for s in table.series)

@@ -22,7 +22,7 @@ import yaml
 
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.pipelines.config import Config
-from anatprep.pipelines.convert_cmd import convert_tree
+from anatprep.pipelines.convert_command import convert_tree
 from anatprep.pipelines.execution import RunSummary, run_study
 from anatprep.pipelines.synthetic import write_series
 

@@ -7,7 +7,7 @@ The layers, from the top:
 - the rest of ``anatprep.pipelines`` (config, execution, rules, the SLURM plugins, the demo);
 - ``anatprep.pipelines.workflows``: graph factories; they import no execution-level module;
 - the nipype interfaces (``anatprep.interfaces.<module>`` defining a ``SimpleInterface``);
-- the libraries they wrap (``dicomio``, ``brainextract``, atomic/BIDS io, templates,
+- the libraries they wrap (``dicomio``, ``brainmask``, atomic/BIDS io, templates,
   orientation): plain Python, no nipype, nothing above them.
 """
 
@@ -110,24 +110,12 @@ def test_workflows_import_no_execution_level_module():
     assert _hits(WORKFLOWS, lambda imp: any(imp.startswith(u) for u in upper)) == []
 
 
-class _LoadTime(ast.NodeTransformer):
-    """Drops function bodies: what runs when a module is imported."""
-
-    def visit_FunctionDef(self, node):
-        return None
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-
-def _top_level_imports(name: str, path: Path) -> set[str]:
-    """The anatprep modules a module imports when it is loaded (imports inside functions and
-    under ``if TYPE_CHECKING`` are left out: they cannot make an import cycle)."""
-    tree = ast.parse(path.read_text(), str(path))
-    body = [n for n in tree.body if not (isinstance(n, ast.If) and "TYPE_CHECKING" in
-                                         ast.unparse(n.test))]  # fmt: skip
-    sub = _LoadTime().visit(ast.Module(body=body, type_ignores=[]))
+def _module_imports(name: str, path: Path) -> set[str]:
+    """The anatprep modules a module imports anywhere: at load time, inside function bodies
+    (run later, but a circle all the same: the two modules are one job split in the wrong
+    place) and under ``if TYPE_CHECKING`` (the types one module needs of the other)."""
     found = set()
-    for imp in _imports_of(sub, name, path):
+    for imp in _imports(name, path):
         while imp and imp not in MODULES:
             imp = imp.rpartition(".")[0]
         if imp and imp != name:
@@ -136,16 +124,29 @@ def _top_level_imports(name: str, path: Path) -> set[str]:
 
 
 def test_no_import_cycles():
-    """No module imports, when it loads, one that (directly or not) imports it back: such a
-    circle is one job split in the wrong place (``enhanced`` held both the frame headers the
-    index needs and a reader class built on ``classic``; they are now ``frames`` and
-    ``enhanced``)."""
+    """No module imports (directly or not, anywhere in it) one that imports it back.  A circle
+    is broken by moving the piece both need down into a module of its own (the open DICOM
+    file and UnusableFile are ``dicomio.dicom_file``, below ``headers`` and the vendor
+    modules; the environment records are ``pipelines.run_environment``, below
+    ``provenance`` and ``methods``)."""
     graph = nx.DiGraph()
     for name, path in MODULES.items():
         graph.add_node(name)
-        graph.add_edges_from((name, dep) for dep in _top_level_imports(name, path))
+        graph.add_edges_from((name, dep) for dep in _module_imports(name, path))
     cycles = [c for c in nx.simple_cycles(graph) if len(c) > 1 or graph.has_edge(c[0], c[0])]
     assert cycles == []
+
+
+def test_tests_import_no_benchmark():
+    """Benchmarks measure and may change freely; what a test needs lives in ``tests/`` (e.g.
+    ``stress_heads.py``) or in the package."""
+    found = sorted(
+        f"{path.name} imports {imp}"
+        for path in (REPO / "tests").rglob("*.py")
+        for imp in _imports("x", path)
+        if imp.split(".")[0] == "benchmarks"
+    )
+    assert found == []
 
 
 def test_nothing_imports_the_command_line():
@@ -168,12 +169,16 @@ def test_code_imports_only_through_the_namespace():
     assert bare == []
 
 
-def test_loading_a_config_does_not_import_nipype():
+def test_loading_a_config_imports_no_workflow_or_imaging_library():
+    """Checking a config (``anatprep convert`` and every command start with it) stays light:
+    no nipype, and no nibabel or pydicom (an axis code is checked in plain Python)."""
     code = (
         "import sys, anatprep.pipelines.config as c; c.Config(); "
-        "sys.exit('nipype' in sys.modules)"
+        "print(*sorted({'nipype', 'nibabel', 'pydicom'} & set(sys.modules)))"
     )
-    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
 
 
 #: folders installed as package data only (no modules): the example configs

@@ -17,8 +17,8 @@ import pytest
 from scipy import ndimage
 
 from anatprep.interfaces.brain_extraction import _sidecar_notes
-from anatprep.interfaces.brainextract.extract import BrainExtractionResult
-from anatprep.interfaces.brainextract.quality import (
+from anatprep.interfaces.brainmask.extract import BrainExtractionResult
+from anatprep.interfaces.brainmask.quality import (
     MAX_PRIOR_OUTSIDE,
     MaskQuality,
     measure_mask,

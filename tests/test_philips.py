@@ -11,10 +11,10 @@ import pydicom
 import pytest
 
 from anatprep.interfaces.dicomio import philips
-from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.frames import frame_headers
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.scan import PHILIPS_SCALE_SLOPE, ScannedHeader
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 from anatprep.interfaces.dicomio.sidecar import build_sidecar
 
 

@@ -15,10 +15,11 @@ import pydicom
 import pytest
 from conftest import assert_same_image, run_dcm2niix
 
-from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from anatprep.interfaces.dicomio.headers import UnusableFile, read_header
+from anatprep.interfaces.dicomio.dicom_file import UnusableFile
+from anatprep.interfaces.dicomio.headers import read_header
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.pixels import keep_stored_bits, read_frames
+from anatprep.interfaces.dicomio.series_to_nifti import SeriesConversionError, convert_entry
 from anatprep.pipelines.synthetic import write_series
 
 SHAPE = (12, 10, 4)

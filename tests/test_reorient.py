@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from nibabel.affines import apply_affine
 
-from anatprep.interfaces.orientation import check_orientation_code, reorient_image
+from anatprep.interfaces.axis_codes import check_orientation_code
+from anatprep.interfaces.orientation import reorient_image
 from anatprep.interfaces.reorient import Reorient
 
 

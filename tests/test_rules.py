@@ -180,7 +180,7 @@ def test_single_echo_magnitude_keeps_the_plain_name_and_runs_count_acquisitions(
 
 
 def test_convert_command_names_echoes_and_phase_like_dcm2niix():
-    from anatprep.pipelines.convert_cmd import output_stems
+    from anatprep.pipelines.convert_command import output_stems
 
     series = [
         SeriesEntry(id="x1", protocol_name="gre_fm", series_number=8, echo_time=4.9),

@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 from anatprep.interfaces.dicomio.siemens import (
     acquisition_time_slice_times,
     parse_ascconv,

@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from conftest import run_dcm2niix
 
-from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 from anatprep.interfaces.dicomio.sidecar import ALLOWED_KEYS, asl_fields
 from anatprep.interfaces.dicomio.siemens import protocol_asl
 from anatprep.pipelines.synthetic import write_series

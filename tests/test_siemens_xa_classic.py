@@ -17,8 +17,8 @@ import pydicom
 import pytest
 from conftest import assert_same_image, run_dcm2niix
 
-from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.series_to_nifti import SeriesConversionError, convert_entry
 from anatprep.pipelines.synthetic import write_series
 
 N_SLICES, TR_S = 4, 2.0

@@ -1,4 +1,4 @@
-"""The stress-head generator's own properties (benchmarks/stress_heads.py), on the real
+"""The stress-head generator's own properties (tests/stress_heads.py), on the real
 MNI152: ventricle factors, brain outline kept, grids and affines, bias ratio, determinism.
 The 0.5 mm cases are only checked by their shape math and the resampler on a small array."""
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from nibabel.affines import apply_affine, voxel_sizes
 from scipy import ndimage
-
-from benchmarks.stress_heads import (
+from stress_heads import (
     ANISO_ZOOMS,
     BIAS_RATIO,
     NAMES,

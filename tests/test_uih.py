@@ -16,8 +16,8 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from walk_dcm2niix import run_dcm2niix, run_ours
 
 from anatprep.interfaces.dicomio import diffusion, uih
-from anatprep.interfaces.dicomio.conversion import SeriesConversionError, convert_entry
-from anatprep.interfaces.dicomio.headers import UnusableFile, read_header, read_slice_header
+from anatprep.interfaces.dicomio.dicom_file import UnusableFile
+from anatprep.interfaces.dicomio.headers import read_header, read_slice_header
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.reference import compare
 from anatprep.interfaces.dicomio.scan import (
@@ -26,9 +26,10 @@ from anatprep.interfaces.dicomio.scan import (
     UIH_PHASE_POSITIVE,
     ScannedHeader,
 )
+from anatprep.interfaces.dicomio.series_to_nifti import SeriesConversionError, convert_entry
 from anatprep.interfaces.dicomio.uih_series import UihSeries
 from anatprep.pipelines.cli import main
-from anatprep.pipelines.convert_cmd import convert_tree
+from anatprep.pipelines.convert_command import convert_tree
 from anatprep.pipelines.exitcodes import EXIT_PARTIAL
 
 TILE_ROWS, TILE_COLS = 3, 4

@@ -8,9 +8,9 @@ import nibabel as nb
 import numpy as np
 from conftest import grep_outputs
 
-from anatprep.interfaces.dicomio.conversion import convert_entry
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.reference import ConverterOutput, compare, run_on_series
+from anatprep.interfaces.dicomio.series_to_nifti import convert_entry
 from anatprep.interfaces.dicomio.sidecar import FORBIDDEN_KEYS
 from anatprep.pipelines.cli import main
 from anatprep.pipelines.synthetic import FAKE_PHI, write_series

@@ -24,11 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from anatprep.interfaces.dicomio.conversion import (  # noqa: E402
-    SeriesConversionError,
-    SeriesSkipped,
-    convert_entry,
-)
 from anatprep.interfaces.dicomio.index import index_tree  # noqa: E402
 from anatprep.interfaces.dicomio.reference import (  # noqa: E402
     ConverterOutput,
@@ -37,6 +32,11 @@ from anatprep.interfaces.dicomio.reference import (  # noqa: E402
     executable,
     read_outputs,
     readable_copy,
+)
+from anatprep.interfaces.dicomio.series_to_nifti import (  # noqa: E402
+    SeriesConversionError,
+    SeriesSkipped,
+    convert_entry,
 )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import ge, philips, siemens, uih
 from .csa import CsaImage
+from .dicom_file import UnusableFile
 from .diffusion import (
     DERIVED_VOLUME_VENDORS,
     diffusion_plan,
@@ -24,7 +25,7 @@ from .diffusion import (
 )
 from .formats import g_number
 from .geometry import is_tilted, lateral_drift, tilt_degrees
-from .headers import UnusableFile, read_headers, slice_header_from_dataset
+from .headers import read_headers, slice_header_from_dataset
 from .pixels import read_frames
 from .scan import GE_USER_DATA, ScannedHeader, number_or, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices

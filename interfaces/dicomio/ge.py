@@ -386,7 +386,7 @@ def is_fieldmap_hz(header) -> bool:
     return instance <= locations
 
 
-def complex_part(header) -> str | None:
+def image_type_part(header) -> str | None:
     """The ImageType part dcm2niix appends for GE: FIELDMAPHZ, else from (0043,102F)."""
     if is_fieldmap_hz(header):
         return "FIELDMAPHZ"
@@ -399,7 +399,7 @@ def grouping_image_type(header, image_type: tuple[str, ...]) -> tuple[str, ...]:
     split a series the way dcm2niix does (magnitude images keep their type)."""
     if not is_ge(header):
         return image_type
-    part = complex_part(header)
+    part = image_type_part(header)
     if part is None or part == "MAGNITUDE" or part in image_type:
         return image_type
     return (*image_type, part)

@@ -15,75 +15,39 @@ UIH files that keep their slice positions in a private group are completed from 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import math
 import os
 import sys
 import traceback
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from . import ge
+from . import ge, uih
+from .dicom_file import (
+    CONVERSION_ERRORS,
+    PixelDataProblem,
+    UnusableFile,
+    describe,
+    expected_pixel_bytes,
+    open_dicom,
+    truncation,
+)
 from .frames import frame_headers
 from .scan import (
-    FIELDS,
     UNCOMPRESSED_SYNTAXES,
     ScannedHeader,
     ScanUnsupported,
-    header_digest,
     scan_buffer,
     scan_file,
 )
 from .siemens import xa_series_stack
+from .slice_header import SliceHeader
 
-if TYPE_CHECKING:  # pydicom is imported where a file needs it (its import is slow)
+if TYPE_CHECKING:
     import pydicom
 
-    #: the header of one file: a pydicom Dataset or a ScannedHeader
-    Header = pydicom.Dataset | ScannedHeader
-
-
-
-class UnusableFile(Exception):
-    """A file that cannot contribute a slice; ``str()`` names the file and the reason."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        reason: str,
-        header: SliceHeader | None = None,
-        own_series: bool = True,
-    ):
-        self.path = str(path)
-        self.reason = reason
-        #: the file's header keys when they were readable (so the file's series is known);
-        #: for a file rejected for its geometry, its identity only (geometry zeros)
-        self.header = header
-        #: False: the file fails the series it belongs to, but files that all share this
-        #: problem (e.g. non-spatial images without a plane) are only listed, not a series
-        self.own_series = own_series
-        super().__init__(f"{self.path}: {reason}")
-
-
-#: header fields by keyword (a KeyError or AttributeError naming one names the field)
-_KEYWORDS = frozenset(name for name, _kind in FIELDS.values())
-
-
-def describe(exc: BaseException) -> str:
-    """``'<type>: <message>'`` of an exception (module-qualified unless built in), prefixed
-    with ``'field <keyword>: '`` when it is a missing header field's KeyError/AttributeError."""
-    kind = type(exc)
-    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
-    name = f"{module}{kind.__qualname__}"
-    text = f"{name}: {exc}" if str(exc) else name
-    if isinstance(exc, KeyError | AttributeError) and exc.args and exc.args[0] in _KEYWORDS:
-        text = f"field {exc.args[0]}: {text}"
-    return text
+    from .dicom_file import Header
 
 
 def describe_unexpected(exc: BaseException) -> str:
@@ -92,108 +56,6 @@ def describe_unexpected(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f", at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     return f"header could not be read ({describe(exc)}{where})"
-
-
-@dataclass(frozen=True, slots=True)
-class SliceHeader:
-    """The grouping, ordering and geometry keys of one single-frame DICOM file."""
-
-    path: str
-    series_uid: str
-    series_number: int | None
-    instance_number: int | None
-    echo_number: int | None
-    image_type: tuple[str, ...]
-    orientation: tuple[float, ...]  # ImageOrientationPatient, 6 direction cosines
-    position: tuple[float, float, float]  # ImagePositionPatient
-    rows: int
-    columns: int
-    pixel_spacing: tuple[float, float]
-    temporal_position: int | None
-    acquisition_time: str | None
-    series_description: str
-    protocol_name: str
-    sequence_name: str
-    mr_acquisition_type: str
-    n_frames: int
-    #: classic, mosaic (Siemens CSA) or enhanced (one header per frame of a multi-frame file)
-    flavour: str
-    #: frame index in an enhanced file; None for single-frame files
-    frame: int | None = None
-    echo_time: float | None = None
-    #: Siemens XA classic export: the number shared by a run's volumes, each written as its
-    #: own series (16001, 16002, ... -> 16); None otherwise (see :mod:`.siemens`)
-    series_stack: int | None = None
-
-    @property
-    def normal(self) -> np.ndarray:
-        row = np.asarray(self.orientation[:3])
-        col = np.asarray(self.orientation[3:])
-        return np.cross(row, col)
-
-
-def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydicom.Dataset, int]:
-    """Read one file (plain or ``.gz``); return the dataset and the file size in bytes.
-
-    Raises :class:`UnusableFile` when the file is not DICOM or cannot be parsed, or (on a
-    header-only read) when its pixel data is shorter than the header says.  A header-only
-    read sets ``ds.header_digest`` (see :func:`.scan.header_digest`).
-    """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    path = Path(path)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read()
-            stream: io.BufferedIOBase = io.BytesIO(raw)
-            size = len(raw)
-        else:
-            stream = open(path, "rb")  # noqa: SIM115 - closed below
-            size = path.stat().st_size
-        try:
-            ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
-            _drop_unreadable(ds)
-            if stop_before_pixels:
-                end = stream.tell()
-                stream.seek(0)
-                object.__setattr__(ds, "header_digest", header_digest(stream.read(end)))
-                problem = _pixel_length_problem(ds, size - end)
-                if problem:
-                    raise UnusableFile(path, problem, _header_for_report(ds, str(path)))
-        finally:
-            stream.close()
-    except UnusableFile:
-        raise
-    except InvalidDicomError:
-        raise UnusableFile(path, "not a DICOM file (no DICM preamble or valid header)") from None
-    except zlib.error as exc:
-        reason = f"data set does not inflate under its deflated transfer syntax ({describe(exc)})"
-        raise UnusableFile(path, reason) from None
-    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise UnusableFile(path, f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
-    return ds, size
-
-
-_CONVERSION_ERRORS = (ValueError, OverflowError, TypeError)
-
-
-def _drop_unreadable(ds: pydicom.Dataset) -> None:
-    """pydicom converts a value when it is first read, and some text that is not a number
-    (IS 'inf', '1e400') raises there.  Like the scanner, leave such top-level elements out and
-    name them in ``ds.malformed`` (the checks of :func:`slice_header_from_dataset` see it)."""
-    from pydicom.datadict import keyword_for_tag
-
-    bad = set()
-    for tag in list(ds.keys()):
-        try:
-            ds[tag]
-        except _CONVERSION_ERRORS:
-            bad.add(keyword_for_tag(tag) or str(tag))
-            del ds[tag]
-    if bad:
-        object.__setattr__(ds, "malformed", frozenset(bad))
 
 
 def _first_unreadable(ds: pydicom.Dataset, where: str = "") -> str | None:
@@ -205,43 +67,13 @@ def _first_unreadable(ds: pydicom.Dataset, where: str = "") -> str | None:
         name = f"{where}{keyword_for_tag(tag) or tag}"
         try:
             elem = ds[tag]
-        except (*_CONVERSION_ERRORS, NotImplementedError):  # NotImplemented: an unknown VR
+        except (*CONVERSION_ERRORS, NotImplementedError):  # NotImplemented: an unknown VR
             return name
         if elem.VR == "SQ":
             for k, item in enumerate(elem.value):
                 found = _first_unreadable(item, f"{name}[{k}].")
                 if found:
                     return found
-    return None
-
-
-def _expected_pixel_bytes(ds) -> int:
-    return (
-        int(ds.Rows)
-        * int(ds.Columns)
-        * max(int(ds.get("NumberOfFrames") or 1), 1)
-        * int(ds.get("SamplesPerPixel") or 1)
-        * int(ds.get("BitsAllocated") or 16)
-        // 8
-    )
-
-
-def _pixel_length_problem(ds: pydicom.Dataset, remaining: int) -> str | None:
-    """After a header-only read the stream sits at the pixel data tag: check what follows."""
-    if "Rows" not in ds or "Columns" not in ds:
-        return None  # not an image; reported by the caller
-    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
-    if syntax and syntax not in UNCOMPRESSED_SYNTAXES:
-        return None  # encapsulated: lengths are per fragment
-    if remaining <= 0:
-        return "no pixel data (file ends after the header)"
-    available = remaining - 12 if syntax != "1.2.840.10008.1.2" else remaining - 8
-    return _truncation(available, _expected_pixel_bytes(ds))
-
-
-def _truncation(available: int, expected: int) -> str | None:
-    if available < expected:
-        return f"truncated pixel data ({max(available, 0)} of {expected} bytes present)"
     return None
 
 
@@ -457,8 +289,7 @@ def read_header(path: str | os.PathLike) -> Header:
     try:
         scanned = scan_file(path)
     except ScanUnsupported:
-        ds, _ = open_dicom(path, stop_before_pixels=True)
-        return _vendor_geometry(ds, path)
+        return _vendor_geometry(_open_header(path), path)
     except OSError as exc:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
     except EOFError as exc:  # a .gz cut short: the part that decompresses names the series
@@ -472,6 +303,16 @@ def read_header(path: str | os.PathLike) -> Header:
             identity = exc.header
         raise UnusableFile(path, problem, identity)
     return _vendor_geometry(scanned, path)
+
+
+def _open_header(path: str | os.PathLike) -> pydicom.Dataset:
+    """:func:`.dicom_file.open_dicom`'s header-only read; a file whose pixel data falls short
+    names the series it belongs to (which then fails instead of losing a slice)."""
+    try:
+        return open_dicom(path, stop_before_pixels=True)[0]
+    except PixelDataProblem as exc:
+        exc.header = _header_for_report(exc.dataset, str(path))
+        raise
 
 
 def _truncated_gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
@@ -499,8 +340,6 @@ def identify(path: str | os.PathLike) -> SliceHeader | None:
 def _vendor_geometry(header: Header, path: str | os.PathLike) -> Header:
     """UIH keeps slice positions in a private group (see :mod:`.uih`); a file whose private
     geometry is unusable is rejected with its series named."""
-    from . import uih  # uih reads its private geometry with this module's open_dicom
-
     try:
         return uih.with_private_geometry(header, path)
     except UnusableFile as exc:
@@ -519,7 +358,7 @@ def _scanned_pixel_problem(h: ScannedHeader) -> str | None:
     if h.transfer_syntax not in UNCOMPRESSED_SYNTAXES:
         return None
     available = min(h.pixel_length or 0, h.file_size - h.pixel_offset)
-    return _truncation(available, _expected_pixel_bytes(h))
+    return truncation(available, expected_pixel_bytes(h))
 
 
 def read_slice_header(path: str | os.PathLike) -> SliceHeader:
@@ -537,10 +376,10 @@ def _frames(header: Header, path: str | os.PathLike) -> list[Header]:
     if detect_flavour(header) != "enhanced":
         return [header]
 
-    ds = header if not isinstance(header, ScannedHeader) else open_dicom(path, True)[0]
+    ds = header if not isinstance(header, ScannedHeader) else _open_header(path)
     try:
         frames = frame_headers(ds)
-    except (*_CONVERSION_ERRORS, NotImplementedError) as exc:
+    except (*CONVERSION_ERRORS, NotImplementedError) as exc:
         field = _first_unreadable(ds) or "a functional group value"
         what = "cannot be decoded" if isinstance(exc, NotImplementedError) else "is not a number"
         report = _header_for_report(ds, str(path))  # the file's series fails, naming it

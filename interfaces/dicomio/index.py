@@ -37,16 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from .dicom_file import UnusableFile
 from .geometry import GeometryPolicy, is_tilted, tilt_degrees, uniform_runs
 from .headers import (
-    SliceHeader,
-    UnusableFile,
     describe_unexpected,
     identify,
     read_file_headers,
 )
 from .index_cache import FileRead, HeaderCache, Result
-from .index_cache import Rejected as Rejected  # re-exported: where it was defined before
 from .scan import header_digest
 from .series import (
     SeriesGeometryError,
@@ -55,6 +53,7 @@ from .series import (
     order_slices,
     series_id,
 )
+from .slice_header import SliceHeader
 from .table import SeriesTable
 
 
@@ -200,13 +199,6 @@ def _share(item: Result, seen: dict) -> Result:
     return item
 
 
-def read_headers(paths: Sequence[str], n_procs: int | None = None) -> Iterator[Result]:
-    """Slice headers of each path (in order), in parallel for large trees; yielded as they
-    arrive, repeated values shared."""
-    for read in read_files(paths, n_procs):
-        yield read.result
-
-
 def read_files(
     paths: Sequence[str],
     n_procs: int | None = None,
@@ -256,7 +248,7 @@ def _read_all(paths: Sequence[str], n_procs: int | None) -> Iterator[FileRead]:
             yield from chunk
 
 
-def complex_part(image_type: tuple[str, ...]) -> str:
+def bids_part(image_type: tuple[str, ...]) -> str:
     """BIDS ``part`` label from the image type: mag, phase, real or imag; ``fieldmaphz`` for a
     B0 map in Hz (GE's FIELDMAPHZ, Philips' FIELD_MAP frames): not a magnitude image."""
     values = set(image_type)
@@ -454,7 +446,7 @@ def _series_entry(sid: str, first: SliceHeader, root: Path, folder_levels: int) 
         "acquisition": hashlib.sha1(first.series_uid.encode()).hexdigest()[:8],
         "echo_number": first.echo_number,
         "echo_time": first.echo_time,
-        "part": complex_part(first.image_type),
+        "part": bids_part(first.image_type),
         "rows": first.rows,
         "columns": first.columns,
         "files": [],

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..atomic import atomic_write_bytes
-from .headers import SliceHeader
+from .slice_header import SliceHeader
 
 LOG = logging.getLogger("anatprep")
 

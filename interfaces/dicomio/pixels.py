@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from .headers import UnusableFile, open_dicom
+from .dicom_file import UnusableFile, open_dicom
 from .scan import NATIVE_SYNTAXES, ScannedHeader, ScanUnsupported, read_file_bytes, scan_file
 
 

@@ -22,9 +22,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..nifti import array_proxy, load_nifti
+
+#: the converters a conversion can use: ours, or dcm2niix as the optional backend (same
+#: output layout); the config, the conversion node and the ``convert`` command take this list
+Converter = Literal["anatprep", "dcm2niix"]
 
 _IGNORED_KEYS = {"ConversionSoftware", "ConversionSoftwareVersion"}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .headers import SliceHeader
+from .slice_header import SliceHeader
 
 #: direction cosines that differ less than this are the same orientation
 ORIENTATION_TOLERANCE = 1e-4

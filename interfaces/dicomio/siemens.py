@@ -47,6 +47,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .dicom_file import UnusableFile, open_dicom
 from .formats import g_number
 from .scan import (
     SIEMENS_SDI_CREATOR,
@@ -109,8 +110,6 @@ def series_protocol(path: str) -> dict[str, str]:
     Read with pydicom for this one file only: the header scan skips the protocol (~100 kB a
     file) for every other file.
     """
-    from .headers import UnusableFile, open_dicom
-
     try:
         ds, _ = open_dicom(path, stop_before_pixels=True)
     except UnusableFile:

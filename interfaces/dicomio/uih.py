@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .headers import UnusableFile, open_dicom
+from .dicom_file import UnusableFile, open_dicom
 from .scan import (
     UIH_B_VALUE,
     UIH_GRADIENT,
@@ -42,7 +42,7 @@ from .scan import (
 from .vendors import UIH, vendor_of
 
 if TYPE_CHECKING:
-    from .headers import Header
+    from .dicom_file import Header
 
 #: the private sequence with one item per tile (dcm2niix: MRVFrameSequence)
 FRAME_SEQUENCE = (0x0065, 0x1051)

@@ -17,6 +17,10 @@ What nipype 1.11's plugins get wrong, and what these subclasses do instead:
 * job logs: under ``log_dir`` (the run's log folder), one per job, kept.
 * ``python`` (ours): the command that runs a node's script, e.g. the image's Python with
   ``execution.container`` (default: this process's interpreter).
+
+Overrides and calls private methods of nipype's plugins: setup.cfg allows only the nipype
+minor version they are written for, and ``tests/test_nipype_overrides.py`` records their
+signatures.
 """
 
 from __future__ import annotations

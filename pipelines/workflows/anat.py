@@ -19,7 +19,7 @@ from anatprep.interfaces.reorient import Reorient
 from anatprep.interfaces.templates import resolve_template
 
 from ..config import Config
-from ..rules import PlannedSeries, SubjectPlan, shown
+from ..rules import PlannedSeries, SubjectPlan, shown_entry
 from .derivatives import anat_derivatives, init_anat_derivatives_wf, input_fields
 
 
@@ -56,7 +56,7 @@ def init_anat_wf(cfg: Config, *, name: str = "anat_wf", n_voxels: int = 0) -> pe
     ``tpl2t1w_affine`` (``.mat``) and ``tpl2t1w_warp`` (template to T1w; ``''`` each when
     the input was already skull-stripped); ``report`` (SVG), ``stats`` (JSON).
     ``n_voxels`` (the T1w's size, 0 when unknown) sets the memory the brain-extraction node
-    declares (:func:`anatprep.interfaces.brainextract.resources.memory_gb`, never below the
+    declares (:func:`anatprep.interfaces.brainmask.resources.memory_gb`, never below the
     config's ``memory_gb``).
     """
     bex_cfg = cfg.brain_extraction
@@ -154,7 +154,7 @@ def _add_series(
     strict = {"deidentify": "strict"} if cfg.deidentify == "strict" else {}
     convert = pe.Node(
         DicomToNifti(
-            series_entry=shown(entry, cfg).to_json(),
+            series_entry=shown_entry(entry, cfg).to_json(),
             out_stem=series.stem,
             compression=cfg.conversion.compression_level,
             verify=cfg.conversion.verify,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,10 @@ def _out_of_range(name: str, number: Any) -> str:
         return f"at most {highest}"
     return ""
 
+
+#: the names of the ``quality`` presets: the keys of :data:`PRESETS` (a test keeps them equal;
+#: the config validates against this Literal)
+Quality = Literal["fast", "default", "precise"]
 
 PRESETS: dict[str, BrainExtractionParams] = {
     "fast": BrainExtractionParams(

@@ -16,10 +16,11 @@ import numpy as np
 from ..atomic import DEFAULT_LEVEL, atomic_write_bytes, write_json, write_nifti, write_nifti_parts
 from .classic import ClassicSeries
 from .csa import CsaError
+from .dicom_file import UnusableFile, describe
 from .enhanced import EnhancedSeries
-from .headers import UnusableFile, describe
 from .mosaic import MosaicSeries
 from .reference import (
+    Converter,
     ConverterOutput,
     ReferenceUnavailable,
     best_match,
@@ -55,7 +56,7 @@ def convert_entry(
     out_stem: Path,
     compression: int = DEFAULT_LEVEL,
     verify: bool = False,
-    converter: str = "anatprep",
+    converter: Converter = "anatprep",
     deidentify: Deidentify = "standard",
 ) -> tuple[Path, Path]:
     """Write ``<out_stem>.nii.gz`` and ``<out_stem>.json`` (+ ``.bval``/``.bvec``) for one

@@ -10,7 +10,6 @@ beside them.  Anything that would give an untrustworthy mask raises
 """
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import nibabel as nb
 import numpy as np
 
-from ..atomic import write_json, write_nifti
+from ..atomic import copy_file, write_json, write_nifti
 from ..nifti import load_nifti
 from . import bias, grids, morphology, registration, segmentation
 from .params import BrainExtractionParams
@@ -293,7 +292,4 @@ def _write_outputs(
 
 def _place(src: Path, final: Path) -> str:
     """Copy ``src`` to ``final`` atomically; return the final path."""
-    tmp = final.with_name(final.name + ".part")
-    shutil.copyfile(src, tmp)
-    tmp.replace(final)
-    return str(final)
+    return str(copy_file(src, final))

@@ -25,7 +25,7 @@ MNI152 and finding its ventricles, ~3 s, falls on the first case; each ventricle
 for its flow in ~3-4 s); the 0.5 mm cases ~1-3 s each plus ~1 s to write 87 / 24 MB; peak
 memory ~1 GB (the 0.5 mm MNI152), all ten ~20 s.
 
-    python benchmarks/stress_heads.py --data ../shared/data --out /tmp/stress [--only bias,...]
+    python tests/stress_heads.py --data ../shared/data --out /tmp/stress [--only bias,...]
 """
 
 from __future__ import annotations

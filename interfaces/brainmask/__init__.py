@@ -1,4 +1,5 @@
-"""ANTs brain extraction, in the steps of antsBrainExtraction.sh, on the ANTs library.
+"""How the brain mask is made: ANTs brain extraction, in the steps of antsBrainExtraction.sh,
+on the ANTs library (the nipype node around it is :mod:`anatprep.interfaces.brain_extraction`).
 
 Modules: ``params`` (parameters and the ``quality`` presets), ``runtime`` (importing ANTs
 with a fixed thread count and seed), ``bias`` (N4), ``registration`` (template to subject),

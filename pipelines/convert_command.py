@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anatprep.interfaces.atomic import remove_stray_parts
-from anatprep.interfaces.dicomio.conversion import (
+from anatprep.interfaces.dicomio.geometry import GeometryPolicy
+from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.reference import Converter
+from anatprep.interfaces.dicomio.series_to_nifti import (
     SeriesConversionError,
     SeriesSkipped,
     convert_entry,
 )
-from anatprep.interfaces.dicomio.geometry import GeometryPolicy
-from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.sidecar import Deidentify
 from anatprep.interfaces.dicomio.table import SeriesEntry
 
@@ -73,7 +74,7 @@ def convert_tree(
     output_dir: Path,
     compression: int,
     verify: bool = False,
-    converter: str = "anatprep",
+    converter: Converter = "anatprep",
     geometry: GeometryPolicy | None = None,
     deidentify: Deidentify = "standard",
 ) -> int:
@@ -107,7 +108,7 @@ def _convert_all(
     output_dir: Path,
     compression: int,
     verify: bool,
-    converter: str,
+    converter: Converter,
     geometry: GeometryPolicy | None,
     deidentify: Deidentify,
 ) -> int:
