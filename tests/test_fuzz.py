@@ -786,9 +786,9 @@ def run_campaign(mutants: list[Mutant], root: Path, out: Path, capsys, caplog) -
     # no usable DICOM at all (exit 3) is possible only when every file is a mutant's (one
     # mutant alone, as in the sample), and then each file must be named with its reason
     alone = {str(path) for m in mutants for path in m.files}
-    assert code in (EXIT_OK, EXIT_PARTIAL) or code == EXIT_NO_DATA and all(
+    assert code in (EXIT_OK, EXIT_PARTIAL) or (code == EXIT_NO_DATA and all(
         f"{path}:" in text for path in alone
-    ), f"exit {code}\n{text[-3000:]}"
+    )), f"exit {code}\n{text[-3000:]}"
     assert "Traceback" not in text
     for record in caplog.records:
         assert record.exc_info is None, record.getMessage()
