@@ -15,6 +15,8 @@ import tempfile
 import pytest
 from conftest import REPO, tool
 
+pytestmark = pytest.mark.pipeline
+
 
 @pytest.fixture(scope="module")
 def shared_run(data_dir, tmp_path_factory):

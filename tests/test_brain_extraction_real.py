@@ -20,6 +20,8 @@ from anatprep.interfaces.brainmask.params import preset
 from anatprep.interfaces.brainmask.runtime import import_ants
 from anatprep.interfaces.templates import robex_template
 
+pytestmark = pytest.mark.ants
+
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / (a.sum() + b.sum()))

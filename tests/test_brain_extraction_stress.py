@@ -28,6 +28,8 @@ from stress_heads import make_all
 from anatprep.interfaces.atomic import write_nifti
 from anatprep.interfaces.brainmask.resources import memory_gb
 
+pytestmark = pytest.mark.ants
+
 CHILD = r"""
 import json, resource, sys
 from pathlib import Path

@@ -203,6 +203,7 @@ def test_yaml_python_refuses_is_a_config_error(tmp_path, text, key):
     assert key in _refused(tmp_path, text)
 
 
+@pytest.mark.slow
 def test_error_message_stays_short(tmp_path):
     message = _refused(tmp_path, "x: [" + "lol, " * 50_000 + "]\n")
     assert "x: unknown key" in message and len(message) < 500

@@ -27,7 +27,7 @@ from conftest import same_but_container, tree_differences
 REPO = Path(__file__).resolve().parents[1]
 MAX_IMAGE_BYTES = 2_000_000_000
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.container
 
 
 def assert_same_tree(a: Path, b: Path) -> None:

@@ -28,7 +28,7 @@ from nipype.utils.filemanip import loadpkl
 from anatprep import __version__
 from anatprep.pipelines.provenance import load_records
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.container
 
 
 def _container_entry(out: Path) -> dict:

@@ -29,6 +29,8 @@ from anatprep.pipelines.config import Config
 from anatprep.pipelines.rules import plan_subjects
 from anatprep.pipelines.synthetic import write_series
 
+pytestmark = pytest.mark.pipeline
+
 #: the planted name, in the spellings that are searched for (case-insensitive)
 TOKENS = (b"jane", b"doe^", b"doe ")
 NAME = {

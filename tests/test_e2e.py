@@ -15,6 +15,8 @@ from scipy import ndimage
 
 from anatprep.pipelines.synthetic import FAKE_PHI, write_series
 
+pytestmark = pytest.mark.pipeline
+
 
 def _anatprep(*args, timeout=1800) -> subprocess.CompletedProcess:
     """The installed console script, run from a neutral folder (not the source tree)."""
@@ -48,7 +50,7 @@ def _mask_checks(mask_path: Path) -> tuple[float, int]:
 FAKE_NEEDLES = [v.encode() for v in FAKE_PHI.values() if len(v) > 3] + [b"Demo^Subject"]
 
 
-@pytest.mark.slow
+@pytest.mark.ants
 def test_demo_completes_with_accurate_masks(demo_runs):
     folder, res = demo_runs[0]
     assert res.returncode == 0, res.stdout + res.stderr
@@ -82,7 +84,7 @@ def test_demo_completes_with_accurate_masks(demo_runs):
         assert f"QC figure: {deriv / 'figures'}" in res.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.ants
 def test_demo_outputs_valid_bids_without_phi_or_partials(demo_runs):
     folder, _ = demo_runs[0]
     bids = folder / "bids"
@@ -93,7 +95,7 @@ def test_demo_outputs_valid_bids_without_phi_or_partials(demo_runs):
     assert not (bids / "anatprep_wf").exists() and (folder / "bids.work").is_dir()
 
 
-@pytest.mark.slow
+@pytest.mark.ants
 def test_demo_is_deterministic(demo_runs):
     (a, ra), (b, rb) = demo_runs
     assert ra.returncode == rb.returncode == 0
@@ -101,8 +103,7 @@ def test_demo_is_deterministic(demo_runs):
     assert not differ, "\n".join(differ)
 
 
-@pytest.mark.slow
-@pytest.mark.data
+@pytest.mark.ants
 def test_real_mprage_end_to_end(data_dir, tmp_path):
     src = data_dir / "dicom" / "dcm_qa_asl_t1" / "In"
     before = {p: p.stat().st_mtime_ns for p in src.rglob("*")}
@@ -131,7 +132,6 @@ def _phantom(shape=(40, 48, 44)) -> np.ndarray:
     return np.where(r < 1, 1000.0 - 300 * r, 20.0)
 
 
-@pytest.mark.slow
 def test_one_bad_series_or_subject_does_not_stop_the_others(tmp_path):
     aff = np.diag([-2.0, -2.0, 2.0, 1.0])
     study = tmp_path / "study"
@@ -185,7 +185,7 @@ def test_one_bad_series_or_subject_does_not_stop_the_others(tmp_path):
     assert sum(ln.strip().startswith("FAILED    sub-") for ln in account) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.ants
 def test_brain_extraction_without_atropos(tmp_path):
     """``atropos: false``: the mask is the cleaned warped template brain; the run completes
     and writes no tissue probabilities (the absent outputs are no error, no sidecar)."""

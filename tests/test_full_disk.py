@@ -28,6 +28,8 @@ from conftest import CI
 
 from anatprep.pipelines.synthetic import write_series
 
+pytestmark = pytest.mark.pipeline
+
 SUBJECTS = ("a", "b", "c")
 
 

@@ -188,6 +188,7 @@ def test_invalid_vr_in_an_enhanced_file(tmp_path):
     _assert_fails_a(table, item)
 
 
+@pytest.mark.pipeline
 def test_anatprep_run_goes_on_past_a_broken_file(tmp_path):
     """End to end: exit 4, subject B converted, the broken file of A named in the output."""
     a, _ = _two_subjects(tmp_path / "in")

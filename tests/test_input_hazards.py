@@ -118,6 +118,7 @@ def _unlistable(monkeypatch, folder: Path) -> None:
     monkeypatch.setattr(os, "scandir", scandir)
 
 
+@pytest.mark.pipeline
 def test_unreadable_subject_folder_is_listed_and_fails_the_run(tmp_path, monkeypatch):
     src = tmp_path / "in"
     _series(src / "sub-01" / "t1", "a")
@@ -151,6 +152,7 @@ def test_hidden_folder_is_said_once(tmp_path, capsys):
 # item 8: folders that would merge different patients fail, naming the folders
 
 
+@pytest.mark.pipeline
 def test_folders_reduced_to_one_label_fail_that_subject(tmp_path):
     src = tmp_path / "in"
     for k, folder in enumerate(("sub-01", "01", "sub-ü01", "sub-02")):
@@ -165,6 +167,7 @@ def test_folders_reduced_to_one_label_fail_that_subject(tmp_path):
     assert not (tmp_path / "out" / "sub-01").exists()
 
 
+@pytest.mark.pipeline
 def test_folder_without_letters_or_digits_fails(tmp_path):
     src = tmp_path / "in"
     for k, folder in enumerate(("sub-日本", "sub-", "sub-02")):
@@ -178,6 +181,7 @@ def test_folder_without_letters_or_digits_fails(tmp_path):
     assert _converted_subjects(summary) == {"sub-02"}
 
 
+@pytest.mark.pipeline
 def test_subject_map_resolves_a_collision(tmp_path):
     src = tmp_path / "in"
     for k, folder in enumerate(("sub-01", "sub-ü01", "sub-日本")):
@@ -188,6 +192,7 @@ def test_subject_map_resolves_a_collision(tmp_path):
     assert _converted_subjects(summary) == {"sub-01", "sub-01u", "sub-jp"}
 
 
+@pytest.mark.pipeline
 def test_same_series_in_two_subjects_fails_both(tmp_path):
     src = tmp_path / "in"
     _series(src / "sub-01" / "t1", "a")
@@ -206,6 +211,7 @@ def test_same_series_in_two_subjects_fails_both(tmp_path):
 # item 11: control characters never reach the terminal or the log raw; participants.tsv
 
 
+@pytest.mark.pipeline
 def test_control_characters_are_escaped_everywhere(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     forged = "T1 MPRAGE\nanatprep: 2 of 2 subject(s) complete\x1b[2J\x00"
@@ -225,6 +231,7 @@ def test_control_characters_are_escaped_everywhere(tmp_path):
     assert any("T1 MPRAGE\\nanatprep: 2 of 2 subject(s) complete\\x1b[2J" in ln for ln in lines)
 
 
+@pytest.mark.pipeline
 def test_participants_lists_only_subjects_with_output(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     _series(src / "sub-01" / "t1", "a")
@@ -236,6 +243,7 @@ def test_participants_lists_only_subjects_with_output(tmp_path):
     assert (out / "participants.tsv").read_text() == "participant_id\nsub-01\n"
 
 
+@pytest.mark.pipeline
 def test_session_folders_reduced_to_one_label_fail_that_subject(tmp_path):
     src = tmp_path / "in"
     for k, folder in enumerate(("sub-01/ses-1", "sub-01/ses-ü1", "sub-02/ses-1")):

@@ -177,6 +177,7 @@ def test_voxel_size_and_plane_names_follow_the_header():
         measure_mask(ball, VOX, np.zeros((4, 4, 4)), None)
 
 
+@pytest.mark.slow
 def test_fast_on_a_256_cube():
     big = _ball(75, n=256)
     prior = _prior(big)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from anatprep.pipelines.cli import main
 
 REPO_CONFIG = "configs/fast-conversion-only.yaml"
 
 
+@pytest.mark.pipeline
 def test_dwi_bval_bvec_reach_the_bids_tree(data_dir, tmp_path):
     series = data_dir / "dicom" / "dcm_qa_xa30" / "In" / "10_DWI_dir80_PA"
     subject = tmp_path / "in" / "dwi01"

@@ -54,6 +54,10 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths]
 
 
+#: fixtures of this module whose users run a pipeline (tests/conftest.py marks them)
+MARKED_FIXTURES = {"study": "pipeline"}
+
+
 @pytest.fixture
 def study(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
@@ -170,6 +174,7 @@ def test_provenance_command_prints_all_records(study, capsys):
     assert capsys.readouterr().out.count("  command   ") == 2
 
 
+@pytest.mark.pipeline
 def test_generated_by_is_deterministic_and_names_the_code(tmp_path):
     descriptions = []
     for name in ("one", "two"):
@@ -215,6 +220,7 @@ def test_container_detection():
     assert entry["Container"]["Tag"] == "anatprep:0.1.0"
 
 
+@pytest.mark.pipeline
 def test_container_in_outputs_and_bids_valid(tmp_path, monkeypatch):
     """Inside a container GeneratedBy names the image; the run records and methods text
     under derivatives/anatprep/logs keep the dataset valid BIDS (validator, recursive)."""

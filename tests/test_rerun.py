@@ -20,6 +20,8 @@ from anatprep.pipelines.config import Config
 from anatprep.pipelines.execution import run_study
 from anatprep.pipelines.synthetic import write_series
 
+pytestmark = pytest.mark.pipeline
+
 
 def _subject(root: Path, label: str, value: float = 900.0) -> list[Path]:
     vol = np.full((16, 16, 6), 100.0)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from anatprep.pipelines.report import format_completed, format_nodes_run
 from anatprep.pipelines.synthetic import write_series
@@ -22,6 +23,7 @@ def _run(*args):
     )  # fmt: skip
 
 
+@pytest.mark.pipeline
 def test_a_conversion_only_run_says_what_ran_and_what_was_cached(tmp_path):
     """A small non-T1w series, brain extraction off: no word of skull-stripping; the first
     run caches nothing, the second all but the sink (which always runs)."""

@@ -131,6 +131,10 @@ class Background:
         return self.stderr.read_text()
 
 
+#: fixtures of this module whose users run ANTs (tests/conftest.py marks them)
+MARKED_FIXTURES = {"skull_stripping": "ants"}
+
+
 @pytest.fixture
 def skull_stripping(tmp_path) -> Iterator[Background]:
     """``anatprep run`` in the background, caught while a worker skull-strips; killed at
@@ -155,6 +159,7 @@ def skull_stripping(tmp_path) -> Iterator[Background]:
         proc.wait(timeout=60)
 
 
+@pytest.mark.pipeline
 def test_second_run_on_the_same_output_exits_2(skull_stripping, tmp_path):
     first = skull_stripping
     os.kill(first.proc.pid, signal.SIGSTOP)  # keeps its locks until the test is done
@@ -165,6 +170,7 @@ def test_second_run_on_the_same_output_exits_2(skull_stripping, tmp_path):
     assert _lock_pid(first.out) == first.proc.pid  # left alone
 
 
+@pytest.mark.pipeline
 def test_second_run_in_the_same_work_dir_exits_2(skull_stripping, tmp_path):
     first = skull_stripping
     os.kill(first.proc.pid, signal.SIGSTOP)
@@ -185,6 +191,7 @@ def test_convert_on_an_output_in_use_exits_2(tmp_path, capsys):
     assert not list(out.glob("*.nii.gz"))
 
 
+@pytest.mark.pipeline
 def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
     src, out, work = _small_study(tmp_path / "in"), tmp_path / "out", tmp_path / "work"
     dead = subprocess.Popen(["true"])
@@ -200,6 +207,7 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
         assert not (folder / LOCK).exists()  # removed at the end of the run
 
 
+@pytest.mark.pipeline
 def test_sigterm_ends_the_workers_and_exits_143(skull_stripping):
     run = skull_stripping
     workers = _live_descendants(run.proc.pid)
@@ -211,6 +219,7 @@ def test_sigterm_ends_the_workers_and_exits_143(skull_stripping):
     assert not [p for p in workers if _running(p)]
 
 
+@pytest.mark.pipeline
 def test_sigkill_leaves_no_worker_and_the_next_run_resumes(skull_stripping, tmp_path):
     run = skull_stripping
     workers = _live_descendants(run.proc.pid)
@@ -224,6 +233,7 @@ def test_sigkill_leaves_no_worker_and_the_next_run_resumes(skull_stripping, tmp_
     assert (run.out / "sub-good" / "anat" / "sub-good_T1w.nii.gz").is_file()
 
 
+@pytest.mark.pipeline
 def test_next_run_removes_only_our_stray_part_files(tmp_path):
     """The hidden temporary files of writes cut short go; anything else stays, and nothing
     below INPUT is touched (here INPUT is OUTPUT/sourcedata/dicom, a BIDS layout)."""
@@ -261,6 +271,7 @@ def test_work_dir_inside_input_refused(tmp_path, capsys):
     assert not work.exists()
 
 
+@pytest.mark.pipeline
 def test_relative_work_dir_is_taken_from_the_current_directory(tmp_path, monkeypatch, capsys):
     src, cfg = _small_study(tmp_path / "in"), _config(tmp_path, False)
     monkeypatch.chdir(tmp_path)

@@ -123,6 +123,7 @@ def test_not_dicom_is_refused(tmp_path):
         scan_file(path)
 
 
+@pytest.mark.slow
 def test_real_files_equal_pydicom(data_dir):
     """Every real file of the dcm_qa sets: each field equal to pydicom's, pixels located."""
     n = 0

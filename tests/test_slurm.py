@@ -22,7 +22,7 @@ import pytest
 from conftest import run_anatprep, run_config, tree_differences
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slurm
 
 
 def _start(src: Path, out: Path, cfg: Path) -> subprocess.Popen:

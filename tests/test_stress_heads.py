@@ -37,6 +37,7 @@ def heads(data_dir) -> dict[str, StressHead]:
     return {h.name: h for h in make_all(data_dir, FAST)}
 
 
+@pytest.mark.slow
 def test_ventricle_mask_volume_and_place(heads):
     base = heads["mni152"]
     vent = base.ventricles
@@ -130,6 +131,7 @@ def test_low_contrast_and_atrophy(heads):
     assert 50_000 < changed.sum() < 400_000  # 50-400 mL of grey matter turned CSF
 
 
+@pytest.mark.slow
 def test_deterministic(data_dir, heads):
     for again in make_all(data_dir, ["atrophy", "neck_vertex256"]):
         first = heads[again.name]

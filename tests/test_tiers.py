@@ -1,12 +1,13 @@
-"""The test tiers: every test that is not marked slow is fast, measured in this session.
+"""The test tiers: a test not marked slow is fast, and a test that runs a pipeline says so,
+both as measured in this session.
 
-Runs last (tests/conftest.py orders it), so in ``make test-fast`` it checks every test of the
-fast tier and in ``make test`` every test of the suite.
+These run last (tests/conftest.py orders them), so in ``make test-fast`` they check every test
+of the fast tier and in ``make test`` every test of the suite.
 """
 
 from __future__ import annotations
 
-from conftest import DURATIONS, FAST_LIMIT_S, SLOW_IDS
+from conftest import DURATIONS, FAST_LIMIT_S, PIPELINE_IDS, PIPELINE_RUNS, SLOW_IDS
 
 
 def test_no_unmarked_test_is_slow(request):
@@ -20,3 +21,8 @@ def test_no_unmarked_test_is_slow(request):
         f"tests over {FAST_LIMIT_S} s without a slow marker (mark them slow, or ants/pipeline/"
         f"container/slurm): {too_slow}"
     )
+
+
+def test_every_pipeline_run_is_marked():
+    unmarked = sorted(PIPELINE_RUNS - PIPELINE_IDS)
+    assert not unmarked, f"tests that ran a workflow without the pipeline marker: {unmarked}"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from anatprep.interfaces.dicomio.table import SeriesEntry
 from anatprep.pipelines.config import load_config
@@ -32,7 +33,8 @@ def _graph(tmp_path):
     ])  # fmt: skip
     entries = {s: SeriesEntry(id=s, files=("/in/a.dcm",), rows=8, columns=8, n_slices=4)
                for s in ("s1", "s2")}  # fmt: skip
-    wf = init_anatprep_wf([plan], entries, tmp_path / "out", tmp_path / "work", load_config())
+    wf = init_anatprep_wf([plan], entries=entries, output_dir=tmp_path / "out",
+                          work_dir=tmp_path / "work", cfg=load_config())  # fmt: skip
     return flat_graph(wf)
 
 
@@ -52,6 +54,7 @@ def test_a_failed_node_names_the_files_downstream_of_it(tmp_path):
     assert unwritten(graph, "anatprep_wf.sub_02_wf.convert_T1w") == []
 
 
+@pytest.mark.pipeline
 def test_the_account_names_them(tmp_path):
     """A conversion-only run whose one series fails (a missing slice): its files are named."""
     files = write_series(np.ones((8, 8, 6)), np.eye(4), tmp_path / "in" / "01" / "t1",
