@@ -12,17 +12,22 @@ import stat
 from pathlib import Path
 
 _KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "folder"),
 )
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is (``FIFO``, ``character device``, ...)."""
+    return next((name for test, name in _KINDS if test(mode)), "special file")
 
 
 class FileRefused(ValueError):
     """Not a regular file, or larger than the limit; the message says which, in words, to
-    follow "<file> is" (``a FIFO (named pipe), not a regular file``)."""
+    follow "<file> is" (``a FIFO, not a regular file``)."""
 
 
 def _size(limit: int) -> str:
@@ -38,8 +43,7 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
-            raise FileRefused(f"{kind}, not a regular file")
+            raise FileRefused(f"a {file_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
             raise FileRefused(f"larger than {_size(limit)} ({info.st_size} bytes)")
         with os.fdopen(os.dup(fd), "rb") as stream:
@@ -51,4 +55,4 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     return data
 
 
-__all__ = ["FileRefused", "read_regular_file"]
+__all__ = ["FileRefused", "file_kind", "read_regular_file"]

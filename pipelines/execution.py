@@ -42,6 +42,7 @@ from .report import (
 )
 from .rules import SubjectPlan, plan_subjects, shown_table, subject_session
 from .runlock import check_not_nested, hold_lock
+from .slurm.client import SlurmError
 
 LOG = logging.getLogger("anatprep")
 LOG.addFilter(PrintableFilter())  # header and folder text never reach a log raw
@@ -543,10 +544,14 @@ def _run_workflow(
             from .multiproc import SettlingMultiProcPlugin
 
             plugin, plugin_args = SettlingMultiProcPlugin(plugin_args=plugin_args), {}
+    key_by_wf = {node_name(f"{p.key}_wf"): p.key for p in plans}
     try:
         wf.run(plugin=plugin, plugin_args=plugin_args)
+    except SlurmError as exc:  # sbatch refused the jobs, or the controller stayed down
+        summary.failures = cluster_failures(
+            exc, plans, _crash_failures(log_dir, started, key_by_wf)
+        )
     except RuntimeError as exc:
-        key_by_wf = {node_name(f"{p.key}_wf"): p.key for p in plans}
         summary.failures = _crash_failures(log_dir, started, key_by_wf)
         for crash in getattr(plugin, "unwritten_crashes", []):  # e.g. a full work disk
             summary.failures.append(
@@ -557,6 +562,16 @@ def _run_workflow(
     summary.nodes_run = nodes_run_since(work_dir / wf.name, started)
     summary.nodes_total = _work_nodes(wf)
     return summary
+
+
+def cluster_failures(
+    exc: SlurmError, plans: list[SubjectPlan], failures: list[Failure]
+) -> list[Failure]:
+    """``failures``, and a failure with SLURM's message for every other subject: the cluster
+    did not take or report their work (a rerun resumes what did finish)."""
+    failed = {f.subject for f in failures}
+    message = f"the SLURM cluster failed the work: {exc}"
+    return failures + [Failure(p.key, "SLURM", message, "") for p in plans if p.key not in failed]
 
 
 def _work_nodes(wf) -> int:
@@ -611,9 +626,13 @@ def _run_subject_tasks(
         python, digest = None, ""
         if launcher is not None:
             python, digest = launcher.python(str(work_dir)), launcher.info.digest or ""
-        outcomes = run_array(
-            tables, input_dir, output_dir, work_dir, cfg, python=python, image_digest=digest
-        )
+        try:
+            outcomes = run_array(
+                tables, input_dir, output_dir, work_dir, cfg, python=python, image_digest=digest
+            )
+        except SlurmError as exc:  # sbatch refused the array, or the controller stayed down
+            summary.failures = cluster_failures(exc, plans, [])
+            return summary
     else:
         assert launcher is not None
         outcomes = run_local(tables, input_dir, output_dir, work_dir, cfg, launcher)

@@ -285,7 +285,7 @@ def test_config_fifo_refused_at_once(tmp_path):
     os.mkfifo(fifo)
     res = _config_cli(fifo)
     assert res.returncode == 2, res.stderr
-    assert f"config {fifo} is a FIFO (named pipe), not a regular file" in res.stderr
+    assert f"config {fifo} is a FIFO, not a regular file" in res.stderr
     assert "Traceback" not in res.stderr
 
 
