@@ -73,8 +73,10 @@ def _ours(path: Path, folder: Path, keep: tuple[Path, ...]) -> bool:
     if not _PART_NAME.fullmatch(path.name) or not path.is_absolute():
         return False
     with contextlib.suppress(OSError):
+        if not path.is_file():  # most lines: renamed into place long ago
+            return False
         owner, parent = lock_folder(path.parent), path.parent.resolve()
-        if owner is None or owner.resolve() != folder or not path.is_file():
+        if owner is None or owner.resolve() != folder:
             return False
         if any(parent.is_relative_to(k) for k in keep):
             return False
