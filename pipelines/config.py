@@ -54,6 +54,15 @@ def _mentions(annotation: Any, kinds: tuple[Any, ...]) -> bool:
     return any(_mentions(arg, kinds) for arg in get_args(annotation))
 
 
+def _numeric(text: str) -> bool:
+    """Whether pydantic would read ``text`` as a number (other text it refuses itself)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class _Strict(BaseModel):
     """Unknown keys refused; every float finite (``.nan`` / ``.inf`` are config errors); a
     field that means a number (or numbers) takes numbers only: ``true`` is not 1, ``'2'``
@@ -68,7 +77,7 @@ class _Strict(BaseModel):
         if not _mentions(annotation, (int, float)) or _mentions(annotation, (bool, str, Any)):
             return value
         for item in value if isinstance(value, list | tuple) else (value,):
-            if isinstance(item, bool | str):
+            if isinstance(item, bool) or (isinstance(item, str) and _numeric(item)):
                 raise ValueError("must be a number (true, false and quoted text are not)")
         return value
 
