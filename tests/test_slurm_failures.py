@@ -3,9 +3,9 @@
 ``slurm.extra_args``) and a controller that stays silent past ``outage_seconds`` (SLURM,
 SLURMGraph, SLURMArray).
 
-The silent controller is simulated for this run only: ``squeue``, ``scontrol`` and
-``sacct`` on its PATH answer as SLURM's do when slurmctld is down, while the real
-``sbatch`` submits and the real ``scancel`` cancels.  The shared controller itself is never
+The silent controller is simulated for this run only: the SLURM commands on its PATH
+answer as SLURM's do when slurmctld is down (all of them from the start, or all but
+``sbatch`` and ``scancel`` once the jobs are in).  The shared controller itself is never
 stopped (other runs on this machine use it).
 """
 
@@ -68,11 +68,18 @@ def test_bogus_extra_args_under_slurm_array(slurm, tmp_path):
                     "--bogus")  # fmt: skip
 
 
+#: the commands that find the controller silent: from the start (nothing is submitted), or
+#: once the jobs are in (the real sbatch submits, the real scancel cancels them)
+SILENT = {"from the start": ("sbatch", "squeue", "scontrol", "sacct"),
+          "while polling": ("squeue", "scontrol", "sacct")}  # fmt: skip
+
+
+@pytest.mark.parametrize("when", list(SILENT))
 @pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph", "SLURMArray"])
-def test_controller_silent_past_outage_seconds(slurm, tmp_path, plugin):
+def test_controller_silent_past_outage_seconds(slurm, tmp_path, plugin, when):
     shims = tmp_path / "down"
     shims.mkdir()
-    for name in ("squeue", "scontrol", "sacct"):
+    for name in SILENT[when]:
         (shims / name).write_text(DOWN)
         (shims / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"}
