@@ -11,10 +11,11 @@ again and compares OUTPUT with a clean reference run of the same study:
 * ``full work disk``: the work dir on a 2 MB tmpfs with 40 kB free (then freed);
 * ``full OUTPUT disk``: OUTPUT on such a tmpfs (then freed);
 * ``two concurrent runs``: a second run on the same OUTPUT while the first runs;
-* ``OUTPUT inside a live convert's OUTPUT`` and ``a live convert's OUTPUT inside OUTPUT``
-  (conversion only, the issue 22 race): ``anatprep convert`` of the ``--convert-subjects``
-  study into ``outer`` (or ``outer/inner``) and, while it runs, of a one-subject study into
-  ``outer/inner`` (or ``outer``); the second must be refused and the first lose nothing.
+* ``nested: OUTPUT inside a live convert's OUTPUT`` and ``nested: a live convert's OUTPUT
+  inside OUTPUT`` (conversion only, the issue 22 race; ``--cases nested`` runs just these):
+  ``anatprep convert`` of the ``--convert-subjects`` study into ``outer`` (or
+  ``outer/inner``) and, while it runs, of a one-subject study into ``outer/inner`` (or
+  ``outer``); the second must be refused and the first lose nothing.
 
 One table: case, outcome of the faulted run (exit code, what it said), whether the rerun
 completed and OUTPUT is byte-identical to the reference, files lost (in the reference and
@@ -344,8 +345,8 @@ def main() -> int:
         reference = ref("be")
         cases.append(_concurrent_case(be_src, base, be_cfg, reference))
     for i, (label, first_inside) in enumerate((
-        ("OUTPUT inside a live convert's OUTPUT", False),
-        ("a live convert's OUTPUT inside OUTPUT", True),
+        ("nested: OUTPUT inside a live convert's OUTPUT", False),
+        ("nested: a live convert's OUTPUT inside OUTPUT", True),
     )):  # fmt: skip
         if not wanted(label):
             continue
