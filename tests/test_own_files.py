@@ -42,6 +42,7 @@ def _stale_lock(folder: Path) -> None:
     (folder / LOCK_NAME).write_text(json.dumps(holder) + "\n")
 
 
+@pytest.mark.slow
 def test_convert_keeps_a_nested_live_runs_temporary_files(tmp_path):
     """The issue's race, made deterministic: a run holds outer/inner and has a write in
     flight there; ``convert small outer`` must neither delete that file nor write into a
@@ -62,6 +63,7 @@ def test_convert_keeps_a_nested_live_runs_temporary_files(tmp_path):
         assert not list(outer.glob("*.nii.gz"))
 
 
+@pytest.mark.slow
 def test_convert_into_a_live_runs_output_refused(tmp_path):
     src, outer = _small_study(tmp_path / "small"), tmp_path / "outer"
     outer.mkdir()
@@ -72,6 +74,8 @@ def test_convert_into_a_live_runs_output_refused(tmp_path):
     assert not (outer / "inner").exists()  # a refused run leaves no folder behind
 
 
+@pytest.mark.slow
+@pytest.mark.pipeline
 def test_a_stale_nested_lock_does_not_refuse(tmp_path):
     src, outer = _small_study(tmp_path / "small"), tmp_path / "outer"
     _stale_lock(outer / "inner")
@@ -79,6 +83,8 @@ def test_a_stale_nested_lock_does_not_refuse(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.pipeline
 def test_only_journaled_temporary_files_are_removed_and_listed(tmp_path):
     """A dead run's journaled files go (listed); files merely named like ours stay, and so
     do those journaled under a nested lock."""

@@ -224,6 +224,8 @@ def test_sigkill_leaves_no_worker_and_the_next_run_resumes(skull_stripping, tmp_
     assert (run.out / "sub-good" / "anat" / "sub-good_T1w.nii.gz").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.pipeline
 def test_next_run_removes_only_our_stray_part_files(tmp_path):
     """The hidden temporary files a killed run journaled go (listed); anything else stays,
     our own names that were never journaled included, and nothing below INPUT is touched
