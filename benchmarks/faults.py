@@ -10,13 +10,21 @@ again and compares OUTPUT with a clean reference run of the same study:
 * ``SIGTERM during brain extraction``: what SLURM, ``timeout`` and container runtimes send;
 * ``full work disk``: the work dir on a 2 MB tmpfs with 40 kB free (then freed);
 * ``full OUTPUT disk``: OUTPUT on such a tmpfs (then freed);
-* ``two concurrent runs``: a second run on the same OUTPUT while the first runs.
+* ``two concurrent runs``: a second run on the same OUTPUT while the first runs;
+* ``nested: OUTPUT inside a live convert's OUTPUT`` and ``nested: a live convert's OUTPUT
+  inside OUTPUT`` (conversion only, the issue 22 race; ``--cases nested`` runs just these):
+  ``anatprep convert`` of the ``--convert-subjects`` study into ``outer`` (or
+  ``outer/inner``) and, while it runs, of a one-subject study into ``outer/inner`` (or
+  ``outer``); the second must be refused and the first lose nothing.
 
 One table: case, outcome of the faulted run (exit code, what it said), whether the rerun
 completed and OUTPUT is byte-identical to the reference, files lost (in the reference and
-not in OUTPUT), stray ``.part`` files, and live processes left by the killed run.
+not in OUTPUT), stray ``.part`` files, and live processes left by the killed run.  For the
+nested cases: the second command's exit and message, the first's OUTPUT against a clean
+``convert`` of the same study.
 
     python benchmarks/faults.py [--quality fast] [--convert-subjects 8] [--keep DIR]
+                                [--cases SUBSTRING ...]   # only the cases named so
 
 Needs root for the tmpfs cases (skipped, and said so, otherwise).
 """
@@ -216,11 +224,45 @@ def _concurrent_case(src, base: Path, cfg, reference) -> Case:
     said = next((ln for ln in second.stderr.splitlines() if "in use" in ln), second.stderr[-100:])
     case.exit_code = second.returncode
     case.outcome = f"first exit {first.returncode}; second: {said.strip()[:90]}"
+    return _compared(case, out, out, reference, start)
+
+
+def _compared(case: Case, out: Path, scope: Path, reference, start: float) -> Case:
+    """``case`` with the first run's OUTPUT ``out`` against ``reference`` (files lost,
+    identical) and the ``.part`` files left below ``scope``."""
     got = _digests(out)
     case.files_lost = len(set(reference) - set(got))
     case.resumed_identical = "yes" if got == reference else "no"
-    case.stray_parts = len(list(out.rglob("*.part")))
+    case.stray_parts = len(list(scope.rglob("*.part")))
     case.seconds = time.perf_counter() - start
+    return case
+
+
+def _convert_cmd(src: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "anatprep.pipelines.cli", "convert", str(src), str(out)]
+
+
+def _nested_case(name: str, src, small, base: Path, reference, first_inside: bool) -> Case:
+    """``convert src`` into one of ``outer`` / ``outer/inner`` and, while it holds its
+    OUTPUT, ``convert small`` into the other: the second must be refused (exit 2) and the
+    first's OUTPUT lose nothing (against ``reference``, a clean convert of ``src``)."""
+    case = Case(name)
+    outer = base / "outer"
+    first_out, second_out = (outer / "inner", outer) if first_inside else (outer, outer / "inner")
+    start = time.perf_counter()
+    with open(base / "log", "w") as log:
+        first = subprocess.Popen(_convert_cmd(src, first_out), stdout=log, stderr=log)
+        _wait_for(lambda: (first_out / ".anatprep.lock").exists() or first.poll() is not None, 120)
+        live = first.poll() is None
+        second = subprocess.run(_convert_cmd(small, second_out), capture_output=True, text=True)
+        first.wait()
+    said = next((ln for ln in second.stderr.splitlines() if "error:" in ln), "")
+    race = "" if live else " (NOT concurrent: the first had ended)"
+    case.exit_code = second.returncode
+    case.outcome = f"first exit {first.returncode}{race}; second: {said.strip()[:110]}"
+    _compared(case, first_out, outer, reference, start)
+    if second.returncode != 2:
+        case.resumed_identical += f" (second exit {second.returncode}, not refused)"
     return case
 
 
@@ -229,25 +271,48 @@ def main() -> int:
     parser.add_argument("--quality", default="fast", help="brain-extraction preset")
     parser.add_argument("--convert-subjects", type=int, default=8)
     parser.add_argument("--keep", help="work here and keep it")
+    parser.add_argument("--cases", nargs="+", metavar="SUBSTRING",
+                        help="run only the cases whose name holds one of these")  # fmt: skip
     args = parser.parse_args()
+
+    def wanted(name: str) -> bool:
+        return not args.cases or any(s.lower() in name.lower() for s in args.cases)
+
     tmp = tempfile.mkdtemp(prefix="anatprep-faults-", dir=args.keep)
     root = Path(tmp)
     be_src, conv_src = root / "be_dicom", root / "conv_dicom"
-    build_demo_study(be_src, root / "truth", _subjects(2))
-    build_demo_study(conv_src, root / "truth", _subjects(args.convert_subjects))
     be_cfg, conv_cfg = root / "be.yaml", root / "conv.yaml"
     be_cfg.write_text(f"brain_extraction: {{quality: {args.quality}}}\nexecution: {{n_procs: 2}}\n")
     conv_cfg.write_text("brain_extraction: {enabled: false}\nexecution: {n_procs: 2}\n")
+    built: set[Path] = set()
+    refs: dict[str, dict[str, str]] = {}
 
-    refs = {}
-    for name, src, cfg in (("be", be_src, be_cfg), ("conv", conv_src, conv_cfg)):
-        t0 = time.perf_counter()
-        res = _run(src, root / f"ref_{name}" / "out", root / f"ref_{name}" / "work", cfg)
-        if res.returncode != 0:
-            raise SystemExit(f"reference run failed ({res.returncode}):\n{res.stdout}{res.stderr}")
-        refs[name] = _digests(root / f"ref_{name}" / "out")
-        print(f"reference {name}: {len(refs[name])} files, {time.perf_counter() - t0:.0f} s",
-              flush=True)  # fmt: skip
+    def source(src: Path, n: int) -> Path:
+        if src not in built:
+            build_demo_study(src, root / "truth", _subjects(n))
+            built.add(src)
+        return src
+
+    def ref(name: str) -> dict[str, str]:
+        """The reference OUTPUT of ``be`` / ``conv`` (run) or ``convert``, made once."""
+        if name not in refs:
+            t0 = time.perf_counter()
+            out = root / f"ref_{name}" / "out"
+            if name == "convert":
+                res = subprocess.run(_convert_cmd(source(conv_src, args.convert_subjects), out),
+                                     capture_output=True, text=True)  # fmt: skip
+            else:
+                src = source(be_src, 2) if name == "be" else source(
+                    conv_src, args.convert_subjects)
+                cfg = be_cfg if name == "be" else conv_cfg
+                res = _run(src, out, root / f"ref_{name}" / "work", cfg)
+            if res.returncode != 0:
+                raise SystemExit(f"reference {name} failed ({res.returncode}):\n"
+                                 f"{res.stdout}{res.stderr}")  # fmt: skip
+            refs[name] = _digests(out)
+            print(f"reference {name}: {len(refs[name])} files, "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        return refs[name]
 
     cases = []
     plan = [
@@ -255,22 +320,42 @@ def main() -> int:
         ("kill -9 during brain extraction", signal.SIGKILL, _be_running, be_src, be_cfg, "be"),
         ("SIGTERM during brain extraction", signal.SIGTERM, _be_running, be_src, be_cfg, "be"),
     ]
-    for i, (name, sig, trigger, src, cfg, ref) in enumerate(plan):
+    for i, (name, sig, trigger, src, cfg, kind) in enumerate(plan):
+        if not wanted(name):
+            continue
         base = root / f"case{i}"
         base.mkdir()
-        cases.append(_signal_case(name, sig, trigger, src, base, cfg, refs[ref]))
+        reference = ref(kind)
+        cases.append(_signal_case(name, sig, trigger, src, base, cfg, reference))
         print(f"done: {name}", flush=True)
     for i, which in enumerate(("work", "output")):
+        label = f"full {'work' if which == 'work' else 'OUTPUT'} disk (40 kB free)"
+        if not wanted(label):
+            continue
         base = root / f"disk{i}"
         base.mkdir()
-        label = f"full {'work' if which == 'work' else 'OUTPUT'} disk (40 kB free)"
+        reference = ref("conv")
         used = _size_kb(root / "ref_conv" / ("out" if which == "output" else "work"))
-        cases.append(_full_disk_case(label, which, conv_src, base, conv_cfg, refs["conv"],
+        cases.append(_full_disk_case(label, which, conv_src, base, conv_cfg, reference,
                                      2 * used + 8192))  # fmt: skip
         print(f"done: {label}", flush=True)
-    base = root / "concurrent"
-    base.mkdir()
-    cases.append(_concurrent_case(be_src, base, be_cfg, refs["be"]))
+    if wanted("two concurrent runs"):
+        base = root / "concurrent"
+        base.mkdir()
+        reference = ref("be")
+        cases.append(_concurrent_case(be_src, base, be_cfg, reference))
+    for i, (label, first_inside) in enumerate((
+        ("nested: OUTPUT inside a live convert's OUTPUT", False),
+        ("nested: a live convert's OUTPUT inside OUTPUT", True),
+    )):  # fmt: skip
+        if not wanted(label):
+            continue
+        base = root / f"nested{i}"
+        base.mkdir()
+        reference = ref("convert")
+        small = source(root / "small_dicom", 1)
+        cases.append(_nested_case(label, conv_src, small, base, reference, first_inside))
+        print(f"done: {label}", flush=True)
 
     print()
     print("| case | exit | outcome | resumed byte-identical | files lost | stray .part "

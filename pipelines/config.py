@@ -15,7 +15,15 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from anatprep.interfaces.atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 from anatprep.interfaces.axis_codes import check_orientation_code
@@ -30,6 +38,7 @@ from anatprep.interfaces.dicomio.reference import Converter
 from anatprep.interfaces.dicomio.sidecar import Deidentify
 
 from .config_yaml import ConfigYAMLError, parse, read_text
+from .patterns import check_pattern
 
 #: the library's own defaults, so each setting has one source
 _BEX = BrainExtractionParams()
@@ -40,10 +49,40 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem with its key path."""
 
 
+def _mentions(annotation: Any, kinds: tuple[Any, ...]) -> bool:
+    """Whether a field's type is, or holds (in a union, tuple, list, Annotated), one of
+    ``kinds``."""
+    if any(annotation is kind for kind in kinds):
+        return True
+    return any(_mentions(arg, kinds) for arg in get_args(annotation))
+
+
+def _numeric(text: str) -> bool:
+    """Whether pydantic would read ``text`` as a number (other text it refuses itself)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class _Strict(BaseModel):
-    """Unknown keys refused; every float finite (``.nan`` / ``.inf`` are config errors)."""
+    """Unknown keys refused; every float finite (``.nan`` / ``.inf`` are config errors); a
+    field that means a number (or numbers) takes numbers only: ``true`` is not 1, ``'2'``
+    is not 2."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name or ""].annotation
+        if not _mentions(annotation, (int, float)) or _mentions(annotation, (bool, str, Any)):
+            return value
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(item, bool) or (isinstance(item, str) and _numeric(item)):
+                raise ValueError("must be a number (true, false and quoted text are not)")
+        return value
 
 
 #: upper bounds of counts and sizes: far beyond any real run, short of absurd
@@ -51,21 +90,21 @@ MAX_PROCS = 4096
 MAX_NODE_GB = 4096.0
 MAX_BUDGET_GB = 65536.0
 MAX_SEED = 2**31 - 1
+#: a template's name (``robex``, ``custom``, a TemplateFlow name such as ``OASIS30ANTs``)
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9]+")
 #: a brain-volume bound, in mL
 _Volume = Annotated[float, Field(ge=0, le=100_000)]
 
 
 def _check_regexes(patterns: list[str]) -> list[str]:
     for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        check_pattern(pattern)
     return patterns
 
 
 class SeriesRule(_Strict):
-    """Regexes (Python syntax, searched anywhere) deciding which series a rule matches."""
+    """Regexes (Python syntax, searched anywhere, under a time bound: :mod:`.patterns`)
+    deciding which series a rule matches."""
 
     description: list[str] = Field(
         default_factory=list,
@@ -233,6 +272,18 @@ class BrainExtractionConfig(_Strict):
         le=MAX_NODE_GB,
         description="least memory the node declares; a larger image declares what it needs",
     )
+
+    @field_validator("template")
+    @classmethod
+    def _template_name(cls, v: str) -> str:
+        """A name, never a path: TemplateFlow names are letters and digits."""
+        if not TEMPLATE_NAME.fullmatch(v):
+            raise ValueError(
+                "must be robex, custom or a TemplateFlow template's name (letters and digits, "
+                "e.g. OASIS30ANTs), not a path: name a template file with custom and "
+                "template_head / template_mask"
+            )
+        return v
 
     @model_validator(mode="after")
     def _template_files(self):

@@ -15,6 +15,8 @@ import yaml
 from yaml.events import AliasEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from anatprep.interfaces.bounded_read import FileRefused, read_regular_file
+
 #: a config is a few kB; a large subject_map fits many times over
 MAX_BYTES = 1 << 20
 #: our deepest key (``series.rules.T1w.description``) is 4 levels
@@ -101,13 +103,14 @@ class _ConfigLoader(yaml.SafeLoader):
 
 
 def read_text(path: Path) -> str:
-    """The file's text: at most :data:`MAX_BYTES`, UTF-8 (the offset of a bad byte otherwise).
+    """The file's text: a regular file (a FIFO would block, ``/dev/zero`` never ends) of at
+    most :data:`MAX_BYTES`, UTF-8 (the offset of a bad byte otherwise).
 
-    OSError passes through; a FIFO or ``/dev/zero`` is read no further than the limit."""
-    with path.open("rb") as stream:
-        raw = stream.read(MAX_BYTES + 1)
-    if len(raw) > MAX_BYTES:
-        raise ConfigYAMLError(f"larger than {MAX_BYTES >> 20} MiB: too large for a config file")
+    OSError passes through."""
+    try:
+        raw = read_regular_file(path, MAX_BYTES)
+    except FileRefused as exc:
+        raise ConfigYAMLError(str(exc)) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from anatprep.interfaces.atomic import remove_stray_parts
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
 from anatprep.interfaces.dicomio.reference import Converter
@@ -30,9 +29,15 @@ from anatprep.interfaces.dicomio.table import SeriesEntry
 
 from .exitcodes import EXIT_NO_DATA, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from .labels import sanitize_label
-from .paths import UsageError, check_separate, check_writable
+from .paths import (
+    UsageError,
+    check_not_system,
+    check_separate,
+    check_writable,
+    folders_undone_on_error,
+)
 from .report import SeriesOutcome, format_outcomes, printable, unusable_images
-from .runlock import LockBusy, hold_lock
+from .runlock import LockBusy, check_not_nested, hold_lock
 
 
 def output_stems(
@@ -82,22 +87,26 @@ def convert_tree(
 
     Ends with the per-series account (converted / skipped by which option / failed and why)
     and, with ``verify``, the parity table against dcm2niix.  Exit 4 when any series or
-    image file failed; exit 2 when OUTPUT is INPUT or inside it, cannot be written, or is in
-    use by another run (OUTPUT is locked for the whole conversion; the temporary files an
-    interrupted conversion left there are removed first).  ``deidentify="strict"``: no
-    SeriesDescription / ProtocolName in file names, sidecars or anything printed.
+    image file failed; exit 2 when OUTPUT is INPUT or inside it, a system folder, cannot be
+    written, is in use by another run, or holds or lies inside a folder another run holds
+    (OUTPUT is locked for the whole conversion; the temporary files an interrupted
+    conversion journaled there are removed first; a refused conversion leaves no folder).
+    ``deidentify="strict"``: no SeriesDescription / ProtocolName in file names, sidecars or
+    anything printed.
     """
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     try:
+        check_not_system("OUTPUT", output_dir)
         check_separate(input_dir, output_dir)
-        check_writable("OUTPUT", output_dir)
-        with hold_lock(output_dir, "OUTPUT"):
-            remove_stray_parts(output_dir, skip=[input_dir])
-            return _convert_all(
-                input_dir, output_dir, compression, verify, converter, geometry, deidentify
-            )
+        with folders_undone_on_error() as created:
+            check_writable("OUTPUT", output_dir, created)
+            with hold_lock(output_dir, "OUTPUT", keep=(input_dir,)):
+                check_not_nested(output_dir, "OUTPUT", skip=(input_dir,))
+                return _convert_all(
+                    input_dir, output_dir, compression, verify, converter, geometry, deidentify
+                )
     except (UsageError, LockBusy) as exc:
         print(f"anatprep convert: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,16 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anatprep.interfaces.atomic import atomic_write_bytes, remove_stray_parts, write_json
+from anatprep.interfaces.atomic import atomic_write_bytes, write_json
 from anatprep.interfaces.dicomio.index import index_tree
-from anatprep.interfaces.dicomio.table import SeriesTable
+from anatprep.interfaces.dicomio.table import SeriesTable, SeriesTableError
+from anatprep.interfaces.templates import Template, TemplateError, resolve_template
 
 from . import provenance
 from .config import Config
 from .container import ContainerLauncher, prepare_launcher
 from .exitcodes import EXIT_OK, EXIT_PARTIAL
 from .labels import sanitize_label
-from .paths import UsageError, check_input, check_separate, check_writable, work_dir_for
+from .paths import (
+    UsageError,
+    check_input,
+    check_not_system,
+    check_separate,
+    check_writable,
+    folders_undone_on_error,
+    work_dir_for,
+)
 from .report import (
     PrintableFilter,
     SeriesOutcome,
@@ -33,7 +42,8 @@ from .report import (
 )
 from .rules import SubjectPlan, plan_subjects, shown_table, subject_session
 from .run_environment import ContainerInfo, EnvironmentInfo
-from .runlock import hold_lock
+from .runlock import check_not_nested, hold_lock
+from .slurm.client import SlurmError
 from .unwritten import flat_graph, unwritten
 
 LOG = logging.getLogger("anatprep")
@@ -76,13 +86,40 @@ class RunSummary:
         return EXIT_PARTIAL if failed else EXIT_OK
 
 
-def check_paths(input_dir: Path, output_dir: Path, work_dir: Path) -> None:
-    """Fail early on a missing INPUT, OUTPUT or work dir in INPUT or overlapping each other,
-    or an OUTPUT/work dir we cannot write (see :mod:`.paths`)."""
+def check_paths(
+    input_dir: Path, output_dir: Path, work_dir: Path, created: list[Path] | None = None
+) -> None:
+    """Fail early on a missing INPUT, OUTPUT or work dir in INPUT, overlapping each other or
+    a system folder, or an OUTPUT/work dir we cannot write (see :mod:`.paths`; ``created``
+    gets the folders made for them)."""
     check_input(input_dir)
+    check_not_system("OUTPUT", output_dir)
+    check_not_system("work dir", work_dir)
     check_separate(input_dir, output_dir, work_dir)
-    check_writable("OUTPUT", output_dir)
-    check_writable("work dir", work_dir)
+    check_writable("OUTPUT", output_dir, created)
+    check_writable("work dir", work_dir, created)
+
+
+def load_series_table(path: Path) -> SeriesTable:
+    """The ``--series-table`` file, or UsageError naming it and what is wrong."""
+    try:
+        return SeriesTable.load(path)
+    except SeriesTableError as exc:
+        raise UsageError(f"--series-table {exc}") from None
+
+
+def check_template(cfg: Config) -> Template | None:
+    """The brain-extraction template, found before any work (None: no brain extraction);
+    UsageError naming what is missing."""
+    bex = cfg.brain_extraction
+    if not bex.enabled:
+        return None
+    try:
+        return resolve_template(
+            bex.template, bex.template_head, bex.template_mask, bex.template_resolution
+        )
+    except TemplateError as exc:
+        raise UsageError(f"brain_extraction.template: {exc}") from None
 
 
 def index_input(input_dir: Path, work_dir: Path, cfg: Config) -> SeriesTable:
@@ -284,22 +321,42 @@ def run_study(
     Holds the locks of OUTPUT and of the work dir for the whole run (:mod:`.runlock`; a
     SLURMArray task only its work dir's: the batch holds OUTPUT's) and raises
     :class:`~.runlock.LockBusy` when another run holds one; removes the temporary files an
-    interrupted run left in OUTPUT before any work."""
+    interrupted run left in OUTPUT before any work.  A refused run (:class:`UsageError`,
+    :class:`~.runlock.LockBusy`) leaves no folder it created behind."""
 
     work_dir = work_dir_for(cfg.execution.work_dir, output_dir)
-    check_paths(input_dir, output_dir, work_dir)
-    image = _container(input_dir, output_dir, work_dir, cfg) if series_table is None else None
+    table = load_series_table(series_table) if series_table is not None else None
+    template = check_template(cfg)
+    with folders_undone_on_error() as created:
+        check_paths(input_dir, output_dir, work_dir, created)
+        image = None if table else _container(input_dir, output_dir, work_dir, cfg, template)
+        return _locked_run(
+            input_dir, output_dir, work_dir, cfg, participant_labels, table, command, image
+        )
+
+
+def _locked_run(
+    input_dir: Path,
+    output_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    participant_labels: list[str] | None,
+    table: SeriesTable | None,
+    command: list[str] | None,
+    image: tuple[ContainerLauncher, provenance.EnvironmentInfo] | None,
+) -> RunSummary:
+    """:func:`run_study` once the paths are checked: under the locks, with the record."""
     with contextlib.ExitStack() as locks:
-        if series_table is None:  # a SLURMArray task runs under its batch's OUTPUT lock
-            locks.enter_context(hold_lock(output_dir, "OUTPUT"))
-            clean_output(output_dir, input_dir)
+        if table is None:  # a SLURMArray task runs under its batch's OUTPUT lock
+            locks.enter_context(hold_lock(output_dir, "OUTPUT", keep=(input_dir,)))
+            check_not_nested(output_dir, "OUTPUT", skip=(input_dir,))
         locks.enter_context(hold_lock(work_dir, "work dir"))
         started = provenance.utc_now()
         summary = _index_plan_run(
-            input_dir, output_dir, work_dir, cfg, participant_labels, series_table,
+            input_dir, output_dir, work_dir, cfg, participant_labels, table,
             image[0] if image else None,
         )  # fmt: skip
-        if series_table is None:
+        if table is None:
             try:
                 provenance.write_run_record(
                     input_dir=input_dir, output_dir=output_dir, work_dir=work_dir, cfg=cfg,
@@ -314,7 +371,7 @@ def run_study(
 
 
 def _container(
-    input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config
+    input_dir: Path, output_dir: Path, work_dir: Path, cfg: Config, tpl: Template | None
 ) -> tuple[ContainerLauncher, EnvironmentInfo] | None:
     """The image the work runs in (``execution.container``), checked (:mod:`.container`);
     INPUT and the template's folder mounted read-only (a TemplateFlow template: its
@@ -322,20 +379,11 @@ def _container(
     conf = cfg.execution.container
     if conf is None:
         return None
-    from anatprep.interfaces.templates import TemplateError, resolve_template
-
     read_only = [input_dir]
     env: dict[str, str] = {}
-    bex = cfg.brain_extraction
-    if bex.enabled:
-        try:
-            tpl = resolve_template(
-                bex.template, bex.template_head, bex.template_mask, bex.template_resolution
-            )
-        except TemplateError as exc:
-            raise UsageError(f"brain_extraction: {exc}") from None
+    if tpl is not None:
         read_only += [tpl.head.parent, tpl.mask.parent]
-        if bex.template not in ("robex", "custom"):  # tasks look it up again, offline
+        if tpl.name not in ("robex", "custom"):  # tasks look it up again, offline
             home = next((p.parent for p in tpl.head.parents if p.name.startswith("tpl-")), None)
             if home is not None:
                 read_only.append(home)
@@ -347,34 +395,20 @@ def _container(
     return launcher, found
 
 
-def clean_output(output_dir: Path, input_dir: Path) -> None:
-    """Remove the temporary files an interrupted run left in OUTPUT (only the hidden
-    ``.part`` files of our atomic writes; nothing below INPUT).  Call it holding the lock."""
-    removed = remove_stray_parts(output_dir, skip=[input_dir])
-    if removed:
-        LOG.warning(
-            "removed %d temporary file(s) left in OUTPUT by an interrupted run, e.g. %s",
-            len(removed), removed[0],
-        )  # fmt: skip
-
-
 def _index_plan_run(
     input_dir: Path,
     output_dir: Path,
     work_dir: Path,
     cfg: Config,
     participant_labels: list[str] | None,
-    series_table: Path | None,
+    series_table: SeriesTable | None,
     launcher: ContainerLauncher | None = None,
 ) -> RunSummary:
     """:func:`run_study` once the paths are checked and locked."""
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
-    if series_table is None:
-        table = index_input(input_dir, work_dir, cfg)
-    else:
-        table = SeriesTable.load(series_table)
+    table = index_input(input_dir, work_dir, cfg) if series_table is None else series_table
     for entry in table.series:
         if entry.skipped:
             LOG.warning("series %s skipped: %s", entry.id, entry.skipped)
@@ -511,10 +545,14 @@ def _run_workflow(
             from .multiproc import SettlingMultiProcPlugin
 
             plugin, plugin_args = SettlingMultiProcPlugin(plugin_args=plugin_args), {}
+    key_by_wf = {node_name(f"{p.key}_wf"): p.key for p in plans}
     try:
         wf.run(plugin=plugin, plugin_args=plugin_args)
+    except SlurmError as exc:  # sbatch refused the jobs, or the controller stayed down
+        summary.failures = cluster_failures(
+            exc, plans, _crash_failures(log_dir, started, key_by_wf)
+        )
     except RuntimeError as exc:
-        key_by_wf = {node_name(f"{p.key}_wf"): p.key for p in plans}
         summary.failures = _crash_failures(log_dir, started, key_by_wf)
         for crash in getattr(plugin, "unwritten_crashes", []):  # e.g. a full work disk
             summary.failures.append(
@@ -528,6 +566,16 @@ def _run_workflow(
     summary.nodes_run = nodes_run_since(work_dir / wf.name, started)
     summary.nodes_total = _work_nodes(wf)
     return summary
+
+
+def cluster_failures(
+    exc: SlurmError, plans: list[SubjectPlan], failures: list[Failure]
+) -> list[Failure]:
+    """``failures``, and a failure with SLURM's message for every other subject: the cluster
+    did not take or report their work (a rerun resumes what did finish)."""
+    failed = {f.subject for f in failures}
+    message = f"the SLURM cluster failed the work: {exc}"
+    return failures + [Failure(p.key, "SLURM", message, "") for p in plans if p.key not in failed]
 
 
 def _work_nodes(wf) -> int:
@@ -582,9 +630,13 @@ def _run_subject_tasks(
         python, digest = None, ""
         if launcher is not None:
             python, digest = launcher.python(str(work_dir)), launcher.info.digest or ""
-        outcomes = run_array(
-            tables, input_dir, output_dir, work_dir, cfg, python=python, image_digest=digest
-        )
+        try:
+            outcomes = run_array(
+                tables, input_dir, output_dir, work_dir, cfg, python=python, image_digest=digest
+            )
+        except SlurmError as exc:  # sbatch refused the array, or the controller stayed down
+            summary.failures = cluster_failures(exc, plans, [])
+            return summary
     else:
         assert launcher is not None
         outcomes = run_local(tables, input_dir, output_dir, work_dir, cfg, launcher)

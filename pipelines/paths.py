@@ -3,13 +3,18 @@ are separate folders we can write.
 
 Refused (exit code 2): OUTPUT or the work dir equal to INPUT or inside it (INPUT must never
 be written); OUTPUT and the work dir equal or one inside the other; an OUTPUT or work dir we
-cannot create or write.  INPUT inside OUTPUT is allowed (``OUTPUT/sourcedata/dicom``): the
-run never writes below INPUT.  A relative work dir is taken from the current directory.
+cannot create or write; OUTPUT or the work dir being ``/`` or a folder of the operating
+system, or inside one (:func:`check_not_system`).  INPUT inside OUTPUT is allowed
+(``OUTPUT/sourcedata/dicom``): the run never writes below INPUT.  A relative work dir is
+taken from the current directory.  A refused run leaves no folder behind
+(:func:`folders_undone_on_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -48,10 +53,63 @@ def check_separate(input_dir: Path, output_dir: Path, work_dir: Path | None = No
         )
 
 
-def check_writable(label: str, folder: Path) -> None:
-    """Create ``folder`` (and its parents) and write a probe file in it, or raise."""
+#: the operating system's folders (the Filesystem Hierarchy Standard's, and the kernel's
+#: pseudo file systems): never an OUTPUT or work dir, nor anything inside them ...
+SYSTEM_FOLDERS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                  "/proc", "/run", "/sbin", "/sys", "/usr", "/var")  # fmt: skip
+#: ... but below these, where sites keep data (/var/tmp, /run/user/<uid>, /usr/local/...)
+DATA_BELOW = ("/run", "/var", "/usr/local")
+
+
+def _inside(path: Path, folder: str) -> bool:
+    return Path(folder) in path.parents
+
+
+def check_not_system(label: str, folder: Path) -> None:
+    """Refuse ``folder`` when it is one of :data:`SYSTEM_FOLDERS` or lies inside one other
+    than ``/`` (except below :data:`DATA_BELOW`), as given or with links resolved."""
+    for path in {Path(os.path.normpath(folder.absolute())), folder.resolve()}:
+        for system in SYSTEM_FOLDERS:
+            inside = system != "/" and _inside(path, system)
+            if path == Path(system) or (inside and not any(_inside(path, d) for d in DATA_BELOW)):
+                where = "is" if path == Path(system) else "lies inside"
+                raise UsageError(
+                    f"{label} {folder} {where} the system folder {system}: choose a folder "
+                    "for data (not /, /bin, /boot, /dev, /etc, /lib*, /proc, /run, /sbin, "
+                    "/sys, /usr or /var, nor inside them but below /run, /var or /usr/local)"
+                )
+
+
+@contextlib.contextmanager
+def folders_undone_on_error() -> Iterator[list[Path]]:
+    """A list for the folders a run creates (:func:`check_writable`); when the block raises
+    (the run is refused), those still empty are removed again, deepest first."""
+    created: list[Path] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        yield created
+    except BaseException:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _make_folder(folder: Path, created: list[Path]) -> None:
+    """``mkdir -p``, adding each folder it creates to ``created`` (outermost first)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        created.append(path)
+
+
+def check_writable(label: str, folder: Path, created: list[Path] | None = None) -> None:
+    """Create ``folder`` (and its parents; each one created is added to ``created``) and
+    write a probe file in it, or raise."""
+    try:
+        _make_folder(folder, [] if created is None else created)
         probe = folder / f".anatprep-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()

@@ -6,14 +6,14 @@ Labels come from folder names (or the config's subject map) and are reduced to B
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from anatprep.interfaces.dicomio.table import SeriesEntry, SeriesTable
 
-from .config import Config, SeriesRule
+from .config import Config, ConfigError, SeriesRule
 from .labels import sanitize_label
+from .patterns import SEARCH_SECONDS, PatternTimeout, search
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,15 @@ def _text_fields(entry: SeriesEntry) -> list[str]:
 
 
 def matches(rule: SeriesRule, entry: SeriesEntry) -> bool:
+    """Whether ``entry`` is ``rule``'s kind; :class:`~.patterns.PatternTimeout` when a
+    pattern's search outlasts its time bound."""
     texts = _text_fields(entry)
-    if not any(re.search(p, t) for p in rule.description for t in texts):
+    if not any(search(p, t) for p in rule.description for t in texts):
         return False
-    if any(re.search(p, t) for p in rule.exclude_description for t in texts):
+    if any(search(p, t) for p in rule.exclude_description for t in texts):
         return False
     image_type = " ".join(entry.image_type or ()).upper()
-    if any(re.search(p, image_type) for p in rule.exclude_image_type):
+    if any(search(p, image_type) for p in rule.exclude_image_type):
         return False
     if rule.require_3d and (entry.n_volumes or 1) != 1:
         return False
@@ -82,10 +84,19 @@ def matches(rule: SeriesRule, entry: SeriesEntry) -> bool:
 
 
 def classify(entry: SeriesEntry, cfg: Config) -> str:
-    """The first rule (T1w, T2w, FLAIR order) the series matches, or '' when none does."""
+    """The first rule (T1w, T2w, FLAIR order) the series matches, or '' when none does.
+
+    A pattern whose search outlasts its bound is a config error naming the rule, the
+    pattern and the series (its id: no header text)."""
     for suffix, rule in cfg.series.rules.items():
-        if matches(rule, entry):
-            return suffix
+        try:
+            if matches(rule, entry):
+                return suffix
+        except PatternTimeout as exc:
+            raise ConfigError(
+                f"series.rules.{suffix}: regular expression {exc.args[0]!r} took more than "
+                f"{SEARCH_SECONDS} s on series {entry.id}: simplify it"
+            ) from None
     return ""
 
 

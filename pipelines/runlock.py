@@ -8,6 +8,11 @@ however it ends (SIGKILL included), so a lock file left behind by a killed run i
 taken over by the next run, which logs that it did.  A run that ends removes its lock file;
 one left behind is hidden, like the ``.part`` files, so the BIDS validator skips it.
 
+Taking a lock removes the temporary files journaled under it by a run that held it before
+and died (``interfaces/part_journal.py``), and so does releasing it (a worker killed within
+the run); each removal is listed in the log.  A run's OUTPUT may not hold, nor lie inside,
+a folder another live run holds (:func:`check_not_nested`): each run's files stay its own.
+
 The lock files are opened close-on-exec and closed in forked children (the MultiProc
 workers): only the run's main process holds the lock, so workers orphaned by a SIGKILL of
 the main process never keep a dead run's lock.
@@ -26,11 +31,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from anatprep.interfaces.part_journal import LOCK_NAME, remove_journaled
+
 from .paths import UsageError
 
 LOG = logging.getLogger("anatprep")
-
-LOCK_NAME = ".anatprep.lock"
 
 #: the lock file descriptors this process holds (closed in forked children)
 _HELD: set[int] = set()
@@ -64,7 +69,8 @@ def _holder(fd: int) -> dict:
 def _describe(holder: dict) -> str:
     if not holder.get("pid"):
         return "another anatprep run"
-    host = f" on {holder['host']}" if holder.get("host") != socket.gethostname() else ""
+    host = holder.get("host")
+    host = f" on {host}" if host and host != socket.gethostname() else ""
     return f"PID {holder['pid']}{host} since {holder.get('since', '?')}"
 
 
@@ -82,13 +88,30 @@ def _same_file(fd: int, path: Path) -> bool:
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
+#: how long a busy lock is tried again before the run is refused: another run's
+#: :func:`held` probe holds a lock for a moment and must not refuse a starting run
+_BUSY_RETRIES, _BUSY_WAIT = 5, 0.02
+
+
+def _flock_exclusive(fd: int) -> None:
+    for _ in range(_BUSY_RETRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            time.sleep(_BUSY_WAIT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def _open_locked(path: Path, label: str, folder: Path) -> int:
     """Open and lock ``path``; raise :class:`LockBusy` when another process holds it.  On a
     file system without locks, warn and go on unlocked."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_exclusive(fd)
         except OSError as exc:
             if exc.errno in _NO_LOCKS:
                 LOG.warning(
@@ -114,12 +137,14 @@ def _write_holder(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def hold_lock(folder: Path, label: str) -> Iterator[Path]:
+def hold_lock(folder: Path, label: str, keep: tuple[Path, ...] = ()) -> Iterator[Path]:
     """Hold the lock of ``folder`` (an existing folder; ``label`` names it in messages:
     ``OUTPUT``, ``work dir``) while the block runs; yield the lock file's path.
 
     Raises :class:`LockBusy` when another process holds it.  A lock file whose holder is
-    gone (killed, crashed) is taken over, with a log line."""
+    gone (killed, crashed) is taken over, with a log line.  The temporary files journaled
+    under the lock are removed on taking and on releasing it, never below ``keep`` (INPUT,
+    which is only read, may lie inside OUTPUT)."""
     path = folder / LOCK_NAME
     fd = _open_locked(path, label, folder)
     _HELD.add(fd)
@@ -134,9 +159,83 @@ def hold_lock(folder: Path, label: str) -> Iterator[Path]:
             _write_holder(fd)
         except OSError as exc:  # e.g. a full disk: nothing can be written there
             raise UsageError(f"{label} {folder} cannot be written: {exc.strerror or exc}") from None
+        _remove_parts(folder, label, keep, "an interrupted run left")
         yield path
     finally:
+        with contextlib.suppress(OSError):
+            _remove_parts(folder, label, keep, "this run's ended writes left")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # while still locked: a waiting run then locks a new file
         _HELD.discard(fd)
         os.close(fd)
+
+
+def _remove_parts(folder: Path, label: str, keep: tuple[Path, ...], whose: str) -> None:
+    """Remove the temporary files journaled under ``folder``'s lock (none below ``keep``);
+    list them in the log."""
+    removed = remove_journaled(folder, keep)
+    if removed:
+        names = ", ".join(str(p.relative_to(folder.resolve())) for p in removed)
+        LOG.warning(
+            "%s %s: removed %d temporary file(s) %s: %s", label, folder, len(removed), whose, names
+        )
+
+
+def held(lock_file: Path) -> dict | None:
+    """What ``lock_file`` says about its holder when a live process holds it, else None.
+
+    Probes with a shared lock taken and dropped at once (a starting run retries a busy lock
+    for a moment, so the probe never refuses it)."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = _holder(fd) if exc.errno in (errno.EWOULDBLOCK, errno.EACCES) else None
+        os.close(fd)
+        return holder
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    return None
+
+
+def _locks_below(folder: Path, skip: set[Path]) -> Iterator[Path]:
+    """Lock files below ``folder`` (not its own), neither in ``skip`` nor through symbolic
+    links."""
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False) or Path(entry.path).resolve() in skip:
+                continue
+            sub = Path(entry.path)
+            if (sub / LOCK_NAME).is_file():
+                yield sub / LOCK_NAME
+            stack.append(sub)
+
+
+def check_not_nested(folder: Path, label: str, skip: tuple[Path, ...] = ()) -> None:
+    """Refuse (:class:`~.paths.UsageError`) a ``folder`` inside a folder another live run
+    holds, or holding one (``skip``: folders not searched, e.g. INPUT inside OUTPUT).
+    Call it holding ``folder``'s own lock: of two runs starting at once, the later check
+    sees the other."""
+    folder = folder.resolve()
+    for parent in folder.parents:
+        holder = held(parent / LOCK_NAME)
+        if holder is not None:
+            raise UsageError(
+                f"{label} {folder} lies inside {parent}, which another run holds "
+                f"({_describe(holder)}): a run's folder may not lie inside another run's"
+            )
+    for lock_file in _locks_below(folder, {s.resolve() for s in skip}):
+        holder = held(lock_file)
+        if holder is not None:
+            raise UsageError(
+                f"{label} {folder} holds {lock_file.parent}, which another run holds "
+                f"({_describe(holder)}): a run's folder may not hold another run's"
+            )

@@ -1,5 +1,6 @@
 """One atomic writer (:mod:`anatprep.interfaces.atomic`): every file is written under a
-temporary name that the next run's stray-file cleanup recognises, then renamed."""
+temporary name journaled under the run's lock, so the next holder of the lock removes it
+when the run was killed before the rename (:mod:`anatprep.interfaces.part_journal`)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ import pytest
 
 from anatprep.interfaces import atomic
 from anatprep.interfaces.brainmask import extract
+from anatprep.interfaces.part_journal import JOURNAL_NAME, LOCK_NAME
 
 
 @pytest.fixture
-def renames(monkeypatch) -> list[tuple[str, list[str]]]:
-    """Each rename into place: the temporary name, and the stray files found at that moment
-    (a run killed just before the rename would leave exactly these)."""
+def renames(monkeypatch, tmp_path) -> list[tuple[str, list[str]]]:
+    """Each rename into place: the temporary name, and the files the journal of the run
+    holding ``tmp_path`` lists at that moment (a run killed just before the rename would
+    leave exactly these for the next holder to remove)."""
+    (tmp_path / LOCK_NAME).write_text("")
     seen: list[tuple[str, list[str]]] = []
     real = os.replace
 
     def replace(src, dst):
-        seen.append((str(src), [str(p) for p in atomic.stray_parts(os.path.dirname(dst))]))
+        journal = (tmp_path / JOURNAL_NAME).read_text().splitlines()
+        seen.append((str(src), journal))
         real(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)

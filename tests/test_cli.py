@@ -135,3 +135,90 @@ def test_quality_flag_sets_the_preset(command, capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args([command, *where, "--quality", "best"])
     assert "--quality: invalid choice: 'best' (choose from" in capsys.readouterr().err
+
+
+# issue 22, item 4: a bad value is exit 2 naming the thing, never an internal error
+
+
+def _refused_before_any_work(tmp_path, capsys, *flags: str, config: str = "") -> str:
+    """``anatprep run`` with ``flags``: exit 2, no traceback, no OUTPUT or work dir made."""
+    write_series(np.ones((8, 8, 4)), np.eye(4), tmp_path / "in" / "s1")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config or "brain_extraction: {enabled: false}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "in"), str(out), "--config", str(cfg), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+    assert not out.exists() and not (tmp_path / "out.work").exists()
+    return err
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("/etc/passwd", "--series-table /etc/passwd is not a series table (not JSON: "),
+        ("{tmp}/missing.json", "--series-table {tmp}/missing.json: cannot be read: No such file"),
+        ("{tmp}/list.json", "--series-table {tmp}/list.json is not a series table: table: ex"),
+        ("{tmp}/text.json", "--series-table {tmp}/text.json is not a series table (not JSON"),
+        ("/dev/zero", "--series-table /dev/zero is a character device, not a regular file"),
+    ],
+    ids=["passwd", "missing", "not-a-table", "not-json", "dev-zero"],
+)
+def test_bad_series_table_exit_2(tmp_path, capsys, table, expected):
+    (tmp_path / "list.json").write_text("[1, 2]\n")
+    (tmp_path / "text.json").write_text("series: none\n")
+    table, expected = table.format(tmp=tmp_path), expected.format(tmp=tmp_path)
+    assert expected in _refused_before_any_work(tmp_path, capsys, "--series-table", table)
+
+
+def test_custom_template_file_missing_exit_2(tmp_path, capsys):
+    config = (
+        "brain_extraction: {template: custom, template_head: /nonexistent/head.nii.gz, "
+        "template_mask: /nonexistent/mask.nii.gz}\n"
+    )
+    err = _refused_before_any_work(tmp_path, capsys, config=config)
+    assert "brain_extraction.template: template file not found: /nonexistent/head.nii.gz" in err
+
+
+_OFFLINE = """
+import socket, sys
+def refuse(*args, **kwargs):
+    raise OSError("network attempted")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from anatprep.pipelines.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", ["OASIS30ANTs", "NoSuchTemplate"])
+def test_templateflow_template_offline_exit_2_without_network(tmp_path, template):
+    """An empty TEMPLATEFLOW_HOME: exit 2 before OUTPUT is written, naming the missing
+    files and how to get them (or the unknown name), and no connection is tried."""
+    import os
+
+    write_series(np.ones((8, 8, 4)), np.eye(4), tmp_path / "in" / "s1")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"brain_extraction: {{template: {template}}}\n")
+    home = tmp_path / "templateflow"
+    home.mkdir()
+    env = {**os.environ, "TEMPLATEFLOW_HOME": str(home)}
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [sys.executable, "-c", _OFFLINE, "run", str(tmp_path / "in"), str(out), "--config",
+         str(cfg)], capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and "network attempted" not in res.stderr
+    assert not out.exists() and not (tmp_path / "out.work").exists()
+    if template == "NoSuchTemplate":
+        assert "brain_extraction.template: unknown template 'NoSuchTemplate'" in res.stderr
+        return
+    tpl = home / "tpl-OASIS30ANTs"
+    assert (
+        f"brain_extraction.template: TemplateFlow files {tpl}/tpl-OASIS30ANTs_res-01_T1w.nii.gz"
+        f", {tpl}/tpl-OASIS30ANTs_res-01_label-brain_probseg.nii.gz are not in "
+        "TEMPLATEFLOW_HOME" in res.stderr
+    )
+    assert "api.get('OASIS30ANTs', resolution=1" in res.stderr

@@ -4,6 +4,7 @@ and the command line exits 2 with a message, never a traceback, before any work.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -267,3 +268,86 @@ def test_cli_wrong_typed_section_subprocess_exit_2(tmp_path):
 )
 def test_cli_hostile_config_exit_2(tmp_path, capsys, text, expected):
     assert expected in _cli_exit(tmp_path, capsys, text)
+
+
+# issue 22: no hangs (a FIFO, a device, a backtracking rule), numbers that are numbers,
+# template names that are names
+
+
+def _config_cli(path: Path) -> subprocess.CompletedProcess:
+    """``anatprep config --config path`` in a child: a hang fails the test, not the suite."""
+    cmd = [sys.executable, "-m", "anatprep.pipelines.cli", "config", "--config", str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_config_fifo_refused_at_once(tmp_path):
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    res = _config_cli(fifo)
+    assert res.returncode == 2, res.stderr
+    assert f"config {fifo} is a FIFO, not a regular file" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_config_device_refused(tmp_path):
+    with pytest.raises(ConfigError, match="config /dev/zero is a character device, not a regu"):
+        load_config("/dev/zero")
+
+
+def test_backtracking_rule_refused_at_load_naming_the_rule(tmp_path):
+    message = _refused(tmp_path, "series:\n  rules:\n    T2w:\n      description: ['(a|aa)*$']\n")
+    assert "series.rules.T2w.description: Value error, regular expression '(a|aa)*$' " in message
+    assert "backtracks catastrophically" in message
+
+
+@pytest.mark.slow
+def test_issue_rule_does_not_stall_classification(tmp_path):
+    """The issue's rule against its text: Python's re backtracks for hours; the rule engine
+    either decides at once or refuses it (here it decides: no match)."""
+    code = textwrap.dedent(
+        """
+        from anatprep.interfaces.dicomio.table import SeriesEntry
+        from anatprep.pipelines.config import validate_config
+        from anatprep.pipelines.rules import classify
+        cfg = validate_config({"series": {"rules": {"T1w": {"description": ["^(a+)+$"]}}}})
+        print(repr(classify(SeriesEntry(id="s", series_description="a" * 34 + "!"), cfg)))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "''"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("execution:\n  n_procs: true\n", "execution.n_procs"),
+        ("execution:\n  n_procs: '2'\n", "execution.n_procs"),
+        ("execution:\n  memory_gb: true\n", "execution.memory_gb"),
+        ("execution:\n  slurm: {throttle: true}\n", "execution.slurm.throttle"),
+        ("conversion:\n  compression_level: false\n", "conversion.compression_level"),
+        ("brain_extraction:\n  volume_range_ml: [true, 2000]\n", "volume_range_ml"),
+        ("labels:\n  subject_level: true\n", "labels.subject_level"),
+        ("series:\n  rules:\n    T1w: {min_slices: true}\n", "T1w.min_slices"),
+    ],
+)
+def test_booleans_and_text_are_not_numbers(tmp_path, text, key):
+    assert f"{key}: Value error, must be a number (true, false and quoted text" in _refused(
+        tmp_path, text
+    )
+
+
+@pytest.mark.parametrize("name", ["../../../../etc", "/etc", "OASIS30ANTs/../x", "a b"])
+def test_template_is_a_name_not_a_path(tmp_path, name):
+    message = _refused(tmp_path, f"brain_extraction:\n  template: '{name}'\n")
+    assert "brain_extraction.template: Value error, must be robex, custom or a TemplateFlow" in (
+        message
+    )
+
+
+def test_cli_n_procs_true_exit_2(tmp_path, capsys):
+    assert "execution.n_procs: Value error, must be a number" in _cli_exit(
+        tmp_path, capsys, "execution: {n_procs: true}\n"
+    )

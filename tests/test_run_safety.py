@@ -235,8 +235,9 @@ def test_sigkill_leaves_no_worker_and_the_next_run_resumes(skull_stripping, tmp_
 
 @pytest.mark.pipeline
 def test_next_run_removes_only_our_stray_part_files(tmp_path):
-    """The hidden temporary files of writes cut short go; anything else stays, and nothing
-    below INPUT is touched (here INPUT is OUTPUT/sourcedata/dicom, a BIDS layout)."""
+    """The hidden temporary files a killed run journaled go (listed); anything else stays,
+    our own names that were never journaled included, and nothing below INPUT is touched
+    (here INPUT is OUTPUT/sourcedata/dicom, a BIDS layout)."""
     out = tmp_path / "out"
     src = _small_study(out / "sourcedata" / "dicom")
     ours = [
@@ -249,15 +250,18 @@ def test_next_run_removes_only_our_stray_part_files(tmp_path):
         out / ".notes.part",
         out / ".sub-s1_T1w.nii.gz.short.part",
         out / "sub-s1" / "extra" / "sub-s1_T1w.nii.gz.ab12cd34.part",
+        out / ".README.ab12cd34.part",  # named as ours, never journaled
         src / ".IM0001.dcm.ab12cd34.part",  # below INPUT: never written
     ]
     for path in ours + others:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
+    (out / LOCK).write_text(json.dumps({"pid": 999999, "since": "earlier"}) + "\n")
+    (out / ".anatprep.parts").write_text("".join(f"{p}\n" for p in [*ours, others[-1]]))
     res = _run("run", src, out, "--work-dir", tmp_path / "work", "--config",
                _config(tmp_path, False))  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "removed 3 temporary file(s) left in OUTPUT" in res.stderr
+    assert f"OUTPUT {out}: removed 3 temporary file(s) an interrupted run left: " in res.stderr
     assert not [p for p in ours if p.exists()]
     assert all(p.read_text() == "x" for p in others)
 
@@ -310,28 +314,31 @@ def test_convert_output_inside_input_refused(tmp_path, capsys, inside):
     assert not (src / "nifti").exists() and not list(src.rglob("*.nii.gz"))
 
 
-def _read_only_folder(tmp_path: Path) -> Path:
-    """A folder we cannot write in: a mode 555 folder, or (as root, who ignores modes)
-    a read-only system folder."""
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder we cannot write in: a mode 555 folder, or (as root, who ignores modes) a
+    read-only tmpfs mounted for the test."""
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o555)
     if not os.access(folder, os.W_OK):
-        return folder
-    for candidate in (Path("/sys/fs"), Path("/proc/sys")):
-        try:
-            (candidate / "anatprep-probe").mkdir()
-        except OSError:
-            return candidate
-        (candidate / "anatprep-probe").rmdir()
-    pytest.skip("no read-only folder available")
+        yield folder
+        return
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "anatprep-ro",
+                            str(folder)], capture_output=True)  # fmt: skip
+    if mount.returncode != 0:
+        pytest.skip(f"no read-only folder available: {mount.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.mark.parametrize("case", ["read_only", "parent_is_a_file"])
-def test_convert_unwritable_output_exit_2(tmp_path, capsys, case):
+def test_convert_unwritable_output_exit_2(tmp_path, capsys, case, request):
     src = _small_study(tmp_path / "in")
     if case == "read_only":
-        out = _read_only_folder(tmp_path) / "out"
+        out = request.getfixturevalue("read_only_folder") / "out"
     else:
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "sub" / "out"  # its parent cannot be made
@@ -357,3 +364,14 @@ def test_file_system_without_locks_warns_and_runs(tmp_path, monkeypatch, caplog)
         assert _lock_pid(tmp_path) == os.getpid()
     assert f"OUTPUT {tmp_path}: no file locks here (No locks available)" in caplog.text
     assert not (tmp_path / LOCK).exists()
+
+
+def test_refused_run_leaves_no_folder_behind(tmp_path, capsys, read_only_folder):
+    """A run refused with exit 2 (here: its work dir cannot be written) creates nothing:
+    not the OUTPUT folder, nor its parents."""
+    src = _small_study(tmp_path / "in")
+    out, work = tmp_path / "new" / "out", read_only_folder / "work"
+    args = ["run", str(src), str(out), "--work-dir", str(work), "--config"]
+    assert main([*args, str(_config(tmp_path, False))]) == 2
+    assert f"work dir {work} is not writable" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

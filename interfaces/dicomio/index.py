@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bounded_read import file_kind
 from .dicom_file import UnusableFile
 from .geometry import GeometryPolicy, is_tilted, tilt_degrees, uniform_runs
 from .headers import (
@@ -98,15 +99,6 @@ UNREADABLE_FOLDER = "folder not readable"
 HIDDEN_FOLDER = "hidden folder (name starts with '.'): not searched"
 NOT_REGULAR = "not a regular file"
 
-_KINDS = (
-    (stat.S_ISFIFO, "FIFO"),
-    (stat.S_ISSOCK, "socket"),
-    (stat.S_ISCHR, "character device"),
-    (stat.S_ISBLK, "block device"),
-    (stat.S_ISDIR, "folder"),
-)
-
-
 def not_regular(path: str | os.PathLike) -> str:
     """Why ``path`` is not a regular file (``"not a regular file (FIFO)"``), or ``""``.
     Only ``stat``: a FIFO or device is never opened."""
@@ -120,8 +112,7 @@ def not_regular(path: str | os.PathLike) -> str:
         return f"unreadable ({exc.strerror or exc})"
     if stat.S_ISREG(mode):
         return ""
-    kind = next((name for test, name in _KINDS if test(mode)), "special file")
-    return f"{NOT_REGULAR} ({kind})"
+    return f"{NOT_REGULAR} ({file_kind(mode)})"
 
 
 LOG = logging.getLogger("anatprep")

@@ -7,7 +7,7 @@ so the node's hash follows that series' files and decisions only.
 
 Rules: every field has a type and a default where it may be absent; loading refuses a
 document that does not match (:class:`SeriesTableError`, naming the field) rather than
-guessing.
+guessing, and reads only a regular file of at most :data:`MAX_TABLE_BYTES`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+#: the largest series table read: about 170 bytes a file, so some 1.5 million files (a
+#: SLURMArray task reads one subject's part); the parsed table takes a few times as much
+MAX_TABLE_BYTES = 256 << 20
 
 
 class SeriesTableError(ValueError):
@@ -131,11 +135,24 @@ class SeriesTable:
 
     @classmethod
     def load(cls, path: str | Path) -> SeriesTable:
+        """The table saved in ``path``; :class:`SeriesTableError` naming the file and what is
+        wrong (missing, not a regular file, too large, not JSON, not a series table)."""
+        from ..bounded_read import FileRefused, read_regular_file
+
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise SeriesTableError(f"{path}: not a readable series table: {exc}") from None
-        return cls.from_dict(data)
+            raw = read_regular_file(Path(path), MAX_TABLE_BYTES)
+        except FileRefused as exc:
+            raise SeriesTableError(f"{path} is {exc}") from None
+        except OSError as exc:
+            raise SeriesTableError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise SeriesTableError(f"{path} is not a series table (not JSON: {exc})") from None
+        try:
+            return cls.from_dict(data)
+        except SeriesTableError as exc:
+            raise SeriesTableError(f"{path} is not a series table: {exc}") from None
 
     @classmethod
     def from_dict(cls, data: Any) -> SeriesTable:

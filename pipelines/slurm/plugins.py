@@ -39,7 +39,7 @@ from nipype.pipeline.plugins.slurm import SLURMPlugin
 from nipype.pipeline.plugins.slurmgraph import SLURMGraphPlugin, node_completed_status
 
 from ..config import SlurmConfig
-from .client import SlurmClient
+from .client import SlurmClient, SlurmError
 
 #: outage and poll defaults when the plugins are used without our config (one source)
 _DEFAULTS = SlurmConfig()
@@ -160,7 +160,10 @@ class SlurmNodesPlugin(_OwnJobs, SLURMPlugin):
         try:
             return super().run(graph, config, updatehash=updatehash)
         except BaseException:
-            active = [str(t) for t in self._pending if self._is_pending(t)]
+            try:
+                active = [str(t) for t in self._pending if self._is_pending(t)]
+            except SlurmError:  # the controller does not answer: cancel all of ours
+                active = [str(t) for t in self._pending]
             if active:
                 LOG.error("cancelling %d job(s): %s", len(active), ", ".join(active))
                 self._client.cancel(active)
