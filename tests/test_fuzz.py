@@ -983,3 +983,47 @@ def test_a_gap_names_the_files_around_it(tmp_path, capsys):
     code, text, _ = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
     assert code == 4
     assert f"between slices 1 and 2 ({paths[1]} and {paths[3]})" in text
+
+
+# --- the corrupted-member family: one file of a series cannot give its pixels ------------
+
+
+def _cut_at(path: Path, where: str) -> None:
+    """Cut ``path`` (a copy) where its pixels get lost: in its header after the element
+    ``where`` names (its value half there, or its successor's header half there), or drop
+    the pixel data element."""
+    data = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    if where == "pixel data dropped":
+        del ds.PixelData
+        ds.save_as(path)
+        return
+    tag = {"in a value": (0x0029, 0x1010), "in an element header": (0x0020, 0x0037)}[where]
+    if tag not in ds:
+        tag = (0x0020, 0x0037)
+    key = tag[0].to_bytes(2, "little") + tag[1].to_bytes(2, "little")
+    at = data.index(key, 132)
+    length = len(ds[tag].value) + (12 if data[at + 4 : at + 6] in (b"OB", b"UN") else 8)
+    path.write_bytes(data[: at + length // 2 if where == "in a value" else at + length + 3])
+
+
+@pytest.mark.parametrize("where", ["pixel data dropped", "in a value", "in an element header"])
+@pytest.mark.parametrize("base", ["classic", "mosaic"])
+def test_a_member_that_lost_its_pixels_fails_its_series(tmp_path, data_dir, capsys, base, where):
+    """A file of a series (by its UIDs) cut short in its header was listed as 'DICOM without
+    an image' and the series converted from the others (8 slices -> 7, a mosaic's 2 volumes
+    -> 1), exit 0.  The series is not the one the scanner wrote: it fails, naming the file."""
+    src = tmp_path / "in" / "s"
+    if base == "classic":
+        files = write_series(np.full((6, 5, 8), 100.0), np.eye(4), src)
+    else:
+        src.mkdir(parents=True)
+        folder = data_dir / "dicom" / SHARED[0][1]
+        files = [src / p.name for p in sorted(folder.glob("*.dcm"))]
+        for path in files:
+            shutil.copyfile(folder / path.name, path)
+    _cut_at(files[-1], where)
+    code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4, text
+    assert written == [], text
+    assert "FAILED series" in text and str(files[-1]) in text, text

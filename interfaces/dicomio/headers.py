@@ -154,6 +154,9 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
             size = path.stat().st_size
         try:
             ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
+            cut = _cut_short(ds, stream.tell(), size)
+            if cut:  # pydicom reads a cut file without a word: what it lost may be the image
+                raise UnusableFile(path, cut, _header_for_report(ds, str(path)))
             _drop_unreadable(ds)
             if stop_before_pixels:
                 end = stream.tell()
@@ -177,6 +180,36 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
 
 
 _CONVERSION_ERRORS = (ValueError, OverflowError, TypeError)
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _cut_short(ds: pydicom.Dataset, read_to: int, size: int) -> str | None:
+    """Why the file ends before its data set does (pydicom stops quietly where the bytes
+    end), or None: the file meta group shorter than its group length, the last element's
+    value shorter than its length, or bytes after it too few for an element header."""
+    meta = ds.file_meta or {}
+    meta_length = meta.get("FileMetaInformationGroupLength", 0)
+    if not isinstance(meta_length, int) or size < 144 + meta_length:  # preamble, DICM, 0002
+        return f"file is truncated: it ends at byte {size}, inside its file meta information"
+    if read_to < size:  # stopped at the pixel data: their length is checked by the caller
+        return None
+    tags = list(ds.keys())
+    if not tags:
+        return None
+    last = ds.get_item(tags[-1])
+    length, tell = getattr(last, "length", None), getattr(last, "value_tell", None)
+    if not isinstance(length, int) or tell is None or length == _UNDEFINED_LENGTH:
+        return None
+    tag = f"({last.tag.group:04X},{last.tag.element:04X})"
+    held = len(last.value) if isinstance(last.value, bytes) else length
+    if held < length:
+        return (
+            f"file is truncated: it ends inside element {tag} "
+            f"({held} of its {length} bytes present), before the pixel data"
+        )
+    if tell + length < size:
+        return f"file is truncated: it ends inside the element header after {tag}"
+    return None
 
 
 def _drop_unreadable(ds: pydicom.Dataset) -> None:
@@ -365,12 +398,16 @@ def detect_flavour(ds: Header) -> str:
 def slice_header_from_dataset(ds: Header, path: str) -> SliceHeader:
     """Build a :class:`SliceHeader`; raise :class:`UnusableFile` when a geometry key is absent."""
     has_pixels = ds.pixel_offset is not None if isinstance(ds, ScannedHeader) else "PixelData" in ds
+    pixelless = None
     if not has_pixels and "Rows" not in ds:
         from pydicom.uid import UID
 
         sop = ds.get("SOPClassUID")
         kind = UID(sop).name if sop else "no SOP class"
-        raise UnusableFile(path, f"DICOM without an image ({kind})")
+        if not kind.endswith(" Image Storage"):  # a report, a presentation state, a DICOMDIR
+            raise UnusableFile(path, f"DICOM without an image ({kind})")
+        # an image object is an image: a lost one fails its series, never shortens it
+        pixelless = f"{kind} without pixel data or Rows: the image is lost"
     flavour = detect_flavour(ds)
     uid = str(ds.get("SeriesInstanceUID", "") or "")
     if not uid:
@@ -397,7 +434,7 @@ def slice_header_from_dataset(ds: Header, path: str) -> SliceHeader:
         (f"{key} is not a number" for key in _MUST_PARSE if key in getattr(ds, "malformed", ())),
         None,
     )
-    problem = unreadable or missing or flavour_problem
+    problem = pixelless or unreadable or missing or flavour_problem
     problem = problem or bad_orientation or bad_position or bad_spacing
     if problem is None:
         problem = _value_problem(orientation, spacing, ds) or _non_finite_problem(ds)

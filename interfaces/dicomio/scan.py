@@ -440,6 +440,8 @@ def scan_buffer(buf) -> ScannedHeader:
             pos = vpos + length
             if pos > size:
                 raise ScanUnsupported("value runs past the end of the file")
+    if out.pixel_offset is None and pos != size:
+        raise ScanUnsupported("element header runs past the end of the file")
     return out
 
 
