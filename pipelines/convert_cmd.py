@@ -24,6 +24,7 @@ from anatprep.interfaces.dicomio.conversion import (
 )
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.limits import ceiling_of
 from anatprep.interfaces.dicomio.sidecar import Deidentify
 from anatprep.interfaces.dicomio.table import SeriesEntry
 
@@ -76,6 +77,7 @@ def convert_tree(
     converter: str = "anatprep",
     geometry: GeometryPolicy | None = None,
     deidentify: Deidentify = "standard",
+    max_image_gb: float | None = None,
 ) -> int:
     """Convert every series below ``input_dir`` into ``output_dir``; return the exit code.
 
@@ -85,6 +87,7 @@ def convert_tree(
     use by another run (OUTPUT is locked for the whole conversion; the temporary files an
     interrupted conversion left there are removed first).  ``deidentify="strict"``: no
     SeriesDescription / ProtocolName in file names, sidecars or anything printed.
+    ``max_image_gb``: the most one image may take (None: half the machine's memory).
     """
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
@@ -92,7 +95,7 @@ def convert_tree(
     try:
         check_separate(input_dir, output_dir)
         check_writable("OUTPUT", output_dir)
-        with hold_lock(output_dir, "OUTPUT"):
+        with hold_lock(output_dir, "OUTPUT"), ceiling_of(max_image_gb):
             remove_stray_parts(output_dir, skip=[input_dir])
             return _convert_all(
                 input_dir, output_dir, compression, verify, converter, geometry, deidentify

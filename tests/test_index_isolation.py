@@ -153,7 +153,7 @@ def test_truncated_gzip(tmp_path):
     broken = gz[0]  # an edge slice: no gap would show it missing
     broken.write_bytes(broken.read_bytes()[:-300])
     table = index_tree(tmp_path / "dcm")
-    item = _check(table, broken, ["compressed file is truncated", "EOFError"], tmp_path)
+    item = _check(table, broken, ["compressed file is truncated", "end-of-stream"], tmp_path)
     _assert_fails_a(table, item)  # the header decompressed: the series is known
 
 

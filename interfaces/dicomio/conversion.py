@@ -18,6 +18,7 @@ from .classic import ClassicSeries
 from .csa import CsaError
 from .enhanced import EnhancedSeries
 from .headers import UnusableFile, describe
+from .limits import ImageTooLarge
 from .mosaic import MosaicSeries
 from .reference import (
     ConverterOutput,
@@ -91,8 +92,10 @@ def convert_entry(
         )
         gradients = series.gradient_files(volume)
         header = volume.header_bytes()
-    except (SeriesGeometryError, UnusableFile, CsaError) as exc:
+    except (SeriesGeometryError, UnusableFile, CsaError, ImageTooLarge) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
+    except MemoryError as exc:  # numpy's names the size it could not get
+        raise SeriesConversionError(f"{name} cannot be converted: out of memory ({exc})") from None
     except Exception as exc:  # a header value no rule foresaw: this series fails, named
         raise SeriesConversionError(f"{name} cannot be converted: {describe(exc)}") from exc
     if series.removed_volumes:

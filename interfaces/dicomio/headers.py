@@ -15,7 +15,6 @@ UIH files that keep their slice positions in a private group are completed from 
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import math
 import os
@@ -30,12 +29,17 @@ import numpy as np
 
 from . import ge
 from .frames import frame_headers
+from .limits import HEADER_LIMIT, ImageTooLarge, axis_problem, declared_bytes
 from .scan import (
+    DEFLATED_LE,
     FIELDS,
     UNCOMPRESSED_SYNTAXES,
     ScannedHeader,
     ScanUnsupported,
+    check_deflated,
     header_digest,
+    inflate_gz,
+    read_file_bytes,
     scan_buffer,
     scan_file,
 )
@@ -145,14 +149,17 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
     path = Path(path)
     try:
         if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read()
+            try:
+                raw = read_file_bytes(path)  # inflated as a stream, within the limits
+            except EOFError as exc:
+                raise UnusableFile(path, f"compressed file is truncated ({exc})") from None
             stream: io.BufferedIOBase = io.BytesIO(raw)
             size = len(raw)
         else:
             stream = open(path, "rb")  # noqa: SIM115 - closed below
             size = path.stat().st_size
         try:
+            check_deflated(stream)  # pydicom inflates a deflated data set whole
             ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
             cut = _cut_short(ds, stream.tell(), size)
             if cut:  # pydicom reads a cut file without a word: what it lost may be the image
@@ -169,6 +176,8 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
             stream.close()
     except UnusableFile:
         raise
+    except ImageTooLarge as exc:
+        raise UnusableFile(path, str(exc)) from None
     except InvalidDicomError:
         raise UnusableFile(path, "not a DICOM file (no DICM preamble or valid header)") from None
     except zlib.error as exc:
@@ -187,12 +196,13 @@ def _cut_short(ds: pydicom.Dataset, read_to: int, size: int) -> str | None:
     """Why the file ends before its data set does (pydicom stops quietly where the bytes
     end), or None: the file meta group shorter than its group length, the last element's
     value shorter than its length, or bytes after it too few for an element header."""
-    meta = ds.file_meta or {}
-    meta_length = meta.get("FileMetaInformationGroupLength", 0)
+    meta_length = ds.file_meta.get("FileMetaInformationGroupLength", 0) if ds.file_meta else 0
     if not isinstance(meta_length, int) or size < 144 + meta_length:  # preamble, DICM, 0002
         return f"file is truncated: it ends at byte {size}, inside its file meta information"
     if read_to < size:  # stopped at the pixel data: their length is checked by the caller
         return None
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) == DEFLATED_LE:
+        return None  # read from the inflated copy (a cut deflate stream does not inflate)
     tags = list(ds.keys())
     if not tags:
         return None
@@ -203,9 +213,10 @@ def _cut_short(ds: pydicom.Dataset, read_to: int, size: int) -> str | None:
     tag = f"({last.tag.group:04X},{last.tag.element:04X})"
     held = len(last.value) if isinstance(last.value, bytes) else length
     if held < length:
+        before = "" if last.tag == 0x7FE00010 else ", before the pixel data"
         return (
             f"file is truncated: it ends inside element {tag} "
-            f"({held} of its {length} bytes present), before the pixel data"
+            f"({held} of its {length} bytes present){before}"
         )
     if tell + length < size:
         return f"file is truncated: it ends inside the element header after {tag}"
@@ -248,17 +259,6 @@ def _first_unreadable(ds: pydicom.Dataset, where: str = "") -> str | None:
     return None
 
 
-def _expected_pixel_bytes(ds) -> int:
-    return (
-        int(ds.Rows)
-        * int(ds.Columns)
-        * max(int(ds.get("NumberOfFrames") or 1), 1)
-        * int(ds.get("SamplesPerPixel") or 1)
-        * int(ds.get("BitsAllocated") or 16)
-        // 8
-    )
-
-
 def _pixel_length_problem(ds: pydicom.Dataset, remaining: int) -> str | None:
     """After a header-only read the stream sits at the pixel data tag: check what follows."""
     if "Rows" not in ds or "Columns" not in ds:
@@ -269,10 +269,10 @@ def _pixel_length_problem(ds: pydicom.Dataset, remaining: int) -> str | None:
     if remaining <= 0:
         return "no pixel data (file ends after the header)"
     available = remaining - 12 if syntax != "1.2.840.10008.1.2" else remaining - 8
-    return _truncation(available, _expected_pixel_bytes(ds))
+    return truncation(available, declared_bytes(ds))
 
 
-def _truncation(available: int, expected: int) -> str | None:
+def truncation(available: int, expected: int) -> str | None:
     if available < expected:
         return f"truncated pixel data ({max(available, 0)} of {expected} bytes present)"
     return None
@@ -329,6 +329,9 @@ def _value_problem(
         count = _int_or_none(ds.get(key))
         if count is None or count < 1:
             return f"{key}={ds.get(key)!r}: an image needs at least one {key[:-1].lower()}"
+    problem = axis_problem(ds)
+    if problem:
+        return problem
     frames = ds.get("NumberOfFrames")
     if frames not in (None, "") and _int_or_none(frames) is None:
         return f"NumberOfFrames={frames!r} is not a number"
@@ -499,8 +502,10 @@ def read_header(path: str | os.PathLike) -> Header:
     except OSError as exc:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
     except EOFError as exc:  # a .gz cut short: the part that decompresses names the series
-        reason = f"compressed file is truncated ({describe(exc)})"
+        reason = f"compressed file is truncated ({exc})"
         raise UnusableFile(path, reason, _truncated_gzip_identity(path)) from None
+    except ImageTooLarge as exc:  # from a .gz's header: it names the series
+        raise UnusableFile(path, str(exc), _gzip_identity(path)) from None
     problem = _scanned_pixel_problem(scanned)
     if problem:
         try:
@@ -511,12 +516,20 @@ def read_header(path: str | os.PathLike) -> Header:
     return _vendor_geometry(scanned, path)
 
 
+def _gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
+    """The header keys of a ``.gz`` file, inflating no more than its header; else None."""
+    try:
+        return _header_for_report(scan_buffer(inflate_gz(path, pixels="skip")[0]), str(path))
+    except Exception:  # best effort: the file is reported either way
+        return None
+
+
 def _truncated_gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
     """The header keys of a truncated ``.gz`` file from the part that decompresses (its
     header, mostly), so the series it belongs to fails instead of losing a slice; else None."""
     try:
         with open(path, "rb") as fh:
-            head = zlib.decompressobj(wbits=31).decompress(fh.read())
+            head = zlib.decompressobj(wbits=31).decompress(fh.read(HEADER_LIMIT), HEADER_LIMIT)
         return _header_for_report(scan_buffer(head), str(path))
     except Exception:  # best effort: the file is reported either way
         return None
@@ -556,7 +569,7 @@ def _scanned_pixel_problem(h: ScannedHeader) -> str | None:
     if h.transfer_syntax not in UNCOMPRESSED_SYNTAXES:
         return None
     available = min(h.pixel_length or 0, h.file_size - h.pixel_offset)
-    return _truncation(available, _expected_pixel_bytes(h))
+    return truncation(available, declared_bytes(h))
 
 
 def read_slice_header(path: str | os.PathLike) -> SliceHeader:
