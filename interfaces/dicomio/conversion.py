@@ -28,7 +28,7 @@ from .reference import (
     run_on_series,
 )
 from .series import SeriesGeometryError
-from .sidecar import FORBIDDEN_KEYS, FREE_TEXT_KEYS, Deidentify, build_sidecar, deidentified
+from .sidecar import ALLOWED_KEYS, FREE_TEXT_KEYS, Deidentify, build_sidecar, deidentified
 from .table import SeriesEntry
 from .uih_series import UihSeries
 
@@ -160,8 +160,10 @@ def _convert_with_dcm2niix(
             for src, ext in ((out.bval, ".bval"), (out.bvec, ".bvec")):
                 if src is not None:
                     atomic_write_bytes(_with_suffix(out_stem, ext), src.read_bytes())
+            # ours and dcm2niix's alike: only keys on the allow-list (dcm2niix copies header
+            # text, e.g. Siemens' (0051,100F) into CoilString, into keys of its own)
             sidecar = deidentified(
-                {k: v for k, v in out.sidecar.items() if k not in FORBIDDEN_KEYS}, deidentify
+                {k: v for k, v in out.sidecar.items() if k in ALLOWED_KEYS}, deidentify
             )
     except ReferenceUnavailable as exc:
         raise SeriesConversionError(f"{name}: dcm2niix backend failed: {exc}") from None
