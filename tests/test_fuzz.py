@@ -1235,3 +1235,16 @@ def test_an_image_above_the_ceiling_fails_by_name(tmp_path, capsys):
         "allows (107 bytes)"
     ) in text
     assert main(argv) == 0
+
+
+@pytest.mark.parametrize("cut", [153, 300])
+def test_a_file_cut_in_its_file_meta_fails_in_words(tmp_path, capsys, cut):
+    """Cut inside its file meta group a file names no series: it fails on its own, exit 4,
+    in words (pydicom's struct.error leaked at 153 bytes; at 300 it read as 'DICOM without
+    an image' and the run ended 0)."""
+    paths = write_series(np.full((6, 5, 3), 100.0), np.eye(4), tmp_path / "in" / "s")
+    paths[-1].write_bytes(paths[-1].read_bytes()[:cut])
+    code, text, _ = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4, text
+    (line,) = [ln for ln in text.splitlines() if "FAILED" in ln and str(paths[-1]) in ln]
+    assert "file meta information" in line and not PYTHON_WORDS.search(line), line

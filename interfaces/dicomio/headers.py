@@ -18,6 +18,7 @@ import dataclasses
 import io
 import math
 import os
+import struct
 import sys
 import traceback
 import zlib
@@ -37,10 +38,12 @@ from .scan import (
     ScannedHeader,
     ScanUnsupported,
     check_deflated,
+    data_set_start,
     header_digest,
     inflate_gz,
     read_file_bytes,
     scan_buffer,
+    scan_data_set,
     scan_file,
 )
 from .siemens import xa_series_stack
@@ -181,7 +184,10 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
     except InvalidDicomError:
         raise UnusableFile(path, "not a DICOM file (no DICM preamble or valid header)") from None
     except zlib.error as exc:
-        reason = f"data set does not inflate under its deflated transfer syntax ({describe(exc)})"
+        reason = f"data set does not inflate under its deflated transfer syntax ({exc})"
+        raise UnusableFile(path, reason, _undeflated_identity(path)) from None
+    except struct.error as exc:  # pydicom's reading of a file meta group cut short
+        reason = f"file meta information is cut short or malformed ({exc})"
         raise UnusableFile(path, reason) from None
     except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UnusableFile(path, f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
@@ -530,7 +536,25 @@ def _truncated_gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
     try:
         with open(path, "rb") as fh:
             head = zlib.decompressobj(wbits=31).decompress(fh.read(HEADER_LIMIT), HEADER_LIMIT)
-        return _header_for_report(scan_buffer(head), str(path))
+        try:
+            return _header_for_report(scan_buffer(head), str(path))
+        except ScanUnsupported:  # cut inside the header: what pydicom reads of it
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, defer_size=None)
+            return _header_for_report(ds, str(path))
+    except Exception:  # best effort: the file is reported either way
+        return None
+
+
+def _undeflated_identity(path: str | os.PathLike) -> SliceHeader | None:
+    """The header keys of a file whose data set does not inflate under its deflated
+    transfer syntax, read as the plain data set it often is (for naming its series only,
+    never for its data); else None."""
+    try:
+        with open(path, "rb") as fh:
+            buf = fh.read(HEADER_LIMIT)
+        return _header_for_report(scan_data_set(buf, data_set_start(buf)), str(path))
     except Exception:  # best effort: the file is reported either way
         return None
 

@@ -650,15 +650,32 @@ def check_deflated(stream) -> None:
     stream.seek(0)
 
 
+def scan_data_set(buf, start: int = 0) -> ScannedHeader:
+    """Scan the data set from ``start`` of ``buf`` as explicit VR little endian, whatever
+    the file meta says (an inflated data set; or, for its identity only, one that does not
+    inflate); raises :class:`ScanUnsupported`."""
+    out = ScannedHeader()
+    out.transfer_syntax = EXPLICIT_LE
+    out.file_size = out.header_end = len(buf)
+    try:
+        _walk(buf, start, out, _Walker(buf, implicit=False), implicit=False)
+    except struct.error:
+        raise ScanUnsupported("element header runs past the end of the file") from None
+    return out
+
+
+def data_set_start(buf) -> int:
+    """Where the data set of a DICOM file in ``buf`` starts (after its file meta group);
+    raises :class:`ScanUnsupported`."""
+    return _file_meta(buf)[1]
+
+
 def _deflated_size_needed(body: bytes) -> int | None:
     """The most an inflated data set (explicit VR little endian) may hold once ``body``
     reaches its pixel data; None before."""
-    out = ScannedHeader()
-    out.transfer_syntax = EXPLICIT_LE
-    out.file_size = out.header_end = len(body)
     try:
-        _walk(body, 0, out, _Walker(body, implicit=False), implicit=False)
-    except (ScanUnsupported, struct.error):
+        out = scan_data_set(body)
+    except ScanUnsupported:
         return None  # the header goes on past what is inflated so far
     if out.pixel_offset is None:
         return None
