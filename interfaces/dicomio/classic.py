@@ -25,7 +25,7 @@ from .diffusion import (
 from .formats import g_number
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import UnusableFile, read_headers, slice_header_from_dataset
-from .limits import check_size
+from .limits import check_volume
 from .pixels import read_frames
 from .scan import GE_USER_DATA, ScannedHeader, number_or, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
@@ -272,7 +272,8 @@ class ClassicSeries:
             if cached is None or cached[0] != path:  # frames of one file are read once
                 cached = (path, self.frames_of(read_frames(path, h)))
             if not n:  # once the first file's size has passed its checks (read_frames)
-                check_size(int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize, "the volume")
+                nbytes = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+                check_volume(self.n_slices, self.n_volumes, nbytes)
                 stack = np.empty(shape, dtype=dtype)
             frame = getattr(h, "frame", None)
             frames = cached[1] if frame is None else cached[1][frame : frame + 1]

@@ -110,15 +110,29 @@ def declared_bytes(header, syntax: str = "") -> int:
     )  # fmt: skip
 
 
+def too_long(name: str, count: int) -> str | None:
+    """Why ``count`` voxels (``name``) cannot be a NIfTI-1 axis, or None."""
+    if count > NIFTI1_MAX_DIM:
+        return f"{name}={count}: more voxels along an axis than NIfTI-1 holds ({NIFTI1_MAX_DIM})"
+    return None
+
+
 def axis_problem(header) -> str | None:
     """Why ``header``'s Rows or Columns cannot be a NIfTI-1 axis, or None."""
     for key in ("Rows", "Columns"):
-        if _count(header, key, 0) > NIFTI1_MAX_DIM:
-            return (
-                f"{key}={_count(header, key, 0)}: more voxels along an axis than NIfTI-1 "
-                f"holds ({NIFTI1_MAX_DIM})"
-            )
+        problem = too_long(key, _count(header, key, 0))
+        if problem:
+            return problem
     return None
+
+
+def check_volume(n_slices: int, n_volumes: int, nbytes: int) -> None:
+    """A volume of ``n_slices`` x ``n_volumes`` fits NIfTI-1's axes and, at ``nbytes``, the
+    ceiling; raises :class:`ImageTooLarge`."""
+    problem = too_long("slices", n_slices) or too_long("volumes", n_volumes)
+    if problem:
+        raise ImageTooLarge(problem)
+    check_size(nbytes, "the volume")
 
 
 def check_axes(header, syntax: str = "") -> int:
