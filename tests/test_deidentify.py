@@ -241,6 +241,7 @@ def _plant(ds, keep: frozenset[str]) -> int:
 
 
 @pytest.mark.data
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["strict", "standard"])
 @pytest.mark.parametrize("converter", ["anatprep", "dcm2niix"])
 def test_no_planted_text_value_reaches_any_output(tmp_path, data_dir, converter, mode):
