@@ -164,7 +164,7 @@ def open_dicom(path: str | os.PathLike, stop_before_pixels: bool) -> tuple[pydic
         try:
             check_deflated(stream)  # pydicom inflates a deflated data set whole
             ds = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=None)
-            cut = _cut_short(ds, stream.tell(), size)
+            cut = _cut_short(ds, stream, size)
             if cut:  # pydicom reads a cut file without a word: what it lost may be the image
                 raise UnusableFile(path, cut, _header_for_report(ds, str(path)))
             _drop_unreadable(ds)
@@ -198,10 +198,12 @@ _CONVERSION_ERRORS = (ValueError, OverflowError, TypeError)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
-def _cut_short(ds: pydicom.Dataset, read_to: int, size: int) -> str | None:
+def _cut_short(ds: pydicom.Dataset, stream, size: int) -> str | None:
     """Why the file ends before its data set does (pydicom stops quietly where the bytes
     end), or None: the file meta group shorter than its group length, the last element's
-    value shorter than its length, or bytes after it too few for an element header."""
+    value shorter than its length, or bytes after it (not NUL padding) too few for an
+    element header.  ``stream``: the file pydicom read, at where it stopped."""
+    read_to = stream.tell()
     meta_length = ds.file_meta.get("FileMetaInformationGroupLength", 0) if ds.file_meta else 0
     if not isinstance(meta_length, int) or size < 144 + meta_length:  # preamble, DICM, 0002
         return f"file is truncated: it ends at byte {size}, inside its file meta information"
@@ -224,8 +226,12 @@ def _cut_short(ds: pydicom.Dataset, read_to: int, size: int) -> str | None:
             f"file is truncated: it ends inside element {tag} "
             f"({held} of its {length} bytes present){before}"
         )
-    if tell + length < size:
-        return f"file is truncated: it ends inside the element header after {tag}"
+    if tell + length < size and last.tag != 0x7FE00010:  # (bytes after the pixels: unread)
+        stream.seek(tell + length)
+        rest = stream.read()
+        stream.seek(read_to)
+        if rest.strip(b"\0"):
+            return f"file is truncated: it ends inside the element header after {tag}"
     return None
 
 
