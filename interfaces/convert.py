@@ -21,6 +21,7 @@ from nipype.interfaces.base import (
 )
 
 from .atomic import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
+from .dicomio.limits import ceiling_of
 from .dicomio.reference import Converter
 from .dicomio.series_to_nifti import convert_entry
 from .dicomio.sidecar import Deidentify
@@ -45,6 +46,8 @@ class _DicomToNiftiInputSpec(BaseInterfaceInputSpec):
     deidentify = traits.Enum(
         *get_args(Deidentify), desc="strict: no free-text description in the sidecar or messages"
     )
+    # unset: half the memory of the machine the node runs on (and the node's hash as before)
+    max_image_gb = traits.Float(desc="the most memory one image may take (GiB)")
 
 
 class _DicomToNiftiOutputSpec(TraitedSpec):
@@ -73,7 +76,15 @@ class DicomToNifti(SimpleInterface):
 
     def _run_interface(self, runtime):
         entry = SeriesEntry.from_json(self.inputs.series_entry)
-        nii, js = convert_entry(
+        ceiling = self.inputs.max_image_gb if isdefined(self.inputs.max_image_gb) else None
+        with ceiling_of(ceiling):
+            nii, js = self._convert(entry, runtime)
+        self._results["out_file"] = str(nii)
+        self._results["out_json"] = str(js)
+        return runtime
+
+    def _convert(self, entry: SeriesEntry, runtime) -> tuple[Path, Path]:
+        return convert_entry(
             entry,
             Path(runtime.cwd) / self.inputs.out_stem,
             self.inputs.compression,
@@ -81,7 +92,4 @@ class DicomToNifti(SimpleInterface):
             converter=self.inputs.converter,
             deidentify=self.inputs.deidentify if isdefined(self.inputs.deidentify) else "standard",
         )
-        self._results["out_file"] = str(nii)
-        self._results["out_json"] = str(js)
-        return runtime
 

@@ -132,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="run dcm2niix beside ours; record the agreement"
     )
     _option(conv, "--converter", ConversionConfig, "converter")
+    conv.add_argument("--max-image-gb", type=_positive, metavar="GB",
+                      help=ConversionConfig.model_fields["max_image_gb"].description)  # fmt: skip
     _option(conv, "--deidentify", Config, "deidentify")
     for name in ("irregular_spacing", "gantry_tilt", "localizers"):
         _option(conv, "--" + name.replace("_", "-"), GeometryConfig, name)
@@ -177,6 +179,17 @@ def _option(parser, flag: str, model: type[BaseModel], name: str, type=str) -> N
             choices = range(low, high + 1)
     parser.add_argument(flag, type=type, default=field.default, choices=choices,
                         help=field.description)  # fmt: skip
+
+
+def _positive(text: str) -> float:
+    """A finite number above zero (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above zero")
+    return value
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -301,6 +314,7 @@ def _convert(args: argparse.Namespace) -> int:
             localizers=args.localizers,
         ).policy(),
         deidentify=args.deidentify,
+        max_image_gb=args.max_image_gb,
     )
 
 

@@ -228,6 +228,11 @@ class ConversionConfig(_Strict):
         DEFAULT_LEVEL, ge=MIN_LEVEL, le=MAX_LEVEL,
         description="zlib deflate level of .nii.gz outputs: 0 stored, 1 fastest, 9 smallest",
     )  # fmt: skip
+    max_image_gb: float | None = Field(
+        None, gt=0,
+        description="the most memory one image may take, in GiB (unset: half the memory of "
+        "the machine converting); a larger image fails, named, before it is read",
+    )  # fmt: skip
     geometry: GeometryConfig = Field(default_factory=GeometryConfig)
 
 

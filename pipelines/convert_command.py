@@ -18,6 +18,7 @@ from pathlib import Path
 
 from anatprep.interfaces.dicomio.geometry import GeometryPolicy
 from anatprep.interfaces.dicomio.index import index_tree
+from anatprep.interfaces.dicomio.limits import ceiling_of
 from anatprep.interfaces.dicomio.reference import Converter
 from anatprep.interfaces.dicomio.series_to_nifti import (
     SeriesConversionError,
@@ -82,6 +83,7 @@ def convert_tree(
     converter: Converter = "anatprep",
     geometry: GeometryPolicy | None = None,
     deidentify: Deidentify = "standard",
+    max_image_gb: float | None = None,
 ) -> int:
     """Convert every series below ``input_dir`` into ``output_dir``; return the exit code.
 
@@ -92,7 +94,8 @@ def convert_tree(
     (OUTPUT is locked for the whole conversion; the temporary files an interrupted
     conversion journaled there are removed first; a refused conversion leaves no folder).
     ``deidentify="strict"``: no SeriesDescription / ProtocolName in file names, sidecars or
-    anything printed.
+    anything printed.  ``max_image_gb``: the most one image may take (None: half the
+    machine's memory).
     """
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
@@ -102,7 +105,7 @@ def convert_tree(
         check_separate(input_dir, output_dir)
         with folders_undone_on_error() as created:
             check_writable("OUTPUT", output_dir, created)
-            with hold_lock(output_dir, "OUTPUT", keep=(input_dir,)):
+            with hold_lock(output_dir, "OUTPUT", keep=(input_dir,)), ceiling_of(max_image_gb):
                 check_not_nested(output_dir, "OUTPUT", skip=(input_dir,))
                 return _convert_all(
                     input_dir, output_dir, compression, verify, converter, geometry, deidentify

@@ -55,6 +55,7 @@ def test_dump_round_trips(tmp_path):
             r"series\.rules\.T1w\.description: .*invalid regular expression",
         ),
         ("labels:\n  subject_level: 1\n  session_level: 1\n", r"session_level must differ"),
+        ("conversion:\n  max_image_gb: 0\n", r"conversion\.max_image_gb: .*greater than 0"),
         ("- a\n- b\n", r"mapping at the top level"),
         ("a: [\n", r"not valid YAML"),
     ],

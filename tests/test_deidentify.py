@@ -210,3 +210,65 @@ def test_strict_names_by_rule_and_number(study):
         ("sub-01_acq-other_run-5", ""),
     ]
     assert SeriesEntry("sn004-x", folders=("sub-01",)).describe() == "series sn004-x (in sub-01)"
+
+
+# --- every text value of a real series, in both converters and both modes -----------------
+
+#: a Siemens mosaic series of the shared sets, with (0051,100E) and (0051,100F)
+SIEMENS = "dcm_qa_nih/In/20180918Si/mr_0003"
+#: text VRs and the value planted in each (valid for the VR; each searched for as it is)
+PLANTED = {
+    "PN": "Zqxplant^Person", "LO": "ZQXPLANT-LO Jane", "SH": "ZQXPLANT-SH", "ST": "ZQXPLANT-ST",
+    "LT": "ZQXPLANT-LT", "UT": "ZQXPLANT-UT", "UC": "ZQXPLANT-UC", "AE": "ZQXPLANTAE",
+    "DA": "19330517", "DT": "19330517111213", "TM": "111213.4242", "AS": "077Y",
+}  # fmt: skip
+SIEMENS_TEXT = {(0x0051, 0x100E): "ZQXPLANT-ORIENT", (0x0051, 0x100F): "ZQXPLANT-COIL Doe"}
+
+
+def _plant(ds, keep: frozenset[str]) -> int:
+    """Plant :data:`PLANTED` in every text element of ``ds`` and its sequences (private
+    ones too, not their creators) whose keyword is not in ``keep``; the Siemens text tags
+    get their own values.  Returns how many were planted."""
+    planted = 0
+    for elem in list(ds.iterall()):
+        private_creator = elem.tag.is_private and elem.tag.element < 0x1000
+        if elem.VR not in PLANTED or elem.keyword in keep or private_creator:
+            continue
+        elem.value = PLANTED[elem.VR]
+        planted += 1
+    for tag, text in SIEMENS_TEXT.items():
+        assert tag in ds, tag
+        ds[tag].VR, ds[tag].value = "LO", text
+    return planted + len(SIEMENS_TEXT)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["strict", "standard"])
+@pytest.mark.parametrize("converter", ["anatprep", "dcm2niix"])
+def test_no_planted_text_value_reaches_any_output(tmp_path, data_dir, converter, mode):
+    """Issue 22 item 5: the dcm2niix backend's sidecar was filtered by a deny-list, so
+    Siemens' (0051,100F) and (0051,100E) carried a planted name into CoilString and
+    ImageOrientationText.  Every text value that no allow-listed sidecar key is made from
+    (in strict mode the descriptions too) is planted; none may reach an output or a line."""
+    import pydicom
+
+    from anatprep.interfaces.dicomio.sidecar import SIDECAR_FIELDS
+
+    keep = {keyword for _key, keyword, _ in SIDECAR_FIELDS} | {"SpecificCharacterSet"}
+    if mode == "strict":
+        keep -= {"SeriesDescription", "ProtocolName"}
+    src = tmp_path / "in" / "mosaic"
+    src.mkdir(parents=True)
+    for path in sorted((data_dir / "dicom" / SIEMENS).glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        assert _plant(ds, frozenset(keep)) > 20
+        ds.save_as(src / path.name)
+    out = tmp_path / "out"
+    done = _cli("convert", tmp_path / "in", out, "--deidentify", mode, "--converter", converter)
+    assert done.returncode == 0, done.stderr
+    texts = {**_texts(out), "stdout": done.stdout, "stderr": done.stderr}
+    assert any(name.endswith(".json") for name in texts)
+    values = [*PLANTED.values(), *SIEMENS_TEXT.values()]
+    hits = [(name, v) for name, data in texts.items() for v in values if v.encode() in data]
+    assert hits == []

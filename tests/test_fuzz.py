@@ -31,7 +31,10 @@ import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -991,15 +994,40 @@ def test_mosaic_slice_step_that_is_no_positive_number_fails_by_name(
     assert f"{path}: {message}" in out and "slice step must be a positive number" in out
 
 
-def test_negative_number_of_frames_with_spare_pixel_data_reads_one_frame(tmp_path, capsys):
+@pytest.mark.parametrize("columns", ["6", "3"])
+def test_negative_number_of_frames_reads_one_frame(tmp_path, capsys, columns):
     """NumberOfFrames <= 1 is one frame for the index; the pixel reader took -1 as 'all the
-    data' and failed with a bare ValueError when there was more than one frame's worth."""
+    data' and failed with a bare ValueError when there was more than one frame's worth.
+    With half the columns the file holds twice the pixel data its header says: another
+    layout than declared, which fails the file by name (it was read as if it were right)."""
     paths = write_series(np.full((6, 4, 3), 100.0), np.eye(4), tmp_path / "in" / "t1")
-    for path in paths:  # half the columns: the file holds twice the pixel data needed
-        _edit(path, lambda ds: (_set_raw(ds, "Columns", "3"), _set_raw(ds, "NumberOfFrames", "-1")))
+    for path in paths:
+        _edit(
+            path,
+            lambda ds: (_set_raw(ds, "Columns", columns), _set_raw(ds, "NumberOfFrames", "-1")),
+        )
     code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
-    assert code == 0, text
-    assert nb.load(tmp_path / "out" / written[1]).shape == (3, 4, 3)
+    if columns == "6":
+        assert code == 0, text
+        assert nb.load(tmp_path / "out" / written[1]).shape == (6, 4, 3)
+        return
+    assert code == 4 and written == [], text
+    assert f"{paths[0]}: pixel data longer than" in text and "ValueError" not in text
+
+
+def test_bits_allocated_8_over_2_bytes_per_pixel_fails_the_file(tmp_path, capsys):
+    """Issue 22 item 7: BitsAllocated 8 on pixel data holding 2 bytes per pixel gave byte
+    garbage (dcm2niix does the same); the data length says it is not the declared layout."""
+    paths = write_series(np.full((6, 4, 3), 300.0), np.eye(4), tmp_path / "in" / "t1")
+    eight = {"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}
+    for path in paths:
+        _edit(path, lambda ds: [setattr(ds, k, v) for k, v in eight.items()])
+    code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4 and written == [], text
+    assert (
+        f"{paths[0]}: pixel data longer than Rows x Columns x NumberOfFrames x SamplesPerPixel "
+        "x BitsAllocated says (48, not 24 bytes; they hold 2 bytes per pixel, BitsAllocated 8)"
+    ) in text
 
 
 def test_a_gap_names_the_files_around_it(tmp_path, capsys):
@@ -1012,3 +1040,240 @@ def test_a_gap_names_the_files_around_it(tmp_path, capsys):
     code, text, _ = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
     assert code == 4
     assert f"between slices 1 and 2 ({paths[1]} and {paths[3]})" in text
+
+
+# --- the corrupted-member family: one file of a series cannot give its pixels ------------
+
+
+def _cut_at(path: Path, where: str) -> None:
+    """Cut ``path`` (a copy) where its pixels get lost: in its header after the element
+    ``where`` names (its value half there, or its successor's header half there), or drop
+    the pixel data element."""
+    data = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    if where == "pixel data dropped":
+        del ds.PixelData
+        ds.save_as(path)
+        return
+    tag = {"in a value": (0x0029, 0x1010), "in an element header": (0x0020, 0x0037)}[where]
+    if tag not in ds:
+        tag = (0x0020, 0x0037)
+    key = tag[0].to_bytes(2, "little") + tag[1].to_bytes(2, "little")
+    at = data.index(key, 132)
+    length = len(ds[tag].value) + (12 if data[at + 4 : at + 6] in (b"OB", b"UN") else 8)
+    path.write_bytes(data[: at + length // 2 if where == "in a value" else at + length + 3])
+
+
+@pytest.mark.parametrize("where", ["pixel data dropped", "in a value", "in an element header"])
+@pytest.mark.parametrize("base", ["classic", "mosaic"])
+def test_a_member_that_lost_its_pixels_fails_its_series(tmp_path, data_dir, capsys, base, where):
+    """A file of a series (by its UIDs) cut short in its header was listed as 'DICOM without
+    an image' and the series converted from the others (8 slices -> 7, a mosaic's 2 volumes
+    -> 1), exit 0.  The series is not the one the scanner wrote: it fails, naming the file."""
+    src = tmp_path / "in" / "s"
+    if base == "classic":
+        files = write_series(np.full((6, 5, 8), 100.0), np.eye(4), src)
+    else:
+        src.mkdir(parents=True)
+        folder = data_dir / "dicom" / SHARED[0][1]
+        files = [src / p.name for p in sorted(folder.glob("*.dcm"))]
+        for path in files:
+            shutil.copyfile(folder / path.name, path)
+    _cut_at(files[-1], where)
+    code, text, written = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4, text
+    assert written == [], text
+    assert "FAILED series" in text and str(files[-1]) in text, text
+
+
+# --- the bomb family: a file that claims more memory than it holds ------------------------
+# each is built from a small valid synthetic file by editing its header, streaming where it
+# inflates large, so nothing big is ever on disk; `anatprep convert` runs in a child of a
+# fresh Python that reads its peak RSS (RUSAGE_CHILDREN) when it ends
+
+
+def _gzip_with_zeros(head: bytes, zeros: int, path: Path) -> None:
+    """``head`` and then ``zeros`` zero bytes as one gzip member, written streaming: after a
+    full flush, deflating 1 MiB of zeros gives the same bytes every time."""
+    chunk = bytes(1 << 20)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    crc = zlib.crc32(head)
+    with open(path, "wb") as fh:
+        fh.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")  # gzip header, no name
+        fh.write(comp.compress(head) + comp.flush(zlib.Z_FULL_FLUSH))
+        block = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
+        whole, rest = divmod(zeros, len(chunk))
+        for _ in range(whole):
+            fh.write(block)
+            crc = zlib.crc32(chunk, crc)
+        fh.write(comp.compress(chunk[:rest]) + comp.flush())
+        crc = zlib.crc32(chunk[:rest], crc)
+        fh.write(struct.pack("<II", crc, (len(head) + zeros) & 0xFFFFFFFF))
+
+
+def _head_with_pixels(src: Path, rows: int, cols: int, length: int) -> bytes:
+    """``src``'s bytes up to its pixel data, with Rows and Columns set, and a pixel data
+    element header (OW) of ``length``."""
+    ds = pydicom.dcmread(src)
+    ds.Rows, ds.Columns = rows, cols
+    del ds.PixelData
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue() + PIXEL_DATA_TAG + b"OW\0\0" + struct.pack("<I", length)
+
+
+def _small(root: Path) -> Path:
+    return write_series(np.full((16, 16, 1), 100.0), np.eye(4), root / "src")[0]
+
+
+def _bomb_gzip_zeros(root: Path) -> Path:
+    """A 16 x 16 image whose pixel data element holds 4 GiB of zeros (4 MB as .dcm.gz)."""
+    n = 0xFFFFFFFE
+    _gzip_with_zeros(_head_with_pixels(_small(root), 16, 16, n), n, root / "in" / "z.dcm.gz")
+    return root / "in" / "z.dcm.gz"
+
+
+def _bomb_gzip_large(root: Path) -> Path:
+    """A 32768 x 32768 image of zeros (2 GiB; 2 MB as .dcm.gz)."""
+    n = 32768 * 32768 * 2
+    _gzip_with_zeros(_head_with_pixels(_small(root), 32768, 32768, n), n, root / "in" / "l.dcm.gz")
+    return root / "in" / "l.dcm.gz"
+
+
+def _bomb_rle(root: Path) -> Path:
+    """An RLE file of a 16 x 16 image claiming 65535 x 65535."""
+    ds = pydicom.dcmread(_small(root))
+    ds.compress(pydicom.uid.RLELossless)
+    ds.Rows = ds.Columns = 65535
+    ds.save_as(root / "in" / "rle.dcm")
+    return root / "in" / "rle.dcm"
+
+
+def _bomb_jpeg2000(root: Path) -> Path:
+    """An enhanced JPEG 2000 file of 64 frames of 64 x 64 claiming 8192 x 8192 (8 GiB)."""
+    ds = pydicom.dcmread(write_enhanced(np.full((64, 64, 64), 100.0), root / "src" / "e.dcm"))
+    ds.compress(pydicom.uid.JPEG2000Lossless)
+    ds.Rows = ds.Columns = 8192
+    ds.save_as(root / "in" / "j2k.dcm")
+    return root / "in" / "j2k.dcm"
+
+
+def _bomb_deflated(root: Path) -> Path:
+    """A 16 x 16 image under the deflated transfer syntax whose data set inflates to 3 GiB
+    (zeros in a padding element after the pixel data; 3 MB on disk)."""
+    ds = pydicom.dcmread(_small(root))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = out.getvalue()
+    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    body = zlib.decompress(data[meta_end:], -15)
+    n = 3 << 30
+    padding = b"\xfc\xff\xfc\xffOB\0\0" + struct.pack("<I", n)  # (FFFC,FFFC)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    path = root / "in" / "deflated.dcm"
+    with open(path, "wb") as fh:
+        fh.write(data[:meta_end] + comp.compress(body + padding) + comp.flush(zlib.Z_FULL_FLUSH))
+        block = comp.compress(bytes(1 << 20)) + comp.flush(zlib.Z_FULL_FLUSH)
+        for _ in range(n >> 20):
+            fh.write(block)
+        fh.write(comp.flush())
+    return path
+
+
+def _bomb_truncated(root: Path) -> Path:
+    """A 512 x 512 image whose pixel data element holds 12 bytes."""
+    path = root / "in" / "cut.dcm"
+    path.write_bytes(_head_with_pixels(_small(root), 512, 512, 12) + bytes(12))
+    return path
+
+
+#: bomb -> (how it is built, what the failure line says)
+BOMBS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "gzip of 4 GiB of zeros": (
+        _bomb_gzip_zeros,
+        "pixel data longer than Rows x Columns x NumberOfFrames x "
+        "SamplesPerPixel x BitsAllocated says (4294967294, not 512 bytes",
+    ),
+    "gzip of a 32768^2 image": (
+        _bomb_gzip_large,
+        "Rows=32768: more voxels along an axis than NIfTI-1 holds (32767)",
+    ),
+    "RLE claiming 65535^2": (
+        _bomb_rle,
+        "Rows=65535: more voxels along an axis than NIfTI-1 holds (32767)",
+    ),
+    "JPEG 2000 claiming 64 x 8192^2": (
+        _bomb_jpeg2000,
+        "of compressed pixel data claim an image of 8.0 GiB: more than 1000:1",
+    ),
+    "deflated data set of 3 GiB": (
+        _bomb_deflated,
+        "the deflated data set inflates to more than 2.0 MiB, beyond what its header declares",
+    ),
+    "truncated payload": (_bomb_truncated, "truncated pixel data (12 of 524288 bytes present)"),
+}
+
+#: run in a fresh Python: the command line given, then its exit code and peak RSS (KiB).
+#: The child's address space is capped at 6 GiB so that a regression fails this test, not
+#: the machine (the cap is far above the 1 GiB asserted)
+PEAK_RSS = """
+import resource, subprocess, sys
+cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+run = subprocess.run(sys.argv[1:], capture_output=True, text=True, preexec_fn=cap)
+print(run.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(run.stdout + run.stderr)
+"""
+#: Python's words for a failure (a class name) that a failure line must not show
+PYTHON_WORDS = re.compile(r"\b\w*(Error|error|Exception)\b|numpy\.|struct\.|Traceback")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bomb", sorted(BOMBS))
+def test_a_memory_bomb_fails_named_within_1_gb(tmp_path, bomb):
+    """Issue 22 item 3: a file whose header claims more than it holds used 6 to 14 GB (or
+    failed with struct.error / numpy's _ArrayMemoryError, no file named).  Each fails by
+    name, in words, before the memory is used: peak RSS of `anatprep convert` under 1 GiB."""
+    build, reason = BOMBS[bomb]
+    (tmp_path / "in").mkdir()
+    path = build(tmp_path)
+    cmd = [sys.executable, "-m", "anatprep.pipelines.cli", "convert", str(tmp_path / "in"),
+           str(tmp_path / "out"), "--compression", "1"]  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", PEAK_RSS, *cmd], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    head, _, text = run.stdout.partition("\n")
+    code, peak_kib = map(int, head.split())
+    assert code == 4, text
+    assert peak_kib < 1 << 20, f"peak RSS {peak_kib / 1024:.0f} MiB\n{text}"
+    failures = [ln for ln in text.splitlines() if "FAILED" in ln]
+    assert failures and all(str(path) in ln for ln in failures), text
+    assert any(reason in ln for ln in failures), text
+    assert not any(PYTHON_WORDS.search(ln) for ln in failures), failures
+
+
+def test_an_image_above_the_ceiling_fails_by_name(tmp_path, capsys):
+    """``--max-image-gb`` (``conversion.max_image_gb``) fails a file above it, named, in
+    words, before its pixels are read; the default lets the same series through."""
+    paths = write_series(np.full((16, 16, 2), 100.0), np.eye(4), tmp_path / "in" / "t1")
+    argv = ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--compression", "1"]
+    code = main([*argv, "--max-image-gb", "0.0000001"])  # 107 bytes; each file has 512
+    text = "".join(capsys.readouterr())
+    assert code == 4, text
+    assert (
+        f"{paths[0]}: the image would need 512 bytes, more than conversion.max_image_gb "
+        "allows (107 bytes)"
+    ) in text
+    assert main(argv) == 0
+
+
+@pytest.mark.parametrize("cut", [153, 300])
+def test_a_file_cut_in_its_file_meta_fails_in_words(tmp_path, capsys, cut):
+    """Cut inside its file meta group a file names no series: it fails on its own, exit 4,
+    in words (pydicom's struct.error leaked at 153 bytes; at 300 it read as 'DICOM without
+    an image' and the run ended 0)."""
+    paths = write_series(np.full((6, 5, 3), 100.0), np.eye(4), tmp_path / "in" / "s")
+    paths[-1].write_bytes(paths[-1].read_bytes()[:cut])
+    code, text, _ = _convert_one(tmp_path / "in", tmp_path / "out", capsys)
+    assert code == 4, text
+    (line,) = [ln for ln in text.splitlines() if "FAILED" in ln and str(paths[-1]) in ln]
+    assert "file meta information" in line and not PYTHON_WORDS.search(line), line

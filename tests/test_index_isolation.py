@@ -152,7 +152,7 @@ def test_truncated_gzip(tmp_path):
     broken = gz[0]  # an edge slice: no gap would show it missing
     broken.write_bytes(broken.read_bytes()[:-300])
     table = index_tree(tmp_path / "dcm")
-    item = _check(table, broken, ["compressed file is truncated", "EOFError"], tmp_path)
+    item = _check(table, broken, ["compressed file is truncated", "end-of-stream"], tmp_path)
     _assert_fails_a(table, item)  # the header decompressed: the series is known
 
 
@@ -172,7 +172,8 @@ def test_deflate_syntax_on_plain_data(tmp_path):
     a, _ = _two_subjects(tmp_path / "dcm")
     _as_deflated_but_plain(a[3])
     table = index_tree(tmp_path / "dcm")
-    _check(table, a[3], ["does not inflate", "zlib.error"], tmp_path)
+    item = _check(table, a[3], ["does not inflate", "while decompressing"], tmp_path)
+    _assert_fails_a(table, item)  # its plain header names its series: never a lost slice
 
 
 def test_invalid_vr_in_an_enhanced_file(tmp_path):

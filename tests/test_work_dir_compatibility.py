@@ -5,7 +5,7 @@ Two things decide it, and each is pinned here:
 - nipype finds a finished node by the hash of its interface's set inputs (unset inputs are
   left out), so the conversion node's input names and what a canonical input set hashes to
   must not change (a new input is added without a default, left unset where it does not
-  apply, as ``deidentify`` was);
+  apply, as ``deidentify`` and ``max_image_gb`` were);
 - a finished node's result file (``result_<node>.pklz``) pickles its interface class and
   output spec by module path: a renamed or moved interface module makes old results
   unreadable, and nipype then hands the next node empty outputs instead of rerunning.
@@ -23,8 +23,8 @@ import anatprep.interfaces
 from anatprep.interfaces.convert import DicomToNifti
 
 #: the conversion node's inputs, as work dirs hash them
-DICOM_TO_NIFTI_INPUTS = ["compression", "converter", "deidentify", "out_stem", "series_entry",
-                         "verify"]  # fmt: skip
+DICOM_TO_NIFTI_INPUTS = ["compression", "converter", "deidentify", "max_image_gb", "out_stem",
+                         "series_entry", "verify"]  # fmt: skip
 #: a series' entry as the node is given it (its JSON is the node's input, verbatim)
 CANONICAL_ENTRY = '{"id": "sn005-1a2b3c4d", "files": ["/dicom/IM0001.dcm"]}'
 

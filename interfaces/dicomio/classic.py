@@ -26,6 +26,7 @@ from .diffusion import (
 from .formats import g_number
 from .geometry import is_tilted, lateral_drift, tilt_degrees
 from .headers import read_headers, slice_header_from_dataset
+from .limits import check_volume
 from .pixels import read_frames
 from .scan import GE_USER_DATA, ScannedHeader, number_or, private_field
 from .series import SeriesGeometryError, check_uniform_spacing, order_slices
@@ -265,11 +266,16 @@ class ClassicSeries:
             dtype = np.dtype(np.float32)
         rows, cols = self.frame_shape
         per_file = self.n_volumes * self.n_slices // len(self.files)
-        stack: np.ndarray = np.empty((self.n_volumes * self.n_slices, rows, cols), dtype=dtype)
+        shape = (self.n_volumes * self.n_slices, rows, cols)
+        stack = np.empty(0, dtype=dtype)
         cached: tuple[str, np.ndarray] | None = None
         for n, (h, path) in enumerate(zip(self.headers, self.files, strict=True)):
             if cached is None or cached[0] != path:  # frames of one file are read once
                 cached = (path, self.frames_of(read_frames(path, h)))
+            if not n:  # once the first file's size has passed its checks (read_frames)
+                nbytes = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+                check_volume(self.n_slices, self.n_volumes, nbytes)
+                stack = np.empty(shape, dtype=dtype)
             frame = getattr(h, "frame", None)
             frames = cached[1] if frame is None else cached[1][frame : frame + 1]
             if frames.ndim == 4:  # (frames, rows, columns, RGB) -> one RGB24 value per pixel

@@ -15,6 +15,7 @@ UIH files that keep their slice positions in a private group are completed from 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -27,18 +28,22 @@ from . import ge, uih
 from .dicom_file import (
     CONVERSION_ERRORS,
     PixelDataProblem,
+    UndeflatedFile,
     UnusableFile,
     describe,
-    expected_pixel_bytes,
     open_dicom,
     truncation,
 )
 from .frames import frame_headers
+from .limits import HEADER_LIMIT, ImageTooLarge, axis_problem, declared_bytes
 from .scan import (
     UNCOMPRESSED_SYNTAXES,
     ScannedHeader,
     ScanUnsupported,
+    data_set_start,
+    inflate_gz,
     scan_buffer,
+    scan_data_set,
     scan_file,
 )
 from .siemens import xa_series_stack
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     import pydicom
 
     from .dicom_file import Header
+
 
 
 def describe_unexpected(exc: BaseException) -> str:
@@ -128,6 +134,9 @@ def _value_problem(
         count = _int_or_none(ds.get(key))
         if count is None or count < 1:
             return f"{key}={ds.get(key)!r}: an image needs at least one {key[:-1].lower()}"
+    problem = axis_problem(ds)
+    if problem:
+        return problem
     frames = ds.get("NumberOfFrames")
     if frames not in (None, "") and _int_or_none(frames) is None:
         return f"NumberOfFrames={frames!r} is not a number"
@@ -197,12 +206,16 @@ def detect_flavour(ds: Header) -> str:
 def slice_header_from_dataset(ds: Header, path: str) -> SliceHeader:
     """Build a :class:`SliceHeader`; raise :class:`UnusableFile` when a geometry key is absent."""
     has_pixels = ds.pixel_offset is not None if isinstance(ds, ScannedHeader) else "PixelData" in ds
+    pixelless = None
     if not has_pixels and "Rows" not in ds:
         from pydicom.uid import UID
 
         sop = ds.get("SOPClassUID")
         kind = UID(sop).name if sop else "no SOP class"
-        raise UnusableFile(path, f"DICOM without an image ({kind})")
+        if not kind.endswith(" Image Storage"):  # a report, a presentation state, a DICOMDIR
+            raise UnusableFile(path, f"DICOM without an image ({kind})")
+        # an image object is an image: a lost one fails its series, never shortens it
+        pixelless = f"{kind} without pixel data or Rows: the image is lost"
     flavour = detect_flavour(ds)
     uid = str(ds.get("SeriesInstanceUID", "") or "")
     if not uid:
@@ -229,7 +242,7 @@ def slice_header_from_dataset(ds: Header, path: str) -> SliceHeader:
         (f"{key} is not a number" for key in _MUST_PARSE if key in getattr(ds, "malformed", ())),
         None,
     )
-    problem = unreadable or missing or flavour_problem
+    problem = pixelless or unreadable or missing or flavour_problem
     problem = problem or bad_orientation or bad_position or bad_spacing
     if problem is None:
         problem = _value_problem(orientation, spacing, ds) or _non_finite_problem(ds)
@@ -293,8 +306,10 @@ def read_header(path: str | os.PathLike) -> Header:
     except OSError as exc:
         raise UnusableFile(path, f"unreadable ({exc.strerror or exc})") from None
     except EOFError as exc:  # a .gz cut short: the part that decompresses names the series
-        reason = f"compressed file is truncated ({describe(exc)})"
+        reason = f"compressed file is truncated ({exc})"
         raise UnusableFile(path, reason, _truncated_gzip_identity(path)) from None
+    except ImageTooLarge as exc:  # from a .gz's header: it names the series
+        raise UnusableFile(path, str(exc), _gzip_identity(path)) from None
     problem = _scanned_pixel_problem(scanned)
     if problem:
         try:
@@ -306,13 +321,25 @@ def read_header(path: str | os.PathLike) -> Header:
 
 
 def _open_header(path: str | os.PathLike) -> pydicom.Dataset:
-    """:func:`.dicom_file.open_dicom`'s header-only read; a file whose pixel data falls short
-    names the series it belongs to (which then fails instead of losing a slice)."""
+    """:func:`.dicom_file.open_dicom`'s header-only read; a file cut short, whose pixel data
+    falls short or whose deflated data set does not inflate names the series it belongs to
+    when its keys are readable (the series then fails instead of losing a slice)."""
     try:
         return open_dicom(path, stop_before_pixels=True)[0]
     except PixelDataProblem as exc:
         exc.header = _header_for_report(exc.dataset, str(path))
         raise
+    except UndeflatedFile as exc:
+        exc.header = _undeflated_identity(path)
+        raise
+
+
+def _gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
+    """The header keys of a ``.gz`` file, inflating no more than its header; else None."""
+    try:
+        return _header_for_report(scan_buffer(inflate_gz(path, pixels="skip")[0]), str(path))
+    except Exception:  # best effort: the file is reported either way
+        return None
 
 
 def _truncated_gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
@@ -320,8 +347,26 @@ def _truncated_gzip_identity(path: str | os.PathLike) -> SliceHeader | None:
     header, mostly), so the series it belongs to fails instead of losing a slice; else None."""
     try:
         with open(path, "rb") as fh:
-            head = zlib.decompressobj(wbits=31).decompress(fh.read())
-        return _header_for_report(scan_buffer(head), str(path))
+            head = zlib.decompressobj(wbits=31).decompress(fh.read(HEADER_LIMIT), HEADER_LIMIT)
+        try:
+            return _header_for_report(scan_buffer(head), str(path))
+        except ScanUnsupported:  # cut inside the header: what pydicom reads of it
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, defer_size=None)
+            return _header_for_report(ds, str(path))
+    except Exception:  # best effort: the file is reported either way
+        return None
+
+
+def _undeflated_identity(path: str | os.PathLike) -> SliceHeader | None:
+    """The header keys of a file whose data set does not inflate under its deflated
+    transfer syntax, read as the plain data set it often is (for naming its series only,
+    never for its data); else None."""
+    try:
+        with open(path, "rb") as fh:
+            buf = fh.read(HEADER_LIMIT)
+        return _header_for_report(scan_data_set(buf, data_set_start(buf)), str(path))
     except Exception:  # best effort: the file is reported either way
         return None
 
@@ -358,7 +403,7 @@ def _scanned_pixel_problem(h: ScannedHeader) -> str | None:
     if h.transfer_syntax not in UNCOMPRESSED_SYNTAXES:
         return None
     available = min(h.pixel_length or 0, h.file_size - h.pixel_offset)
-    return truncation(available, expected_pixel_bytes(h))
+    return truncation(available, declared_bytes(h))
 
 
 def read_slice_header(path: str | os.PathLike) -> SliceHeader:

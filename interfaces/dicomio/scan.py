@@ -14,13 +14,16 @@ reference reader; the scanner never guesses.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import mmap
 import os
 import struct
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from . import limits
 
 _U16 = struct.Struct("<H")
 _S16 = struct.Struct("<h")
@@ -36,6 +39,7 @@ _SEQ_END = 0xE0DD
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"  # retired
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 #: transfer syntaxes whose pixel data are raw little-endian samples (what the scanner walks)
 NATIVE_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE})
 #: transfer syntaxes whose pixel data are raw samples of either byte order: their length
@@ -364,7 +368,8 @@ class _Walker:
         return self.skip_undefined(vpos, implicit or vr == b"UN")
 
 
-def _syntax_and_start(buf) -> tuple[str, int]:
+def _file_meta(buf) -> tuple[str, int]:
+    """(transfer syntax, where the data set starts) from the file meta group of ``buf``."""
     if len(buf) < 132 or bytes(buf[128:132]) != b"DICM":
         raise ScanUnsupported("no DICM preamble")
     walker = _Walker(buf, implicit=False)
@@ -375,6 +380,11 @@ def _syntax_and_start(buf) -> tuple[str, int]:
         if elem == 0x0010:
             syntax = bytes(buf[vpos : vpos + length]).decode("ascii", "replace").strip(" \x00")
         pos = walker.after_value(vr, length, vpos, False)
+    return syntax, pos
+
+
+def _syntax_and_start(buf) -> tuple[str, int]:
+    syntax, pos = _file_meta(buf)
     # deflated and big-endian streams are left to pydicom; encapsulated (JPEG, RLE, JPEG-LS,
     # JPEG 2000) headers are explicit little endian like native ones
     if syntax not in NATIVE_SYNTAXES and not is_encapsulated(syntax):
@@ -390,10 +400,22 @@ def scan_buffer(buf) -> ScannedHeader:
     out = ScannedHeader()
     out.transfer_syntax = syntax
     out.file_size = size = len(buf)
+    out.header_end = size
+    try:
+        pos = _walk(buf, pos, out, walker, implicit)
+    except struct.error:  # an element header cut by the file's end
+        raise ScanUnsupported("element header runs past the end of the file") from None
+    if out.pixel_offset is None and pos != size:
+        raise ScanUnsupported("element header runs past the end of the file")
+    return out
+
+
+def _walk(buf, pos: int, out: ScannedHeader, walker: _Walker, implicit: bool) -> int:
+    """Decode the elements from ``pos`` into ``out``; the position where the walk ended."""
+    size = out.file_size
     fields = FIELDS
     tag_from, u16_from, u32_from = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
     long_vrs = _EXPLICIT_LONG_VRS
-    out.header_end = size
     tail_unchecked = True
     # the hot loop is inlined: a GE slice has ~300 elements before its pixel data
     while pos + 8 <= size:
@@ -440,7 +462,7 @@ def scan_buffer(buf) -> ScannedHeader:
             pos = vpos + length
             if pos > size:
                 raise ScanUnsupported("value runs past the end of the file")
-    return out
+    return pos
 
 
 #: the highest group in FIELDS; past it only the pixel data element is still wanted
@@ -488,19 +510,178 @@ def _pixel_data_at_end(buf, out: ScannedHeader, implicit: bool) -> bool:
 
 
 def read_file_bytes(path: str | os.PathLike):
-    """The file's bytes: a read-only mmap for plain files, decompressed bytes for ``.gz``.
+    """The file's bytes: a read-only mmap for plain files, inflated bytes for ``.gz`` (see
+    :func:`inflate_gz`; raises :class:`.limits.ImageTooLarge` and, cut short, EOFError).
 
     The caller closes the returned object when it is an mmap.
     """
     path = Path(path)
     if path.suffix == ".gz":
-        with gzip.open(path, "rb") as fh:
-            return fh.read()
+        return inflate_gz(path)[0]
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             return b""
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+_INFLATE_CHUNK = 1 << 20
+
+
+def inflate_gz(path: str | os.PathLike, pixels: str = "keep") -> tuple[bytes, int]:
+    """(bytes, inflated size) of a ``.dcm.gz``, inflated as a stream, never whole.
+
+    First the header, up to the pixel data element (at most :data:`.limits.HEADER_LIMIT`);
+    then only as many bytes as the header declares for the pixels (checked against the
+    ceiling first; encapsulated data at most twice the image plus 1 MiB, and no more may
+    follow).  ``pixels="count"`` counts those bytes without keeping them (a header read: the
+    size says whether the pixels are all there; only the axes are checked), ``"skip"`` stops
+    at the header (its size is then what was inflated).  A data set the scanner does not walk
+    (deflated, big endian) is kept whole up to the ceiling.  Raises EOFError when the stream
+    ends early and :class:`.limits.ImageTooLarge` when a bound is passed.
+    """
+    inflater = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    size = 0
+    need: int | None = None  # the bytes to inflate, once the header says
+    must_end = False  # nothing may follow the bytes needed (else they were not all)
+    check_at = 1 << 16
+    with open(path, "rb") as fh:
+        while need is None or size < need:
+            data = inflater.unconsumed_tail or fh.read(_INFLATE_CHUNK)
+            if not data:
+                raise EOFError("compressed file ended before the end-of-stream marker")
+            want = _INFLATE_CHUNK if need is None else min(_INFLATE_CHUNK, need - size)
+            chunk = inflater.decompress(data, want)
+            size += len(chunk)
+            if need is None or pixels == "keep":
+                out += chunk
+            if inflater.eof:
+                break
+            if need is None and (size >= check_at or size >= limits.HEADER_LIMIT):
+                check_at *= 2
+                need, must_end = _inflated_size_needed(bytes(out), pixels)
+                if need is not None and pixels == "skip":
+                    return bytes(out), size
+                if need is None and size >= limits.HEADER_LIMIT:
+                    raise limits.ImageTooLarge(
+                        "no pixel data element within the first "
+                        f"{limits.human_bytes(limits.HEADER_LIMIT)} of the inflated file"
+                    )
+        if must_end and need is not None and (size > need or _inflates_on(inflater, fh)):
+            raise limits.ImageTooLarge(
+                f"the file inflates to more than {limits.human_bytes(size)}, beyond what "
+                "its header declares or conversion.max_image_gb allows"
+            )
+    return bytes(out), size
+
+
+def _inflates_on(inflater, fh) -> bool:
+    """Whether the stream holds at least one more inflated byte."""
+    if inflater.eof:
+        return False
+    return bool(inflater.decompress(inflater.unconsumed_tail or fh.read(_INFLATE_CHUNK), 1))
+
+
+#: what is checked of a declared size before its bytes are inflated: all of it when they are
+#: kept, only the axes when counted (the header read reports what is wrong with the file)
+_CHECKS: dict[str, Callable[[ScannedHeader, str], int]] = {
+    "keep": limits.check_declared,
+    "count": limits.check_axes,
+    "skip": limits.declared_bytes,
+}
+
+
+def _inflated_size_needed(head: bytes, pixels: str) -> tuple[int | None, bool]:
+    """(inflated bytes needed, whether the stream must end there) once ``head`` holds the
+    header; (None, False) while it does not yet.  The declared size is checked first as
+    :func:`inflate_gz`'s ``pixels`` says."""
+    try:
+        syntax, _ = _syntax_and_start(head)
+    except ScanUnsupported:  # not walked here: pydicom needs it whole, up to the ceiling
+        return limits.image_ceiling() + limits.HEADER_LIMIT, True
+    try:
+        header = scan_buffer(head)
+    except ScanUnsupported:
+        return None, False  # the header goes on past what is inflated so far
+    if header.pixel_offset is None:
+        return None, False
+    declared = _CHECKS[pixels](header, syntax)
+    if header.pixel_length is None:  # fragments: no larger than twice the image
+        return header.pixel_offset + 2 * declared + _INFLATE_CHUNK, True
+    return header.pixel_offset + min(header.pixel_length, declared + 1), False
+
+
+def check_deflated(stream) -> None:
+    """A data set under the deflated transfer syntax inflates to no more than its header
+    declares (up to its pixel data, at most :data:`.limits.HEADER_LIMIT`; then the declared
+    pixels, checked by :func:`.limits.check_declared`, and at most 1 MiB after them), as
+    pydicom inflates it whole.  Counted as a stream from ``stream`` (a binary file at its
+    start), the header kept only until it is read.  Raises :class:`.limits.ImageTooLarge`;
+    the stream is rewound, and other transfer syntaxes pass untouched."""
+    head = stream.read(1 << 16)
+    try:
+        syntax, start = _file_meta(head)
+    except ScanUnsupported:
+        syntax, start = "", 0
+    if syntax != DEFLATED_LE:
+        stream.seek(0)
+        return
+    inflater = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+    body = bytearray()
+    need: int | None = None
+    data, size, check_at = head[start:], 0, 1 << 16
+    while data and not inflater.eof:
+        while data:
+            chunk = inflater.decompress(data, _INFLATE_CHUNK)
+            size += len(chunk)
+            data = inflater.unconsumed_tail
+            if need is None:
+                body += chunk
+                if len(body) >= check_at:
+                    check_at *= 2
+                    need = _deflated_size_needed(bytes(body))
+            if size > (limits.HEADER_LIMIT if need is None else need):
+                raise limits.ImageTooLarge(
+                    f"the deflated data set inflates to more than {limits.human_bytes(size)}, "
+                    "beyond what its header declares"
+                )
+        data = stream.read(_INFLATE_CHUNK)
+    stream.seek(0)
+
+
+def scan_data_set(buf, start: int = 0) -> ScannedHeader:
+    """Scan the data set from ``start`` of ``buf`` as explicit VR little endian, whatever
+    the file meta says (an inflated data set; or, for its identity only, one that does not
+    inflate); raises :class:`ScanUnsupported`."""
+    out = ScannedHeader()
+    out.transfer_syntax = EXPLICIT_LE
+    out.file_size = out.header_end = len(buf)
+    try:
+        _walk(buf, start, out, _Walker(buf, implicit=False), implicit=False)
+    except struct.error:
+        raise ScanUnsupported("element header runs past the end of the file") from None
+    return out
+
+
+def data_set_start(buf) -> int:
+    """Where the data set of a DICOM file in ``buf`` starts (after its file meta group);
+    raises :class:`ScanUnsupported`."""
+    return _file_meta(buf)[1]
+
+
+def _deflated_size_needed(body: bytes) -> int | None:
+    """The most an inflated data set (explicit VR little endian) may hold once ``body``
+    reaches its pixel data; None before."""
+    try:
+        out = scan_data_set(body)
+    except ScanUnsupported:
+        return None  # the header goes on past what is inflated so far
+    if out.pixel_offset is None:
+        return None
+    declared = limits.check_declared(out, EXPLICIT_LE)
+    pixels = declared + 1 if out.pixel_length is None else min(out.pixel_length, declared + 1)
+    return out.pixel_offset + pixels + _INFLATE_CHUNK
 
 
 def header_digest(header_bytes) -> str:
@@ -512,6 +693,12 @@ def header_digest(header_bytes) -> str:
 
 def scan_file(path: str | os.PathLike) -> ScannedHeader:
     """Scan one file; see the module docstring for the rule."""
+    if Path(path).suffix == ".gz":  # the header, and the count of the bytes after it
+        head, size = inflate_gz(path, pixels="count")
+        out = scan_buffer(head)
+        out.header_digest = header_digest(head[: out.header_end])
+        out.file_size = size
+        return out
     buf = read_file_bytes(path)
     try:
         out = scan_buffer(buf)

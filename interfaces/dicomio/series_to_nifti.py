@@ -18,6 +18,7 @@ from .classic import ClassicSeries
 from .csa import CsaError
 from .dicom_file import UnusableFile, describe
 from .enhanced import EnhancedSeries
+from .limits import ImageTooLarge
 from .mosaic import MosaicSeries
 from .reference import (
     Converter,
@@ -28,7 +29,7 @@ from .reference import (
     run_on_series,
 )
 from .series import SeriesGeometryError
-from .sidecar import FORBIDDEN_KEYS, FREE_TEXT_KEYS, Deidentify, build_sidecar, deidentified
+from .sidecar import ALLOWED_KEYS, FREE_TEXT_KEYS, Deidentify, build_sidecar, deidentified
 from .table import SeriesEntry
 from .uih_series import UihSeries
 
@@ -92,8 +93,10 @@ def convert_entry(
         )
         gradients = series.gradient_files(volume)
         header = volume.header_bytes()
-    except (SeriesGeometryError, UnusableFile, CsaError) as exc:
+    except (SeriesGeometryError, UnusableFile, CsaError, ImageTooLarge) as exc:
         raise SeriesConversionError(f"{name} cannot be converted: {exc}") from None
+    except MemoryError as exc:  # numpy's names the size it could not get
+        raise SeriesConversionError(f"{name} cannot be converted: out of memory ({exc})") from None
     except Exception as exc:  # a header value no rule foresaw: this series fails, named
         raise SeriesConversionError(f"{name} cannot be converted: {describe(exc)}") from exc
     if series.removed_volumes:
@@ -158,8 +161,10 @@ def _convert_with_dcm2niix(
             for src, ext in ((out.bval, ".bval"), (out.bvec, ".bvec")):
                 if src is not None:
                     atomic_write_bytes(_with_suffix(out_stem, ext), src.read_bytes())
+            # ours and dcm2niix's alike: only keys on the allow-list (dcm2niix copies header
+            # text, e.g. Siemens' (0051,100F) into CoilString, into keys of its own)
             sidecar = deidentified(
-                {k: v for k, v in out.sidecar.items() if k not in FORBIDDEN_KEYS}, deidentify
+                {k: v for k, v in out.sidecar.items() if k in ALLOWED_KEYS}, deidentify
             )
     except ReferenceUnavailable as exc:
         raise SeriesConversionError(f"{name}: dcm2niix backend failed: {exc}") from None

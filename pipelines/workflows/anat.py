@@ -151,7 +151,9 @@ def _add_series(
     size = SeriesSize.of(entry)
     # strict: the node's inputs (kept in its work folder and in crash files) hold no
     # description; the input is left unset in standard mode (the node's hash as before)
-    strict = {"deidentify": "strict"} if cfg.deidentify == "strict" else {}
+    strict: dict[str, str | float] = {"deidentify": "strict"} if cfg.deidentify == "strict" else {}
+    if cfg.conversion.max_image_gb is not None:  # else the converting machine's default
+        strict["max_image_gb"] = cfg.conversion.max_image_gb
     convert = pe.Node(
         DicomToNifti(
             series_entry=shown_entry(entry, cfg).to_json(),
