@@ -135,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--max-image-gb", type=_positive, metavar="GB",
                       help=ConversionConfig.model_fields["max_image_gb"].description)  # fmt: skip
     _option(conv, "--deidentify", Config, "deidentify")
+    conv.add_argument("-v", "--verbose", action="store_true",
+                      help="failure reasons with their Python exception classes")  # fmt: skip
     for name in ("irregular_spacing", "gantry_tilt", "localizers"):
         _option(conv, "--" + name.replace("_", "-"), GeometryConfig, name)
 
@@ -219,8 +221,9 @@ def _setup_logging(verbose: bool) -> None:
         )
         handler.addFilter(PrintableFilter())  # also for anatprep.slurm's records
         LOG.addHandler(handler)
-        LOG.setLevel(logging.INFO)
         LOG.propagate = False
+    # -v: also the debug lines (e.g. the exception classes behind the reasons in words)
+    LOG.setLevel(logging.DEBUG if verbose else logging.INFO)
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
@@ -239,9 +242,9 @@ def _prepare_environment(cfg: Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def _report(summary: RunSummary, output: Path) -> None:
+def _report(summary: RunSummary, output: Path, verbose: bool = False) -> None:
     from .mask_qc import flagged_lines
-    from .report import format_completed, format_nodes_run, format_outcomes, printable
+    from .report import format_completed, format_nodes_run, format_outcomes, in_words, printable
 
     ok = [s for s in summary.subjects if s not in summary.failed_subjects]
     print(f"anatprep: {format_completed(summary.subjects, ok)} -> {output}")
@@ -253,10 +256,10 @@ def _report(summary: RunSummary, output: Path) -> None:
     if summary.unusable_files:
         print(f"  {summary.unusable_files} file(s) were not usable DICOM (see the log above)")
     if summary.series:
-        print(format_outcomes(summary.series))
+        print(format_outcomes(summary.series, verbose=verbose))
     for f in summary.failures:
         crash = f"\n  crash file: {f.crash_file}" if f.crash_file else ""
-        print(f"FAILED {f.subject}: {f.node}\n  {printable(f.message)}{crash}")
+        print(f"FAILED {f.subject}: {f.node}\n  {printable(in_words(f.message, verbose))}{crash}")
         if f.unwritten:
             print(f"  therefore not written: {', '.join(f.unwritten)}")
     for line in flagged_lines(output, ok):  # completed, but a mask QC signal is out of range
@@ -315,6 +318,7 @@ def _convert(args: argparse.Namespace) -> int:
         ).policy(),
         deidentify=args.deidentify,
         max_image_gb=args.max_image_gb,
+        verbose=args.verbose,
     )
 
 
@@ -360,7 +364,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 args.input.absolute(), output, cfg, args.participant_label, args.series_table,
                 args.command_line,
             )  # fmt: skip
-        _report(summary, output)
+        _report(summary, output, args.verbose)
         return summary.exit_code
     except (ConfigError, UsageError, LockBusy) as exc:
         print(f"anatprep: error: {exc}", file=sys.stderr)

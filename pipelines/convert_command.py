@@ -37,7 +37,7 @@ from .paths import (
     check_writable,
     folders_undone_on_error,
 )
-from .report import SeriesOutcome, format_outcomes, printable, unusable_images
+from .report import SeriesOutcome, format_outcomes, in_words, printable, unusable_images
 from .runlock import LockBusy, check_not_nested, hold_lock
 
 
@@ -84,6 +84,7 @@ def convert_tree(
     geometry: GeometryPolicy | None = None,
     deidentify: Deidentify = "standard",
     max_image_gb: float | None = None,
+    verbose: bool = False,
 ) -> int:
     """Convert every series below ``input_dir`` into ``output_dir``; return the exit code.
 
@@ -95,7 +96,7 @@ def convert_tree(
     conversion journaled there are removed first; a refused conversion leaves no folder).
     ``deidentify="strict"``: no SeriesDescription / ProtocolName in file names, sidecars or
     anything printed.  ``max_image_gb``: the most one image may take (None: half the
-    machine's memory).
+    machine's memory).  ``verbose``: failure reasons keep their Python exception classes.
     """
     if not input_dir.is_dir():
         print(f"anatprep convert: {input_dir} is not a folder", file=sys.stderr)
@@ -108,8 +109,9 @@ def convert_tree(
             with hold_lock(output_dir, "OUTPUT", keep=(input_dir,)), ceiling_of(max_image_gb):
                 check_not_nested(output_dir, "OUTPUT", skip=(input_dir,))
                 return _convert_all(
-                    input_dir, output_dir, compression, verify, converter, geometry, deidentify
-                )
+                    input_dir, output_dir, compression, verify, converter, geometry, deidentify,
+                    verbose,
+                )  # fmt: skip
     except (UsageError, LockBusy) as exc:
         print(f"anatprep convert: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -123,12 +125,14 @@ def _convert_all(
     converter: Converter,
     geometry: GeometryPolicy | None,
     deidentify: Deidentify,
+    verbose: bool = False,
 ) -> int:
     """:func:`convert_tree` once the folders are checked and OUTPUT locked."""
     table = index_tree(input_dir, geometry=geometry)
     for item in table.unusable:
         if item.series is None:
-            print(printable(f"skipped {item.path}: {item.reason}"), file=sys.stderr)
+            reason = in_words(item.reason, verbose)
+            print(printable(f"skipped {item.path}: {reason}"), file=sys.stderr)
     if not table.series and all(o.status != "failed" for o in unusable_images(table.unusable)):
         print(f"anatprep convert: no DICOM series in {input_dir}", file=sys.stderr)
         return EXIT_NO_DATA
@@ -146,19 +150,19 @@ def _convert_all(
             outcomes.append(SeriesOutcome(sid, desc, "skipped", str(entry.skipped or exc)))
             continue
         except SeriesConversionError as exc:
-            print(printable(f"FAILED {exc}"), file=sys.stderr)
+            print(printable(f"FAILED {in_words(str(exc), verbose)}"), file=sys.stderr)
             outcomes.append(SeriesOutcome(sid, desc, "failed", str(exc)))
             continue
         except Exception as exc:  # e.g. OUTPUT filled up: this series fails, the rest go on
             reason = f"{entry.describe()}: {type(exc).__name__}: {exc}"
-            print(printable(f"FAILED {reason}"), file=sys.stderr)
+            print(printable(f"FAILED {in_words(reason, verbose)}"), file=sys.stderr)
             outcomes.append(SeriesOutcome(sid, desc, "failed", reason))
             continue
         outcomes.append(SeriesOutcome(sid, desc, "converted", str(nii)))
         if verify:
             parity.append((sid, nii, json.loads(js.read_text()).get("ConversionVerification", {})))
     outcomes += unusable_images(table.unusable)
-    print(format_outcomes(outcomes))
+    print(format_outcomes(outcomes, verbose=verbose))
     if verify:
         print(format_parity(parity))
     return EXIT_PARTIAL if any(o.status == "failed" for o in outcomes) else EXIT_OK

@@ -36,6 +36,7 @@ from .paths import (
 from .report import (
     PrintableFilter,
     SeriesOutcome,
+    in_words,
     printable,
     unusable_files,
     unusable_images,
@@ -443,7 +444,9 @@ def _index_plan_run(
     if not plans and not blocked:
         raise NoDataError(f"{input_dir}: no series matched a rule and series.convert_other is off")
     for item in table.unusable:
-        LOG.warning("skipped %s: %s", item.path, item.reason)
+        LOG.warning("skipped %s: %s", item.path, in_words(item.reason))
+        if in_words(item.reason) != item.reason:
+            LOG.debug("skipped %s: %s", item.path, item.reason)
     for plan in plans:
         kinds = ", ".join(f"{s.stem} ({s.description})" if s.description else s.stem
                           for s in plan.series)  # fmt: skip

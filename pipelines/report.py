@@ -8,6 +8,7 @@ control characters escaped.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,20 @@ Status = Literal["converted", "skipped", "failed"]
 NOT_IMAGE_REASONS = ("not a DICOM file", "DICOM without an image", NOT_REGULAR)
 #: what the walk left out on purpose: listed as skipped, not failed
 SKIPPED_REASONS = (HIDDEN_FOLDER,)
+
+
+#: a Python exception's class before its message (``ValueError: ``, ``struct.error: ``,
+#: ``numpy._core._exceptions._ArrayMemoryError: ``): the technical record, not the reason
+_EXCEPTION_CLASS = re.compile(
+    r"\b(?:[a-z_][a-z0-9_]*\.)*(?:_?[A-Z][A-Za-z0-9]*(?:Error|Exception|Exit|Interrupt)"
+    r"|error|timeout|gaierror|herror)(?=: )(?: ?: )"
+)
+
+
+def in_words(text: str, verbose: bool = False) -> str:
+    """A failure reason as the account prints it: what is wrong, in words, without the Python
+    exception classes that the crash file and the log keep (``-v`` keeps them here too)."""
+    return text if verbose else _EXCEPTION_CLASS.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -100,8 +115,11 @@ def format_nodes_run(ran: int, total: int) -> str:
     return f"nodes run: {ran} of {total}" + (f" ({cached} cached)" if cached > 0 else "")
 
 
-def format_outcomes(outcomes: list[SeriesOutcome], verbose_ok: bool = True) -> str:
-    """A header line with the counts, then one line per series (failures last)."""
+def format_outcomes(
+    outcomes: list[SeriesOutcome], verbose_ok: bool = True, verbose: bool = False
+) -> str:
+    """A header line with the counts, then one line per series (failures last); reasons in
+    words (:func:`in_words`) unless ``verbose``."""
     counts = Counter(o.status for o in outcomes)
     head = (
         f"series: {counts['converted']} converted, {counts['skipped']} skipped, "
@@ -115,5 +133,6 @@ def format_outcomes(outcomes: list[SeriesOutcome], verbose_ok: bool = True) -> s
         who = f"{o.subject} " if o.subject else ""
         desc = f" '{o.description}'" if o.description else ""
         word = "FAILED" if o.status == "failed" else o.status
-        lines.append(printable(f"  {word:9} {who}{o.series_id}{desc}: {o.detail}"))
+        detail = o.detail if o.status == "converted" else in_words(o.detail, verbose)
+        lines.append(printable(f"  {word:9} {who}{o.series_id}{desc}: {detail}"))
     return "\n".join(lines)

@@ -59,10 +59,11 @@ class CsaImage:
             parsed = csareader.read(raw)
         except csareader.CSAReadError:
             return None
-        except _BROKEN as exc:
+        except _BROKEN as exc:  # the class is the record's (-v); the message, if any, the words
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else "an item is inconsistent"
             raise CsaError(
                 f"{where or 'a file'}: Siemens CSA image header (0029,1010) cannot be read "
-                f"({type(exc).__name__}: {exc})"
+                f"({why})"
             ) from None
         return cls(parsed["tags"], where)
 
