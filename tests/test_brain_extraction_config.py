@@ -81,6 +81,7 @@ def _resolve_in(home, name: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_templateflow_template_from_a_local_home(tmp_path):
     """A fake TEMPLATEFLOW_HOME holding one template: found by name, no network needed."""
     tpl = tmp_path / "tf" / "tpl-OASIS30ANTs"
@@ -95,6 +96,7 @@ def test_templateflow_template_from_a_local_home(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_templateflow_missing_file_is_named(tmp_path):
     tpl = tmp_path / "tf" / "tpl-OASIS30ANTs"
     _write_template_home(tpl, np.ones((4, 4, 4)))

@@ -18,6 +18,9 @@ from anatprep.interfaces.brainmask.resources import memory_gb
 from anatprep.interfaces.brainmask.runtime import import_ants
 from anatprep.interfaces.brainmask.segmentation import clean_mask
 
+#: fixtures of this module whose users run ANTs (tests/conftest.py marks them)
+MARKED_FIXTURES = {"ants": "ants"}
+
 
 @pytest.fixture(scope="module")
 def ants():

@@ -24,6 +24,7 @@ def _run(*args, cwd=None):
     )
 
 
+@pytest.mark.slow
 def test_version_and_help(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
@@ -34,6 +35,7 @@ def test_version_and_help(capsys):
     assert _run("run", "--help").returncode == 0
 
 
+@pytest.mark.slow
 def test_config_prints_effective_yaml(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("reorient:\n  orientation: LAS\n")
@@ -45,6 +47,7 @@ def test_config_prints_effective_yaml(tmp_path):
     assert shown == expected
 
 
+@pytest.mark.slow
 def test_config_typo_exit_2(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("reorient:\n  orientaton: LAS\n")

@@ -241,6 +241,7 @@ def test_cli_wrong_typed_section_with_flag_exit_2(tmp_path, capsys):
     assert "(with overrides of execution.n_procs)" in err
 
 
+@pytest.mark.slow
 def test_cli_wrong_typed_section_subprocess_exit_2(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("execution: 5\n")

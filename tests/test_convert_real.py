@@ -54,6 +54,10 @@ def _compare_json(
     assert not FORBIDDEN_KEYS.intersection(ours)
 
 
+#: fixtures of this module whose users are slow (a 192-slice MPRAGE through both converters)
+MARKED_FIXTURES = {"asl_t1": "slow"}
+
+
 @pytest.fixture(scope="module")
 def asl_t1(data_dir, tmp_path_factory):
     src = data_dir / "dicom" / "dcm_qa_asl_t1" / "In" / "T1"

@@ -429,6 +429,7 @@ GE_ROWS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("set_name", sorted(GE_ROWS))
 def test_ge_series_equal_dcm2niix(data_dir, tmp_path, set_name):
     """Every GE output of the shared sets: voxels, affine, bval/bvec and sidecar keys equal

@@ -72,6 +72,7 @@ def test_classic_philips_fmri_precise_scaling(data_dir, tmp_path):
     assert sidecar["SequenceName"] == "FEEPI"
 
 
+@pytest.mark.slow
 def test_classic_philips_dti_drops_trace_like_dcm2niix(data_dir, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="anatprep"):
         [(img, sidecar, nii)] = _convert(data_dir, "dcm_qa_philips/In/Vanderbilt_2018", tmp_path)

@@ -53,6 +53,7 @@ def test_sessions_are_counted_as_sessions_of_subjects():
     assert format_completed(["sub-01", "sub-02"], ["sub-02"]) == "1 of 2 subject(s) complete"
 
 
+@pytest.mark.slow
 def test_an_unknown_option_after_a_command_shows_that_commands_usage(tmp_path):
     res = _run("run", tmp_path, tmp_path / "out", "--no-such-option")
     assert res.returncode == 2

@@ -49,6 +49,7 @@ def test_an_unknown_name_lists_the_shipped_ones(capsys):
     assert "no shipped config of that name" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_takes_a_shipped_name(tmp_path):
     """Resolved before any work: an empty INPUT gets its own error (3), not a config one."""
     (tmp_path / "in").mkdir()

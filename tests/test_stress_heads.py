@@ -23,7 +23,7 @@ from stress_heads import (
     world_bounds,
 )
 
-pytestmark = pytest.mark.data
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 FAST = [n for n in NAMES if not n.startswith("highres")]
 
