@@ -59,7 +59,8 @@ def test_demo_completes_with_accurate_masks(demo_runs):
     assert set(dice) == {"01", "02"}
     # the demo's truth is the template's own mask (ROBEX's definition, no outer CSF); ours
     # follows antsBrainExtraction's (CSF up to the dura, like the curated MNI152 mask that
-    # is the accuracy reference, test_brain_extraction_real.py), hence ~0.94, not ~0.99
+    # is the accuracy reference, test_brain_extraction_real.py), hence short of ~0.99
+    # (benchmarks/demo.py measures it)
     assert min(dice.values()) >= 0.93, dice
     bids = folder / "bids"
     for sub in ("01", "02"):
