@@ -330,7 +330,9 @@ def run_study(
     template = check_template(cfg)
     with folders_undone_on_error() as created:
         check_paths(input_dir, output_dir, work_dir, created)
-        image = None if table else _container(input_dir, output_dir, work_dir, cfg, template)
+        image = None
+        if table is None:  # (a SLURMArray task, given its table, runs in its batch's image)
+            image = _container(input_dir, output_dir, work_dir, cfg, template)
         return _locked_run(
             input_dir, output_dir, work_dir, cfg, participant_labels, table, command, image
         )
@@ -444,8 +446,9 @@ def _index_plan_run(
     if not plans and not blocked:
         raise NoDataError(f"{input_dir}: no series matched a rule and series.convert_other is off")
     for item in table.unusable:
-        LOG.warning("skipped %s: %s", item.path, in_words(item.reason))
-        if in_words(item.reason) != item.reason:
+        words = in_words(item.reason)
+        LOG.warning("skipped %s: %s", item.path, words)
+        if words != item.reason:  # -v: the reason with its exception classes
             LOG.debug("skipped %s: %s", item.path, item.reason)
     for plan in plans:
         kinds = ", ".join(f"{s.stem} ({s.description})" if s.description else s.stem
